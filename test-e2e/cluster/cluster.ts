@@ -1,0 +1,228 @@
+// `up`, `down` and `status` of the local cluster.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  addresses,
+  COMPONENTS,
+  type Component,
+  type ComponentContext,
+  kubeconfigFor,
+  portFree,
+  STORAGE,
+} from "./components.ts";
+import { ensureHostTools } from "./host-tools.ts";
+import { clusterDir, clusterPaths, logFile } from "./layout.ts";
+import { Pki } from "./pki.ts";
+import { isRunning, type ProcessRecord, readRecords, startProcess, stopAll } from "./processes.ts";
+import { formatDuration, say, timed } from "./progress.ts";
+import { type Binaries, ensureBinaries } from "./toolchain.ts";
+
+const STARTUP_TIMEOUT_MS = 180_000;
+
+export class ComponentFailed extends Error {
+  readonly component: string;
+  readonly logFile: string;
+  constructor(component: string, reason: string) {
+    const log = logFile(component);
+    super(`${component} ${reason}; its log: ${log}`);
+    this.component = component;
+    this.logFile = log;
+  }
+}
+
+interface ComponentState {
+  name: string;
+  address: string;
+  running: boolean;
+  healthy: boolean;
+  pid?: number;
+  log: string;
+}
+
+async function context(): Promise<ComponentContext> {
+  return { bin: await ensureBinaries(), pki: new Pki(clusterPaths.pki) };
+}
+
+export async function status(): Promise<ComponentState[]> {
+  const records = new Map(readRecords(clusterPaths.pids).map((r) => [r.name, r]));
+  const pki = new Pki(clusterPaths.pki);
+  return Promise.all(
+    COMPONENTS.map(async (component) => {
+      const record = records.get(component.name);
+      const running = record !== undefined && isRunning(record);
+      return {
+        name: component.name,
+        address: component.address,
+        running,
+        healthy: running && (await component.healthy({ pki })),
+        pid: running ? record?.pid : undefined,
+        log: logFile(component.name),
+      };
+    }),
+  );
+}
+
+export function printStatus(states: ComponentState[]): void {
+  const rows = states.map((s) => [
+    s.name,
+    s.healthy ? "healthy" : s.running ? "unhealthy" : "stopped",
+    s.address,
+    s.pid === undefined ? "-" : String(s.pid),
+    s.log,
+  ]);
+  const header = ["COMPONENT", "STATE", "ADDRESS", "PID", "LOG"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  for (const row of [header, ...rows]) {
+    process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ")}\n`);
+  }
+}
+
+/** Brings every component up, healthy, and writes `.cluster/env`; a no-op when already up. */
+export async function up(): Promise<void> {
+  const started = Date.now();
+  const current = await status();
+  if (current.every((s) => s.healthy) && existsSync(clusterPaths.env)) {
+    say(`already up (source ${clusterPaths.env}); nothing changed`);
+    printStatus(current);
+    return;
+  }
+  if (readRecords(clusterPaths.pids).some(isRunning)) {
+    say("a partly running cluster was left behind: stopping it before starting afresh");
+    await down({ quiet: true });
+  }
+
+  await ensureHostTools();
+  const ctx = await context();
+  resetClusterDir();
+  await timed("creating certificates and kubeconfigs", async () => {
+    await ctx.pki.create();
+    mkdirSync(clusterPaths.config, { recursive: true });
+    ctx.pki.writeKubeconfig(clusterPaths.adminKubeconfig, "admin", addresses.apiServer);
+    for (const identity of ["kube-controller-manager", "kube-scheduler"]) {
+      ctx.pki.writeKubeconfig(kubeconfigFor(identity), identity, addresses.apiServer);
+    }
+  });
+
+  try {
+    await startInOrder(ctx);
+  } catch (error) {
+    say("start-up failed: stopping everything this `up` started");
+    await down({ quiet: true });
+    throw error;
+  }
+  writeEnvFile(ctx.bin);
+  say(`up in ${formatDuration(Date.now() - started)}; use it with: source ${clusterPaths.env}`);
+  printStatus(await status());
+}
+
+/** Clears what a previous cluster left (its data, certificates, configs), keeping logs. */
+function resetClusterDir(): void {
+  for (const dir of [clusterPaths.data, clusterPaths.pki, clusterPaths.config, clusterPaths.pids]) {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  rmSync(clusterPaths.env, { force: true });
+  rmSync(clusterPaths.logs, { recursive: true, force: true });
+  mkdirSync(clusterPaths.logs, { recursive: true });
+  mkdirSync(clusterPaths.data, { recursive: true });
+}
+
+/** Starts each component once what it needs is healthy; independent ones start together. */
+async function startInOrder(ctx: ComponentContext): Promise<void> {
+  const done = new Map<string, Promise<void>>();
+  const bringUp = async (component: Component): Promise<void> => {
+    await Promise.all(component.after.map((name) => done.get(name)));
+    for (const port of component.ports) {
+      if (!(await portFree(port))) {
+        throw new ComponentFailed(component.name, `cannot start: port ${port} is already in use`);
+      }
+    }
+    await component.prepare?.(ctx);
+    const launch = component.launch(ctx);
+    const record = startProcess({
+      name: component.name,
+      command: launch.command,
+      args: launch.args,
+      env: launch.env,
+      logFile: logFile(component.name),
+      pidDir: clusterPaths.pids,
+    });
+    await waitHealthy(component, record, ctx);
+    await component.initialize?.(ctx);
+    say(`${component.name} healthy at ${component.address}`);
+  };
+  for (const component of COMPONENTS) done.set(component.name, bringUp(component));
+  const results = await Promise.allSettled(done.values());
+  const failure = results.find((r) => r.status === "rejected");
+  if (failure) throw failure.reason;
+}
+
+async function waitHealthy(
+  component: Component,
+  record: ProcessRecord,
+  ctx: ComponentContext,
+): Promise<void> {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (!isRunning(record)) throw new ComponentFailed(component.name, "exited during start-up");
+    if (await component.healthy(ctx)) return;
+    await sleep(250);
+  }
+  throw new ComponentFailed(
+    component.name,
+    `was not healthy within ${formatDuration(STARTUP_TIMEOUT_MS)}`,
+  );
+}
+
+export function envFileContents(bin: Binaries): string {
+  const pathAdditions = [...new Set([dirname(bin.kubectl), dirname(bin.helm)])].join(":");
+  const vars: Record<string, string> = {
+    KUBECONFIG: clusterPaths.adminKubeconfig,
+    KAFKA_BOOTSTRAP: addresses.kafkaBootstrap,
+    S3_ENDPOINT: addresses.s3Endpoint,
+    S3_ACCESS_KEY: STORAGE.accessKey,
+    S3_SECRET_KEY: STORAGE.secretKey,
+    S3_BUCKET: STORAGE.bucket,
+    S3_REGION: STORAGE.region,
+    WEIR_CLUSTER_BIN: pathAdditions,
+  };
+  const lines = Object.entries(vars).map(([key, value]) => `export ${key}='${value}'`);
+  lines.push(`export PATH="${pathAdditions}:$PATH"`);
+  return `# Written by \`npm run cluster -- up\`; source it to use the local cluster.\n${lines.join("\n")}\n`;
+}
+
+function writeEnvFile(bin: Binaries): void {
+  writeFileSync(clusterPaths.env, envFileContents(bin));
+}
+
+/** Stops every process any `up` started (also after `up` itself crashed) and removes its files. */
+export async function down(options: { quiet?: boolean } = {}): Promise<void> {
+  const records = readRecords(clusterPaths.pids);
+  const survivors = await stopAll(clusterPaths.pids);
+  if (survivors.length > 0) {
+    throw new Error(
+      `could not stop: ${survivors.map((r) => `${r.name} (pid ${r.pid})`).join(", ")}`,
+    );
+  }
+  for (const dir of [clusterPaths.data, clusterPaths.pki, clusterPaths.config]) {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  rmSync(clusterPaths.env, { force: true });
+  if (!options.quiet) {
+    say(
+      records.length > 0
+        ? `stopped ${records.map((r) => r.name).join(", ")}; logs kept in ${clusterPaths.logs}`
+        : `nothing was running (${clusterDir})`,
+    );
+  }
+}
+
+/** The environment `.cluster/env` sets, for tests and scripts in Node. */
+export function readEnvFile(file = clusterPaths.env): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const match = /^export ([A-Z0-9_]+)='(.*)'$/.exec(line);
+    if (match?.[1] !== undefined && match[2] !== undefined) vars[match[1]] = match[2];
+  }
+  return vars;
+}

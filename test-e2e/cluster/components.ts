@@ -1,0 +1,359 @@
+// The local cluster's components: how each starts, what it depends on, how it is known to
+// be healthy, and where users reach it. All listen on loopback only.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { Admin } from "@platformatic/kafka";
+import { Client as MinioClient } from "minio";
+import { run } from "./exec.ts";
+import { clusterPaths, logFile } from "./layout.ts";
+import type { Pki } from "./pki.ts";
+import { answersOk } from "./probe.ts";
+import type { Binaries } from "./toolchain.ts";
+
+const HOST = "127.0.0.1";
+
+export const PORTS = {
+  etcdClient: 2379,
+  etcdPeer: 2380,
+  apiServer: 6443,
+  controllerManager: 10257,
+  scheduler: 10259,
+  minio: 9000,
+  minioConsole: 9001,
+  kafka: 9092,
+  kafkaController: 9093,
+};
+
+/**
+ * Fixed local-only credentials and names, so the sample manifests work as they are on the
+ * local cluster. Nothing listens beyond loopback.
+ */
+export const STORAGE = {
+  accessKey: "weir-local",
+  secretKey: "weir-local-secret",
+  bucket: "weir-savepoints",
+  region: "us-east-1",
+};
+
+/** True when nothing listens on host:port (we could bind it ourselves). */
+export function portFree(port: number, host = HOST): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+export const addresses = {
+  apiServer: `https://${HOST}:${PORTS.apiServer}`,
+  kafkaBootstrap: `${HOST}:${PORTS.kafka}`,
+  s3Endpoint: `http://${HOST}:${PORTS.minio}`,
+};
+
+export interface ComponentContext {
+  bin: Binaries;
+  pki: Pki;
+}
+
+export interface LaunchSpec {
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Component {
+  name: string;
+  /** Where a user or a test reaches it. */
+  address: string;
+  /** Components that must be healthy before this one starts. */
+  after: string[];
+  /** Ports it listens on: checked free before it starts, so a health probe never mistakes
+   * someone else's server on that port for this component. */
+  ports: number[];
+  /** One-off set-up before the first start: config files, storage formatting. */
+  prepare?(ctx: ComponentContext): Promise<void>;
+  launch(ctx: ComponentContext): LaunchSpec;
+  healthy(ctx: Pick<ComponentContext, "pki">): Promise<boolean>;
+  /** Runs once after the component first became healthy. */
+  initialize?(ctx: ComponentContext): Promise<void>;
+}
+
+function kubeconfigFor(identity: string): string {
+  return join(clusterPaths.config, `${identity}.kubeconfig`);
+}
+
+const etcd: Component = {
+  name: "etcd",
+  address: `http://${HOST}:${PORTS.etcdClient}`,
+  after: [],
+  ports: [PORTS.etcdClient, PORTS.etcdPeer],
+  launch: ({ bin }) => {
+    const client = `http://${HOST}:${PORTS.etcdClient}`;
+    const peer = `http://${HOST}:${PORTS.etcdPeer}`;
+    return {
+      command: bin.etcd,
+      args: [
+        "--name=weir",
+        `--data-dir=${join(clusterPaths.data, "etcd")}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=weir=${peer}`,
+        // A throwaway test cluster: durability on power loss is not worth the fsyncs.
+        "--unsafe-no-fsync",
+      ],
+    };
+  },
+  healthy: () => answersOk(`http://${HOST}:${PORTS.etcdClient}/health`),
+};
+
+const apiServer: Component = {
+  name: "kube-apiserver",
+  address: addresses.apiServer,
+  after: ["etcd"],
+  ports: [PORTS.apiServer],
+  launch: ({ bin, pki }) => ({
+    command: bin.kubeApiserver,
+    args: [
+      `--etcd-servers=http://${HOST}:${PORTS.etcdClient}`,
+      `--bind-address=${HOST}`,
+      `--advertise-address=${HOST}`,
+      `--secure-port=${PORTS.apiServer}`,
+      `--cert-dir=${join(clusterPaths.data, "apiserver")}`,
+      `--tls-cert-file=${pki.path("apiserver.crt")}`,
+      `--tls-private-key-file=${pki.path("apiserver.key")}`,
+      `--client-ca-file=${pki.path("ca.crt")}`,
+      "--authorization-mode=Node,RBAC",
+      "--enable-admission-plugins=NodeRestriction",
+      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+      `--service-account-key-file=${pki.path("sa.pub")}`,
+      `--service-account-signing-key-file=${pki.path("sa.key")}`,
+      "--service-cluster-ip-range=10.96.0.0/16",
+      "--allow-privileged=true",
+      "--profiling=false",
+    ],
+  }),
+  healthy: ({ pki }) =>
+    answersOk(`${addresses.apiServer}/readyz`, { ca: readFileSync(pki.path("ca.crt"), "utf8") }),
+};
+
+/** Shared flags of the controller manager and the scheduler: who they are, where they serve. */
+function controlPlaneClientFlags(identity: string, port: number): string[] {
+  const kubeconfig = kubeconfigFor(identity);
+  return [
+    `--kubeconfig=${kubeconfig}`,
+    `--authentication-kubeconfig=${kubeconfig}`,
+    `--authorization-kubeconfig=${kubeconfig}`,
+    `--bind-address=${HOST}`,
+    `--secure-port=${port}`,
+    `--cert-dir=${join(clusterPaths.data, identity)}`,
+    "--leader-elect=false",
+  ];
+}
+
+const controllerManager: Component = {
+  name: "kube-controller-manager",
+  address: `https://${HOST}:${PORTS.controllerManager}`,
+  after: ["kube-apiserver"],
+  ports: [PORTS.controllerManager],
+  launch: ({ bin, pki }) => ({
+    command: bin.kubeControllerManager,
+    args: [
+      ...controlPlaneClientFlags("kube-controller-manager", PORTS.controllerManager),
+      `--service-account-private-key-file=${pki.path("sa.key")}`,
+      `--root-ca-file=${pki.path("ca.crt")}`,
+      "--use-service-account-credentials=true",
+      `--cluster-signing-cert-file=${pki.path("ca.crt")}`,
+      `--cluster-signing-key-file=${pki.path("ca.key")}`,
+    ],
+  }),
+  // Healthy once it serves and its service-account controller has made the default account
+  // (pods cannot be admitted before that).
+  healthy: async () => {
+    if (!(await answersOk(`https://${HOST}:${PORTS.controllerManager}/healthz`))) return false;
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(clusterPaths.adminKubeconfig);
+    try {
+      await kubeConfig
+        .makeApiClient(CoreV1Api)
+        .readNamespacedServiceAccount({ name: "default", namespace: "default" });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+};
+
+const scheduler: Component = {
+  name: "kube-scheduler",
+  address: `https://${HOST}:${PORTS.scheduler}`,
+  after: ["kube-apiserver"],
+  ports: [PORTS.scheduler],
+  launch: ({ bin }) => ({
+    command: bin.kubeScheduler,
+    args: controlPlaneClientFlags("kube-scheduler", PORTS.scheduler),
+  }),
+  healthy: () => answersOk(`https://${HOST}:${PORTS.scheduler}/healthz`),
+};
+
+export function minioClient(): MinioClient {
+  return new MinioClient({
+    endPoint: HOST,
+    port: PORTS.minio,
+    useSSL: false,
+    accessKey: STORAGE.accessKey,
+    secretKey: STORAGE.secretKey,
+    region: STORAGE.region,
+  });
+}
+
+const minio: Component = {
+  name: "minio",
+  address: addresses.s3Endpoint,
+  after: [],
+  ports: [PORTS.minio, PORTS.minioConsole],
+  launch: ({ bin }) => ({
+    command: bin.minio,
+    args: [
+      "server",
+      `--address=${HOST}:${PORTS.minio}`,
+      `--console-address=${HOST}:${PORTS.minioConsole}`,
+      join(clusterPaths.data, "minio"),
+    ],
+    env: {
+      ...process.env,
+      MINIO_ROOT_USER: STORAGE.accessKey,
+      MINIO_ROOT_PASSWORD: STORAGE.secretKey,
+      MINIO_BROWSER: "off",
+      MINIO_UPDATE: "off",
+      MINIO_REGION: STORAGE.region,
+    },
+  }),
+  healthy: () => answersOk(`${addresses.s3Endpoint}/minio/health/ready`),
+  initialize: async () => {
+    const client = minioClient();
+    if (!(await client.bucketExists(STORAGE.bucket))) {
+      await client.makeBucket(STORAGE.bucket, STORAGE.region);
+    }
+  },
+};
+
+/**
+ * One KRaft node acting as broker and controller. The internal topics get replication factor
+ * and min ISR 1, which a single node needs for consumer groups and transactions to work.
+ */
+export function kafkaProperties(dataDir: string): string {
+  const settings: Record<string, string | number> = {
+    "process.roles": "broker,controller",
+    "node.id": 1,
+    "controller.quorum.voters": `1@${HOST}:${PORTS.kafkaController}`,
+    listeners: `PLAINTEXT://${HOST}:${PORTS.kafka},CONTROLLER://${HOST}:${PORTS.kafkaController}`,
+    "advertised.listeners": `PLAINTEXT://${HOST}:${PORTS.kafka}`,
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "log.dirs": dataDir,
+    "num.partitions": 1,
+    "offsets.topic.replication.factor": 1,
+    "transaction.state.log.replication.factor": 1,
+    "transaction.state.log.min.isr": 1,
+    "share.coordinator.state.topic.replication.factor": 1,
+    "share.coordinator.state.topic.min.isr": 1,
+    "min.insync.replicas": 1,
+    "group.initial.rebalance.delay.ms": 0,
+    // Topics are created on purpose (by tests, the runtime, the operator), never by a typo.
+    "auto.create.topics.enable": "false",
+  };
+  return `${Object.entries(settings)
+    .map(([key, value]) => `${key}=${value}`)
+    .join("\n")}\n`;
+}
+
+const KAFKA_LOG4J2 = `status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+`;
+
+/** Kafka's cluster id format: 16 random bytes, URL-safe base64 without padding. */
+export function kafkaClusterId(): string {
+  return randomBytes(16).toString("base64url");
+}
+
+function kafkaJava(bin: Binaries, mainClass: string, args: string[]): LaunchSpec {
+  return {
+    command: "java",
+    args: [
+      "-Xms256m",
+      "-Xmx512m",
+      "-XX:+UseG1GC",
+      "-Djava.awt.headless=true",
+      `-Dlog4j2.configurationFile=${join(clusterPaths.config, "kafka-log4j2.properties")}`,
+      "-cp",
+      `${bin.kafkaLibs}/*`,
+      mainClass,
+      ...args,
+    ],
+  };
+}
+
+const kafkaPropertiesFile = () => join(clusterPaths.config, "kafka.properties");
+
+const kafka: Component = {
+  name: "kafka",
+  address: addresses.kafkaBootstrap,
+  after: [],
+  ports: [PORTS.kafka, PORTS.kafkaController],
+  prepare: async ({ bin }) => {
+    const dataDir = join(clusterPaths.data, "kafka");
+    mkdirSync(clusterPaths.config, { recursive: true });
+    writeFileSync(kafkaPropertiesFile(), kafkaProperties(dataDir));
+    writeFileSync(join(clusterPaths.config, "kafka-log4j2.properties"), KAFKA_LOG4J2);
+    const format = kafkaJava(bin, "kafka.tools.StorageTool", [
+      "format",
+      "-t",
+      kafkaClusterId(),
+      "-c",
+      kafkaPropertiesFile(),
+    ]);
+    await run(format.command, format.args, { logFile: logFile("kafka") });
+  },
+  launch: ({ bin }) => kafkaJava(bin, "kafka.Kafka", [kafkaPropertiesFile()]),
+  healthy: async () => {
+    const admin = new Admin({
+      clientId: "weir-cluster-probe",
+      bootstrapBrokers: [addresses.kafkaBootstrap],
+      timeout: 2_000,
+      retries: 0,
+    });
+    try {
+      const metadata = await admin.metadata({ topics: [] });
+      return metadata.brokers.size > 0;
+    } catch {
+      return false;
+    } finally {
+      await admin.close().catch(() => {});
+    }
+  },
+};
+
+/** Every component, in an order that respects `after`. */
+export const COMPONENTS: Component[] = [
+  etcd,
+  minio,
+  kafka,
+  apiServer,
+  controllerManager,
+  scheduler,
+];
+
+export { kubeconfigFor };

@@ -1,0 +1,120 @@
+// The pure builders behind the local cluster: what they produce is what the components get.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { envFileContents, readEnvFile } from "./cluster.ts";
+import { kafkaClusterId, kafkaProperties, PORTS } from "./components.ts";
+import { opensslConfig } from "./pki.ts";
+import { formatDuration } from "./progress.ts";
+import type { Binaries } from "./toolchain.ts";
+import { compareVersions, kafkaPom, wrapperGoMod } from "./toolchain.ts";
+import { KAFKA_VERSION, KUBERNETES_VERSION } from "./versions.ts";
+
+function parseProperties(text: string): Map<string, string> {
+  return new Map(
+    text
+      .trim()
+      .split("\n")
+      .map((line) => {
+        const at = line.indexOf("=");
+        return [line.slice(0, at), line.slice(at + 1)] as [string, string];
+      }),
+  );
+}
+
+test("kafka properties make a single KRaft node that can run transactions", () => {
+  const props = parseProperties(kafkaProperties("/data/kafka"));
+  assert.equal(props.get("process.roles"), "broker,controller");
+  assert.equal(props.get("controller.quorum.voters"), `1@127.0.0.1:${PORTS.kafkaController}`);
+  assert.equal(props.get("advertised.listeners"), `PLAINTEXT://127.0.0.1:${PORTS.kafka}`);
+  for (const key of [
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+  ]) {
+    assert.equal(props.get(key), "1", key);
+  }
+  assert.equal(props.get("group.initial.rebalance.delay.ms"), "0");
+  assert.equal(props.get("log.dirs"), "/data/kafka");
+});
+
+test("kafka cluster ids are 22 URL-safe base64 characters and differ", () => {
+  const a = kafkaClusterId();
+  assert.match(a, /^[A-Za-z0-9_-]{22}$/);
+  assert.notEqual(a, kafkaClusterId());
+});
+
+test("the Kubernetes wrapper module maps every staging module to its v0 twin", () => {
+  const goMod = wrapperGoMod({
+    name: "kubernetes",
+    version: KUBERNETES_VERSION,
+    module: "k8s.io/kubernetes",
+    binaries: {},
+    replaces: ["k8s.io/api => k8s.io/api v0.36.3"],
+  });
+  assert.match(goMod, new RegExp(`^require k8s.io/kubernetes ${KUBERNETES_VERSION}$`, "m"));
+  assert.match(goMod, /^replace \(\n\tk8s\.io\/api => k8s\.io\/api v0\.36\.3\n\)$/m);
+});
+
+test("the Kafka pom asks for the pinned broker and a logging binding", () => {
+  const pom = kafkaPom();
+  assert.match(pom, new RegExp(`<artifactId>kafka_2.13</artifactId><version>${KAFKA_VERSION}<`));
+  assert.match(pom, /<artifactId>log4j-slf4j-impl<\/artifactId>/);
+});
+
+test("version comparison orders Go versions numerically", () => {
+  assert.equal(compareVersions("1.26.8", "1.26.0"), 1);
+  assert.equal(compareVersions("1.9", "1.26.0"), -1);
+  assert.equal(compareVersions("1.26", "1.26.0"), 0);
+});
+
+test("openssl configs give the CA its powers and leaves only theirs", () => {
+  const ca = opensslConfig({ commonName: "ca", ca: true });
+  assert.match(ca, /basicConstraints = critical,CA:TRUE/);
+  const leaf = opensslConfig({
+    commonName: "weir-admin",
+    organization: "system:masters",
+    subjectAltNames: ["IP:127.0.0.1"],
+  });
+  assert.match(leaf, /basicConstraints = critical,CA:FALSE/);
+  assert.match(leaf, /^O = system:masters$/m);
+  assert.match(leaf, /^extendedKeyUsage = clientAuth$/m);
+  assert.match(leaf, /^subjectAltName = IP:127.0.0.1$/m);
+});
+
+test("the env file is shell-sourceable and reads back the same", () => {
+  const bin = { kubectl: "/cache/k8s/bin/kubectl", helm: "/cache/helm/bin/helm" } as Binaries;
+  const contents = envFileContents(bin);
+  const dir = mkdtempSync(join(tmpdir(), "weir-env-"));
+  try {
+    const file = join(dir, "env");
+    writeFileSync(file, contents);
+    const vars = readEnvFile(file);
+    for (const name of [
+      "KUBECONFIG",
+      "KAFKA_BOOTSTRAP",
+      "S3_ENDPOINT",
+      "S3_ACCESS_KEY",
+      "S3_SECRET_KEY",
+      "S3_BUCKET",
+    ]) {
+      assert.ok(vars[name], `${name} is set`);
+    }
+    const fromShell = execFileSync("sh", ["-c", `. ${file} && echo "$S3_BUCKET|$PATH"`], {
+      env: { PATH: "/usr/bin:/bin" },
+    })
+      .toString()
+      .trim();
+    assert.equal(fromShell, `${vars.S3_BUCKET}|/cache/k8s/bin:/cache/helm/bin:/usr/bin:/bin`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("durations read as a person would say them", () => {
+  assert.equal(formatDuration(1_234), "1.2s");
+  assert.equal(formatDuration(754_000), "12m34s");
+});

@@ -1,0 +1,37 @@
+// Programs the cluster build needs from the machine. Where one is missing and we may, it is
+// installed from Debian's packages; Go comes from the machine (or, when too old, from the
+// Go module proxy: see toolchain.ts).
+import { execFileSync } from "node:child_process";
+import { run } from "./exec.ts";
+import { say } from "./progress.ts";
+
+const TOOLS: { command: string; debianPackage: string; purpose: string }[] = [
+  { command: "openssl", debianPackage: "openssl", purpose: "certificates" },
+  { command: "java", debianPackage: "openjdk-17-jre-headless", purpose: "the Kafka broker" },
+  { command: "mvn", debianPackage: "maven", purpose: "fetching Kafka from Maven Central" },
+];
+
+function onPath(command: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function ensureHostTools(): Promise<void> {
+  const missing = TOOLS.filter((tool) => !onPath(tool.command));
+  if (missing.length === 0) return;
+  const packages = missing.map((tool) => tool.debianPackage);
+  const canInstall = process.getuid?.() === 0 && onPath("apt-get");
+  if (!canInstall) {
+    throw new Error(
+      `missing ${missing.map((t) => `${t.command} (for ${t.purpose})`).join(", ")}; install the Debian packages ${packages.join(" ")}`,
+    );
+  }
+  say(`installing ${packages.join(", ")} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update", "-q"], { env });
+  await run("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...packages], { env });
+}

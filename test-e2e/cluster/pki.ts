@@ -1,0 +1,162 @@
+// The local cluster's certificates and kubeconfigs, made fresh by every `up` with openssl:
+// one CA, the API server's serving certificate, a client certificate per identity, and the
+// service-account signing key pair.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { run } from "./exec.ts";
+
+export interface ClientIdentity {
+  /** File stem and kubeconfig user name. */
+  name: string;
+  commonName: string;
+  organization?: string;
+}
+
+/** Names the API server answers to: loopback, and what in-cluster clients use. */
+export const API_SERVER_SANS = [
+  "DNS:localhost",
+  "DNS:kubernetes",
+  "DNS:kubernetes.default",
+  "DNS:kubernetes.default.svc",
+  "DNS:kubernetes.default.svc.cluster.local",
+  "IP:127.0.0.1",
+  "IP:10.96.0.1",
+];
+
+export const CLIENT_IDENTITIES: ClientIdentity[] = [
+  { name: "admin", commonName: "weir-admin", organization: "system:masters" },
+  { name: "kube-controller-manager", commonName: "system:kube-controller-manager" },
+  { name: "kube-scheduler", commonName: "system:kube-scheduler" },
+];
+
+export function opensslConfig(options: {
+  commonName: string;
+  organization?: string;
+  ca?: boolean;
+  extendedKeyUsage?: string;
+  subjectAltNames?: string[];
+}): string {
+  const dn = [options.organization && `O = ${options.organization}`, `CN = ${options.commonName}`];
+  const ext = options.ca
+    ? [
+        "basicConstraints = critical,CA:TRUE",
+        "keyUsage = critical,keyCertSign,cRLSign,digitalSignature",
+      ]
+    : [
+        "basicConstraints = critical,CA:FALSE",
+        "keyUsage = critical,digitalSignature,keyEncipherment",
+        `extendedKeyUsage = ${options.extendedKeyUsage ?? "clientAuth"}`,
+        "authorityKeyIdentifier = keyid",
+      ];
+  if (options.subjectAltNames?.length) {
+    ext.push(`subjectAltName = ${options.subjectAltNames.join(",")}`);
+  }
+  ext.push("subjectKeyIdentifier = hash");
+  return [
+    "[req]",
+    "distinguished_name = dn",
+    "prompt = no",
+    "[dn]",
+    ...dn.filter(Boolean),
+    "[ext]",
+    ...ext,
+    "",
+  ].join("\n");
+}
+
+export class Pki {
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  path(file: string): string {
+    return join(this.dir, file);
+  }
+
+  /** Creates everything the control plane needs; replaces what an earlier `up` left. */
+  async create(): Promise<void> {
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    await this.certificate("ca", { commonName: "weir-local-ca", ca: true });
+    await this.certificate("apiserver", {
+      commonName: "kube-apiserver",
+      extendedKeyUsage: "serverAuth",
+      subjectAltNames: API_SERVER_SANS,
+    });
+    for (const identity of CLIENT_IDENTITIES) {
+      await this.certificate(identity.name, {
+        commonName: identity.commonName,
+        organization: identity.organization,
+      });
+    }
+    await run("openssl", ["genrsa", "-out", this.path("sa.key"), "2048"]);
+    await run("openssl", [
+      "rsa",
+      "-in",
+      this.path("sa.key"),
+      "-pubout",
+      "-out",
+      this.path("sa.pub"),
+    ]);
+  }
+
+  private async certificate(
+    name: string,
+    options: Parameters<typeof opensslConfig>[0],
+  ): Promise<void> {
+    const config = this.path(`${name}.cnf`);
+    writeFileSync(config, opensslConfig(options));
+    const signer = options.ca ? [] : ["-CA", this.path("ca.crt"), "-CAkey", this.path("ca.key")];
+    await run("openssl", [
+      "req",
+      "-x509",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      this.path(`${name}.key`),
+      "-out",
+      this.path(`${name}.crt`),
+      "-days",
+      options.ca ? "3650" : "365",
+      "-config",
+      config,
+      "-extensions",
+      "ext",
+      ...signer,
+    ]);
+    rmSync(config);
+  }
+
+  /** A self-contained kubeconfig (certificates inline) for one client identity. */
+  writeKubeconfig(file: string, identity: string, server: string): void {
+    const base64 = (name: string) => readFileSync(this.path(name)).toString("base64");
+    const config = {
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [
+        {
+          name: "weir-local",
+          cluster: { server, "certificate-authority-data": base64("ca.crt") },
+        },
+      ],
+      users: [
+        {
+          name: identity,
+          user: {
+            "client-certificate-data": base64(`${identity}.crt`),
+            "client-key-data": base64(`${identity}.key`),
+          },
+        },
+      ],
+      contexts: [{ name: "weir-local", context: { cluster: "weir-local", user: identity } }],
+      "current-context": "weir-local",
+    };
+    writeFileSync(file, stringify(config), { mode: 0o600 });
+  }
+}

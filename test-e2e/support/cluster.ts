@@ -1,0 +1,70 @@
+// What an end-to-end test needs to reach the local cluster: read from `.cluster/env`, which
+// `npm run cluster -- up` writes (and `npm test` runs for you).
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
+import { readEnvFile } from "../cluster/cluster.ts";
+import { clusterPaths } from "../cluster/layout.ts";
+
+export interface ClusterEnv {
+  kubeconfig: string;
+  kafkaBootstrap: string;
+  s3Endpoint: string;
+  s3AccessKey: string;
+  s3SecretKey: string;
+  s3Bucket: string;
+  s3Region: string;
+  binDirs: string[];
+}
+
+function required(vars: Record<string, string>, name: string): string {
+  const value = vars[name];
+  if (value === undefined) throw new Error(`${clusterPaths.env} does not set ${name}`);
+  return value;
+}
+
+export function clusterEnv(): ClusterEnv {
+  if (!existsSync(clusterPaths.env)) {
+    throw new Error(
+      `no local cluster: ${clusterPaths.env} is missing (run \`npm run cluster -- up\`, or \`npm test\`)`,
+    );
+  }
+  const vars = readEnvFile();
+  return {
+    kubeconfig: required(vars, "KUBECONFIG"),
+    kafkaBootstrap: required(vars, "KAFKA_BOOTSTRAP"),
+    s3Endpoint: required(vars, "S3_ENDPOINT"),
+    s3AccessKey: required(vars, "S3_ACCESS_KEY"),
+    s3SecretKey: required(vars, "S3_SECRET_KEY"),
+    s3Bucket: required(vars, "S3_BUCKET"),
+    s3Region: required(vars, "S3_REGION"),
+    binDirs: required(vars, "WEIR_CLUSTER_BIN").split(":"),
+  };
+}
+
+export function adminKubeConfig(): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(clusterEnv().kubeconfig);
+  return kubeConfig;
+}
+
+/** A name no other test (or earlier run) uses: tests share one cluster. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+const execFileAsync = promisify(execFile);
+
+/** Runs one of the cluster's CLIs (kubectl, helm) against it; resolves with stdout. */
+export async function cli(tool: "kubectl" | "helm", args: string[]): Promise<string> {
+  const env = clusterEnv();
+  const binary = env.binDirs.map((dir) => join(dir, tool)).find((path) => existsSync(path));
+  if (!binary) throw new Error(`${tool} not found in ${env.binDirs.join(", ")}`);
+  const { stdout } = await execFileAsync(binary, args, {
+    env: { ...process.env, KUBECONFIG: env.kubeconfig },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return stdout;
+}

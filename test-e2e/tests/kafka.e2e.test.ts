@@ -1,0 +1,132 @@
+// The Kafka broker (pinned 4.x, KRaft, one node) through @platformatic/kafka: topics,
+// produce and consume, and transactions: an aborted one stays invisible to read_committed.
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import {
+  Admin,
+  Consumer,
+  FetchIsolationLevels,
+  Producer,
+  stringDeserializers,
+  stringSerializers,
+} from "@platformatic/kafka";
+import { clusterEnv, uniqueName } from "../support/cluster.ts";
+
+const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
+const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
+
+/** Reads `topic` from the start until `done(valuesSoFar)`; returns every value read. */
+async function readUntil(
+  topic: string,
+  done: (values: string[]) => boolean,
+  isolationLevel: number,
+): Promise<string[]> {
+  const consumer = new Consumer({
+    groupId: uniqueName("weir-test-reader"),
+    clientId: "weir-test-reader",
+    bootstrapBrokers,
+    deserializers: stringDeserializers,
+    isolationLevel,
+    maxWaitTime: 500,
+  });
+  const values: string[] = [];
+  try {
+    const stream = await consumer.consume({ topics: [topic], mode: "earliest", autocommit: false });
+    const timeout = setTimeout(
+      () =>
+        stream.destroy(new Error(`${topic}: still reading after 30 s, got ${values.join(",")}`)),
+      30_000,
+    );
+    try {
+      for await (const message of stream) {
+        values.push(message.value);
+        if (done(values)) break;
+      }
+    } finally {
+      clearTimeout(timeout);
+    }
+  } finally {
+    await consumer.close(true);
+  }
+  return values;
+}
+
+describe("kafka", () => {
+  const created: string[] = [];
+  async function createTopic(partitions: number): Promise<string> {
+    const topic = uniqueName("weir-test");
+    await admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+    created.push(topic);
+    return topic;
+  }
+
+  after(async () => {
+    if (created.length > 0) await admin.deleteTopics({ topics: created });
+    await admin.close();
+  });
+
+  test("create a topic, produce and consume", async () => {
+    const topic = await createTopic(3);
+    const metadata = await admin.metadata({ topics: [topic] });
+    assert.equal(metadata.topics.get(topic)?.partitionsCount, 3);
+
+    const producer = new Producer({
+      clientId: "weir-test-producer",
+      bootstrapBrokers,
+      serializers: stringSerializers,
+    });
+    const sent = ["a", "b", "c", "d", "e", "end"];
+    await producer.send({
+      messages: sent.map((value, i) => ({ topic, key: `k${i}`, value, partition: i % 3 })),
+    });
+    await producer.close();
+
+    const read = await readUntil(
+      topic,
+      (values) => values.length >= sent.length,
+      FetchIsolationLevels.READ_COMMITTED,
+    );
+    // Order holds within a partition only.
+    assert.deepEqual(read.sort(), [...sent].sort());
+  });
+
+  test("an aborted transaction is invisible to read_committed, a committed one is seen", async () => {
+    const topic = await createTopic(1);
+    const producer = new Producer({
+      clientId: "weir-test-transactional",
+      bootstrapBrokers,
+      serializers: stringSerializers,
+      transactionalId: uniqueName("weir-test-tx"),
+      idempotent: true,
+      acks: -1,
+    });
+    try {
+      const aborted = await producer.beginTransaction();
+      await aborted.send({
+        messages: [
+          { topic, value: "aborted-1" },
+          { topic, value: "aborted-2" },
+        ],
+      });
+      await aborted.abort();
+
+      const committed = await producer.beginTransaction();
+      await committed.send({
+        messages: [
+          { topic, value: "committed-1" },
+          { topic, value: "end" },
+        ],
+      });
+      await committed.commit();
+    } finally {
+      await producer.close();
+    }
+
+    const isEnd = (values: string[]) => values.at(-1) === "end";
+    const readCommitted = await readUntil(topic, isEnd, FetchIsolationLevels.READ_COMMITTED);
+    assert.deepEqual(readCommitted, ["committed-1", "end"]);
+    // The aborted records really are in the log: a read_uncommitted reader sees them.
+    const readUncommitted = await readUntil(topic, isEnd, FetchIsolationLevels.READ_UNCOMMITTED);
+    assert.deepEqual(readUncommitted, ["aborted-1", "aborted-2", "committed-1", "end"]);
+  });
+});
