@@ -30,7 +30,7 @@ function testFiles(): string[] {
 }
 
 step("type-check (tsc --noEmit)", "tsc", ["--noEmit"]);
-step("lint and format (biome ci)", "biome", ["ci", "--error-on-warnings", "."]);
+step("lint and format (biome ci)", "biome", ["ci", "--colors=off", "--error-on-warnings", "."]);
 
 let startedCluster = false;
 let env = process.env;

@@ -8,6 +8,7 @@ import {
   type Component,
   type ComponentContext,
   kubeconfigFor,
+  NODE_NAME,
   portFree,
   STORAGE,
 } from "./components.ts";
@@ -96,10 +97,10 @@ export async function up(): Promise<void> {
   const ctx = await context();
   resetClusterDir();
   await timed("creating certificates and kubeconfigs", async () => {
-    await ctx.pki.create();
+    await ctx.pki.create(NODE_NAME);
     mkdirSync(clusterPaths.config, { recursive: true });
     ctx.pki.writeKubeconfig(clusterPaths.adminKubeconfig, "admin", addresses.apiServer);
-    for (const identity of ["kube-controller-manager", "kube-scheduler"]) {
+    for (const identity of ["kube-controller-manager", "kube-scheduler", "kubelet"]) {
       ctx.pki.writeKubeconfig(kubeconfigFor(identity), identity, addresses.apiServer);
     }
   });

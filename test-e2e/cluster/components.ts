@@ -3,12 +3,13 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Admin } from "@platformatic/kafka";
 import { Client as MinioClient } from "minio";
 import { run } from "./exec.ts";
-import { clusterPaths, logFile } from "./layout.ts";
+import { clusterPaths, logFile, repoRoot } from "./layout.ts";
 import type { Pki } from "./pki.ts";
 import { answersOk } from "./probe.ts";
 import type { Binaries } from "./toolchain.ts";
@@ -25,7 +26,11 @@ export const PORTS = {
   minioConsole: 9001,
   kafka: 9092,
   kafkaController: 9093,
+  kubelet: 10250,
 };
+
+/** The process kubelet's Node is named after the machine. */
+export const NODE_NAME = hostname().toLowerCase();
 
 /**
  * Fixed local-only credentials and names, so the sample manifests work as they are on the
@@ -135,6 +140,10 @@ const apiServer: Component = {
       "--service-cluster-ip-range=10.96.0.0/16",
       "--allow-privileged=true",
       "--profiling=false",
+      `--kubelet-client-certificate=${pki.path("apiserver-kubelet-client.crt")}`,
+      `--kubelet-client-key=${pki.path("apiserver-kubelet-client.key")}`,
+      `--kubelet-certificate-authority=${pki.path("ca.crt")}`,
+      "--kubelet-preferred-address-types=InternalIP",
     ],
   }),
   healthy: ({ pki }) =>
@@ -175,12 +184,8 @@ const controllerManager: Component = {
   // (pods cannot be admitted before that).
   healthy: async () => {
     if (!(await answersOk(`https://${HOST}:${PORTS.controllerManager}/healthz`))) return false;
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromFile(clusterPaths.adminKubeconfig);
     try {
-      await kubeConfig
-        .makeApiClient(CoreV1Api)
-        .readNamespacedServiceAccount({ name: "default", namespace: "default" });
+      await adminApi().readNamespacedServiceAccount({ name: "default", namespace: "default" });
       return true;
     } catch {
       return false;
@@ -346,6 +351,47 @@ const kafka: Component = {
   },
 };
 
+/** Admin access for health checks that ask the API server. */
+function adminApi(): CoreV1Api {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(clusterPaths.adminKubeconfig);
+  return kubeConfig.makeApiClient(CoreV1Api);
+}
+
+/** The process kubelet (test-e2e/kubelet): runs the pods bound to this machine's Node. */
+const kubelet: Component = {
+  name: "kubelet",
+  address: `https://${HOST}:${PORTS.kubelet}`,
+  after: ["kube-apiserver"],
+  ports: [PORTS.kubelet],
+  launch: ({ pki }) => ({
+    command: process.execPath,
+    args: [join(repoRoot, "test-e2e", "kubelet", "main.ts")],
+    env: {
+      ...process.env,
+      WEIR_NODE_NAME: NODE_NAME,
+      WEIR_KUBELET_DIR: join(clusterPaths.data, "kubelet"),
+      WEIR_KUBELET_PORT: String(PORTS.kubelet),
+      WEIR_KUBELET_KUBECONFIG: kubeconfigFor("kubelet"),
+      WEIR_KUBELET_PKI: pki.dir,
+      WEIR_API_SERVER: addresses.apiServer,
+      WEIR_IMAGE_CATALOG: join(repoRoot, "test-e2e", "image-catalog.yaml"),
+      WEIR_REPO_ROOT: repoRoot,
+    },
+  }),
+  // Healthy once its Node reports Ready.
+  healthy: async () => {
+    try {
+      const node = await adminApi().readNode({ name: NODE_NAME });
+      return (
+        node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false
+      );
+    } catch {
+      return false;
+    }
+  },
+};
+
 /** Every component, in an order that respects `after`. */
 export const COMPONENTS: Component[] = [
   etcd,
@@ -354,6 +400,7 @@ export const COMPONENTS: Component[] = [
   apiServer,
   controllerManager,
   scheduler,
+  kubelet,
 ];
 
 export { kubeconfigFor };

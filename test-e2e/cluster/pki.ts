@@ -24,11 +24,21 @@ export const API_SERVER_SANS = [
   "IP:10.96.0.1",
 ];
 
-export const CLIENT_IDENTITIES: ClientIdentity[] = [
-  { name: "admin", commonName: "weir-admin", organization: "system:masters" },
-  { name: "kube-controller-manager", commonName: "system:kube-controller-manager" },
-  { name: "kube-scheduler", commonName: "system:kube-scheduler" },
-];
+export function clientIdentities(nodeName: string): ClientIdentity[] {
+  return [
+    { name: "admin", commonName: "weir-admin", organization: "system:masters" },
+    { name: "kube-controller-manager", commonName: "system:kube-controller-manager" },
+    { name: "kube-scheduler", commonName: "system:kube-scheduler" },
+    // The node's identity: the Node authorizer limits it to its own pods' objects.
+    { name: "kubelet", commonName: `system:node:${nodeName}`, organization: "system:nodes" },
+    // How the API server reaches kubelets (logs); kubelets verify it against the CA.
+    {
+      name: "apiserver-kubelet-client",
+      commonName: "kube-apiserver-kubelet-client",
+      organization: "system:masters",
+    },
+  ];
+}
 
 export function opensslConfig(options: {
   commonName: string;
@@ -75,8 +85,8 @@ export class Pki {
     return join(this.dir, file);
   }
 
-  /** Creates everything the control plane needs; replaces what an earlier `up` left. */
-  async create(): Promise<void> {
+  /** Creates everything the cluster needs; replaces what an earlier `up` left. */
+  async create(nodeName: string): Promise<void> {
     rmSync(this.dir, { recursive: true, force: true });
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     await this.certificate("ca", { commonName: "weir-local-ca", ca: true });
@@ -85,7 +95,13 @@ export class Pki {
       extendedKeyUsage: "serverAuth",
       subjectAltNames: API_SERVER_SANS,
     });
-    for (const identity of CLIENT_IDENTITIES) {
+    await this.certificate("kubelet-serving", {
+      commonName: `system:node:${nodeName}`,
+      organization: "system:nodes",
+      extendedKeyUsage: "serverAuth",
+      subjectAltNames: ["IP:127.0.0.1", `DNS:${nodeName}`],
+    });
+    for (const identity of clientIdentities(nodeName)) {
       await this.certificate(identity.name, {
         commonName: identity.commonName,
         organization: identity.organization,

@@ -83,11 +83,12 @@ describe("kafka", () => {
 
     const read = await readUntil(
       topic,
-      (values) => values.length >= sent.length,
+      (values) => sent.every((value) => values.includes(value)),
       FetchIsolationLevels.READ_COMMITTED,
     );
-    // Order holds within a partition only.
-    assert.deepEqual(read.sort(), [...sent].sort());
+    // A consumer group may re-deliver across its first rebalance (at-least-once), and order
+    // holds within a partition only: compare what was read as a set.
+    assert.deepEqual([...new Set(read)].sort(), [...sent].sort());
   });
 
   test("an aborted transaction is invisible to read_committed, a committed one is seen", async () => {
@@ -123,10 +124,13 @@ describe("kafka", () => {
     }
 
     const isEnd = (values: string[]) => values.at(-1) === "end";
+    // One partition: order holds; a re-delivery after a rebalance repeats a prefix, so compare
+    // the values in first-seen order.
+    const distinct = (values: string[]) => [...new Set(values)];
     const readCommitted = await readUntil(topic, isEnd, FetchIsolationLevels.READ_COMMITTED);
-    assert.deepEqual(readCommitted, ["committed-1", "end"]);
+    assert.deepEqual(distinct(readCommitted), ["committed-1", "end"]);
     // The aborted records really are in the log: a read_uncommitted reader sees them.
     const readUncommitted = await readUntil(topic, isEnd, FetchIsolationLevels.READ_UNCOMMITTED);
-    assert.deepEqual(readUncommitted, ["aborted-1", "aborted-2", "committed-1", "end"]);
+    assert.deepEqual(distinct(readUncommitted), ["aborted-1", "aborted-2", "committed-1", "end"]);
   });
 });

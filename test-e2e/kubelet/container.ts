@@ -1,0 +1,204 @@
+// One run of one container as local processes. The chain
+//   setpriv --pdeathsig KILL → unshare --mount --pid --fork --kill-child → sh (mounts) → exec argv
+// gives the container its own mount namespace (volumes bind-mounted at their real paths)
+// and PID namespace (sh as its init, the command as its child), and ties its life to the
+// kubelet's: when the kubelet dies, unshare gets SIGKILL and takes the whole PID namespace
+// with it, so a pod's processes never outlive the node.
+import { spawn } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+} from "node:fs";
+import { constants } from "node:os";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+export interface Mount {
+  containerPath: string;
+  hostPath: string;
+  readOnly: boolean;
+}
+
+export interface ContainerLaunch {
+  argv: string[];
+  env: Map<string, string>;
+  mounts: Mount[];
+  workingDir?: string;
+  logFile: string;
+  /** A file the launch script creates once the command runs (see launchScript). */
+  startedMarker: string;
+}
+
+export interface ExitStatus {
+  exitCode: number;
+  /** Kubernetes' terminated reason. */
+  reason: "Completed" | "Error";
+  signal?: string;
+}
+
+export function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The shell script that sets up mounts inside the new namespaces, then runs the command.
+ * It touches `startedMarker` right after forking the command: from then on the command is
+ * the only child of the script, which is how the kubelet finds its host pid.
+ */
+export function launchScript(
+  mounts: Mount[],
+  workingDir: string | undefined,
+  startedMarker: string,
+): string {
+  const lines = ["set -e"];
+  const ordered = [...mounts].sort((a, b) => a.containerPath.length - b.containerPath.length);
+  for (const mount of ordered) {
+    const src = shellQuote(mount.hostPath);
+    const dst = shellQuote(mount.containerPath);
+    lines.push(
+      `if [ -d ${src} ]; then mkdir -p ${dst}; else mkdir -p "$(dirname ${dst})"; [ -e ${dst} ] || : > ${dst}; fi`,
+      `mount --bind ${src} ${dst}`,
+    );
+    if (mount.readOnly) lines.push(`mount -o remount,bind,ro ${dst}`);
+  }
+  if (workingDir) lines.push(`mkdir -p ${shellQuote(workingDir)}`, `cd ${shellQuote(workingDir)}`);
+  // sh stays as the namespace's init (like `docker run --init`): the command runs as its
+  // child, so it gets SIGTERM with normal signal semantics, and its exit status (128+n when
+  // killed by signal n) becomes the container's.
+  lines.push("set +e", '"$@" &', `: > ${shellQuote(startedMarker)}`, "wait $!");
+  return lines.join("\n");
+}
+
+export class ContainerProcess {
+  readonly exited: Promise<ExitStatus>;
+  readonly startedAt = new Date();
+  private readonly wrapperPid: number;
+  private readonly startedMarker: string;
+  private done = false;
+
+  constructor(launch: ContainerLaunch) {
+    mkdirSync(dirname(launch.logFile), { recursive: true });
+    mkdirSync(dirname(launch.startedMarker), { recursive: true });
+    rmSync(launch.startedMarker, { force: true });
+    this.startedMarker = launch.startedMarker;
+    const out = openSync(launch.logFile, "a");
+    const child = spawn(
+      "setpriv",
+      [
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--propagation",
+        "private",
+        "--mount-proc",
+        "--",
+        "sh",
+        "-c",
+        launchScript(launch.mounts, launch.workingDir, launch.startedMarker),
+        "container",
+        ...launch.argv,
+      ],
+      { env: Object.fromEntries(launch.env), stdio: ["ignore", out, out], detached: true },
+    );
+    if (child.pid === undefined) throw new Error("could not start the container's process");
+    this.wrapperPid = child.pid;
+    const createdDirs = missingDirs(launch.mounts.map((m) => m.containerPath));
+    this.exited = new Promise((resolve) => {
+      child.on("exit", (code, signal) => {
+        this.done = true;
+        removeEmptyDirs(createdDirs);
+        const exitCode = code ?? 128 + signalNumber(signal);
+        resolve({
+          exitCode,
+          reason: exitCode === 0 ? "Completed" : "Error",
+          signal: signal ?? undefined,
+        });
+      });
+    });
+  }
+
+  get running(): boolean {
+    return !this.done;
+  }
+
+  /** The host pid of the container's command (the only child of the namespace's init once it runs). */
+  async mainPid(): Promise<number | undefined> {
+    const childOf = (pid: number) => {
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+      return children ? Number(children.split(" ")[0]) : undefined;
+    };
+    for (let i = 0; i < 500 && !this.done; i++) {
+      try {
+        if (existsSync(this.startedMarker)) {
+          const init = childOf(this.wrapperPid);
+          return init === undefined ? undefined : childOf(init);
+        }
+      } catch {
+        return undefined;
+      }
+      await sleep(10);
+    }
+    return undefined;
+  }
+
+  /**
+   * SIGTERM to the container's command, then SIGKILL to the whole namespace after the grace
+   * period.
+   */
+  async stop(graceMs: number): Promise<ExitStatus> {
+    if (this.done) return this.exited;
+    const main = await this.mainPid();
+    if (main !== undefined) signal(main, "SIGTERM");
+    const timer = new Promise<undefined>((resolve) => setTimeout(resolve, graceMs, undefined));
+    const result = await Promise.race([this.exited, timer]);
+    if (result) return result;
+    signal(this.wrapperPid, "SIGKILL");
+    return this.exited;
+  }
+}
+
+/**
+ * Mount points are made on the host's filesystem (only the mounts are private), so the
+ * folders a container's mounts create are noted, deepest first, and removed after it.
+ */
+function missingDirs(paths: string[]): string[] {
+  const missing = new Set<string>();
+  for (const path of paths) {
+    for (let dir = path; dir !== "/" && !existsSync(dir); dir = dirname(dir)) missing.add(dir);
+  }
+  return [...missing].sort((a, b) => b.length - a.length);
+}
+
+function removeEmptyDirs(dirs: string[]): void {
+  for (const dir of dirs) {
+    try {
+      if (statSync(dir).isDirectory()) rmdirSync(dir);
+      else if (statSync(dir).size === 0) unlinkSync(dir);
+    } catch {
+      // Not empty, or already gone: another pod may be using it.
+    }
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // Already gone.
+  }
+}
+
+function signalNumber(name: NodeJS.Signals | null): number {
+  return name ? (constants.signals[name] ?? 1) : 0;
+}

@@ -1,0 +1,316 @@
+// What a container gets from the API before it starts: its environment (env, envFrom,
+// fieldRef, secretKeyRef, configMapKeyRef) and its volumes' files (emptyDir, configMap,
+// secret, downwardAPI, projected service-account tokens). Resolved as the node's identity, so
+// the Node authorizer decides what this kubelet may read, as on a real node.
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import {
+  ApiException,
+  type CoreV1Api,
+  type V1Container,
+  type V1DownwardAPIVolumeFile,
+  type V1KeyToPath,
+  type V1ObjectFieldSelector,
+  type V1Pod,
+  type V1Volume,
+} from "@kubernetes/client-node";
+import { expandVars } from "./pod-spec.ts";
+
+export class MissingInput extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+function notFound(error: unknown): boolean {
+  return error instanceof ApiException && error.code === 404;
+}
+
+export interface PodInputs {
+  api: CoreV1Api;
+  apiServerHost: string;
+  apiServerPort: number;
+  hostIP: string;
+}
+
+/** `key="value"` lines, sorted, as the downward API writes labels and annotations. */
+export function formatMap(map: Record<string, string> | undefined): string {
+  return Object.entries(map ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
+    .join("\n");
+}
+
+/** The value of a downward-API field of `pod`. */
+export function fieldValue(pod: V1Pod, ref: V1ObjectFieldSelector, hostIP: string): string {
+  const path = ref.fieldPath;
+  const mapKey = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(path);
+  if (mapKey) {
+    const map = mapKey[1] === "labels" ? pod.metadata?.labels : pod.metadata?.annotations;
+    return map?.[mapKey[2] ?? ""] ?? "";
+  }
+  switch (path) {
+    case "metadata.name":
+      return pod.metadata?.name ?? "";
+    case "metadata.namespace":
+      return pod.metadata?.namespace ?? "";
+    case "metadata.uid":
+      return pod.metadata?.uid ?? "";
+    case "metadata.labels":
+      return formatMap(pod.metadata?.labels);
+    case "metadata.annotations":
+      return formatMap(pod.metadata?.annotations);
+    case "spec.nodeName":
+      return pod.spec?.nodeName ?? "";
+    case "spec.serviceAccountName":
+      return pod.spec?.serviceAccountName ?? "";
+    case "status.podIP":
+      return pod.status?.podIP ?? "";
+    case "status.podIPs":
+      return (pod.status?.podIPs ?? []).map((ip) => ip.ip).join(",");
+    case "status.hostIP":
+    case "status.hostIPs":
+      return hostIP;
+    default:
+      throw new MissingInput("CreateContainerConfigError", `unsupported fieldPath ${path}`);
+  }
+}
+
+async function readConfigMapData(
+  api: CoreV1Api,
+  namespace: string,
+  name: string | undefined,
+): Promise<Record<string, string> | undefined> {
+  try {
+    const configMap = await api.readNamespacedConfigMap({ name: name ?? "", namespace });
+    return {
+      ...configMap.data,
+      ...Object.fromEntries(
+        Object.entries(configMap.binaryData ?? {}).map(([k, v]) => [
+          k,
+          Buffer.from(v, "base64").toString(),
+        ]),
+      ),
+    };
+  } catch (error) {
+    if (notFound(error)) return undefined;
+    throw error;
+  }
+}
+
+async function readSecretData(
+  api: CoreV1Api,
+  namespace: string,
+  name: string | undefined,
+): Promise<Record<string, string> | undefined> {
+  try {
+    const secret = await api.readNamespacedSecret({ name: name ?? "", namespace });
+    return {
+      ...Object.fromEntries(
+        Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
+      ),
+      ...secret.stringData,
+    };
+  } catch (error) {
+    if (notFound(error)) return undefined;
+    throw error;
+  }
+}
+
+function missing(kind: string, name: string | undefined, key?: string): MissingInput {
+  return new MissingInput(
+    "CreateContainerConfigError",
+    key === undefined
+      ? `${kind} "${name}" not found`
+      : `couldn't find key ${key} in ${kind} ${name}`,
+  );
+}
+
+/** The container's environment, in Kubernetes' order: image, envFrom, env (with $(VAR)). */
+export async function containerEnv(
+  pod: V1Pod,
+  container: V1Container,
+  imageEnv: Record<string, string>,
+  inputs: PodInputs,
+): Promise<Map<string, string>> {
+  const namespace = pod.metadata?.namespace ?? "default";
+  const vars = new Map<string, string>(Object.entries(imageEnv));
+  vars.set("HOSTNAME", pod.metadata?.name ?? "");
+  vars.set("KUBERNETES_SERVICE_HOST", inputs.apiServerHost);
+  vars.set("KUBERNETES_SERVICE_PORT", String(inputs.apiServerPort));
+  vars.set("KUBERNETES_SERVICE_PORT_HTTPS", String(inputs.apiServerPort));
+  vars.set("KUBERNETES_PORT", `tcp://${inputs.apiServerHost}:${inputs.apiServerPort}`);
+
+  for (const source of container.envFrom ?? []) {
+    const prefix = source.prefix ?? "";
+    const ref = source.configMapRef ?? source.secretRef;
+    if (!ref) continue;
+    const data = source.configMapRef
+      ? await readConfigMapData(inputs.api, namespace, ref.name)
+      : await readSecretData(inputs.api, namespace, ref.name);
+    if (!data) {
+      if (ref.optional) continue;
+      throw missing(source.configMapRef ? "configmap" : "secret", ref.name);
+    }
+    for (const [key, value] of Object.entries(data)) vars.set(prefix + key, value);
+  }
+
+  for (const entry of container.env ?? []) {
+    const from = entry.valueFrom;
+    if (!from) {
+      vars.set(entry.name, expandVars(entry.value ?? "", vars));
+    } else if (from.fieldRef) {
+      vars.set(entry.name, fieldValue(pod, from.fieldRef, inputs.hostIP));
+    } else if (from.configMapKeyRef || from.secretKeyRef) {
+      const ref = (from.configMapKeyRef ?? from.secretKeyRef) as {
+        name: string;
+        key: string;
+        optional?: boolean;
+      };
+      const kind = from.configMapKeyRef ? "configmap" : "secret";
+      const data = from.configMapKeyRef
+        ? await readConfigMapData(inputs.api, namespace, ref.name)
+        : await readSecretData(inputs.api, namespace, ref.name);
+      const value = data?.[ref.key];
+      if (value !== undefined) vars.set(entry.name, value);
+      else if (!ref.optional) throw missing(kind, ref.name, data ? ref.key : undefined);
+    } else {
+      throw new MissingInput(
+        "CreateContainerConfigError",
+        `env ${entry.name}: unsupported valueFrom`,
+      );
+    }
+  }
+  return vars;
+}
+
+function writeFiles(
+  dir: string,
+  data: Record<string, string>,
+  items: V1KeyToPath[] | undefined,
+  defaultMode: number,
+): void {
+  const entries = items
+    ? items.map((item) => [item.path, data[item.key] ?? "", item.mode ?? defaultMode] as const)
+    : Object.entries(data).map(([key, value]) => [key, value, defaultMode] as const);
+  for (const [path, value, mode] of entries) {
+    const file = join(dir, path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, value);
+    chmodSync(file, mode);
+  }
+}
+
+function downwardFiles(
+  pod: V1Pod,
+  items: V1DownwardAPIVolumeFile[],
+  hostIP: string,
+): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const item of items) {
+    if (item.fieldRef) files[item.path] = fieldValue(pod, item.fieldRef, hostIP);
+  }
+  return files;
+}
+
+/** Writes one volume's files under `dir`; returns false for a volume type we cannot provide. */
+async function materializeVolume(
+  pod: V1Pod,
+  volume: V1Volume,
+  dir: string,
+  inputs: PodInputs,
+): Promise<void> {
+  const namespace = pod.metadata?.namespace ?? "default";
+  mkdirSync(dir, { recursive: true });
+  if (volume.emptyDir) return;
+  if (volume.configMap) {
+    const data = await readConfigMapData(inputs.api, namespace, volume.configMap.name);
+    if (!data && !volume.configMap.optional) throw missing("configmap", volume.configMap.name);
+    writeFiles(dir, data ?? {}, volume.configMap.items, volume.configMap.defaultMode ?? 0o644);
+    return;
+  }
+  if (volume.secret) {
+    const name = volume.secret.secretName ?? "";
+    const data = await readSecretData(inputs.api, namespace, name);
+    if (!data && !volume.secret.optional) throw missing("secret", name);
+    writeFiles(dir, data ?? {}, volume.secret.items, volume.secret.defaultMode ?? 0o644);
+    return;
+  }
+  if (volume.downwardAPI) {
+    writeFiles(
+      dir,
+      downwardFiles(pod, volume.downwardAPI.items ?? [], inputs.hostIP),
+      undefined,
+      volume.downwardAPI.defaultMode ?? 0o644,
+    );
+    return;
+  }
+  if (volume.projected) {
+    const mode = volume.projected.defaultMode ?? 0o644;
+    for (const source of volume.projected.sources ?? []) {
+      if (source.serviceAccountToken) {
+        const token = await inputs.api.createNamespacedServiceAccountToken({
+          name: pod.spec?.serviceAccountName ?? "default",
+          namespace,
+          body: {
+            spec: {
+              audiences: source.serviceAccountToken.audience
+                ? [source.serviceAccountToken.audience]
+                : [],
+              expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3607,
+              boundObjectRef: {
+                kind: "Pod",
+                apiVersion: "v1",
+                name: pod.metadata?.name,
+                uid: pod.metadata?.uid,
+              },
+            },
+          },
+        });
+        writeFiles(
+          dir,
+          { [source.serviceAccountToken.path]: token.status?.token ?? "" },
+          undefined,
+          mode,
+        );
+      } else if (source.configMap) {
+        const data = await readConfigMapData(inputs.api, namespace, source.configMap.name);
+        if (!data && !source.configMap.optional) throw missing("configmap", source.configMap.name);
+        writeFiles(dir, data ?? {}, source.configMap.items, mode);
+      } else if (source.secret) {
+        const data = await readSecretData(inputs.api, namespace, source.secret.name);
+        if (!data && !source.secret.optional) throw missing("secret", source.secret.name);
+        writeFiles(dir, data ?? {}, source.secret.items, mode);
+      } else if (source.downwardAPI) {
+        writeFiles(
+          dir,
+          downwardFiles(pod, source.downwardAPI.items ?? [], inputs.hostIP),
+          undefined,
+          mode,
+        );
+      }
+    }
+    return;
+  }
+  throw new MissingInput(
+    "CreateContainerConfigError",
+    `volume ${volume.name}: unsupported volume type on this node`,
+  );
+}
+
+/** Materializes every volume of the pod under `podDir/volumes`; returns name → folder. */
+export async function podVolumes(
+  pod: V1Pod,
+  podDir: string,
+  inputs: PodInputs,
+): Promise<Map<string, string>> {
+  const folders = new Map<string, string>();
+  for (const volume of pod.spec?.volumes ?? []) {
+    const dir = join(podDir, "volumes", volume.name);
+    await materializeVolume(pod, volume, dir, inputs);
+    folders.set(volume.name, dir);
+  }
+  return folders;
+}
