@@ -160,8 +160,12 @@ export class ContainerProcess {
     if (this.done) return this.exited;
     const main = await this.mainPid();
     if (main !== undefined) signal(main, "SIGTERM");
-    const timer = new Promise<undefined>((resolve) => setTimeout(resolve, graceMs, undefined));
-    const result = await Promise.race([this.exited, timer]);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, graceMs, undefined);
+    });
+    const result = await Promise.race([this.exited, graceOver]);
+    clearTimeout(timer);
     if (result) return result;
     signal(this.wrapperPid, "SIGKILL");
     return this.exited;

@@ -118,6 +118,44 @@ export class PodWorker {
     if (!this.terminating) void this.terminate(false);
   }
 
+  /** Records an Event on the pod, as a kubelet does (`kubectl describe pod` shows them). */
+  private event(
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+    container?: string,
+  ): void {
+    const { name = "", namespace = "", uid } = this.pod.metadata ?? {};
+    const time = new Date();
+    void this.node.api
+      .createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { generateName: `${name}.` },
+          involvedObject: {
+            kind: "Pod",
+            apiVersion: "v1",
+            name,
+            namespace,
+            uid,
+            ...(container ? { fieldPath: `spec.containers{${container}}` } : {}),
+          },
+          type,
+          reason,
+          message,
+          source: { component: "kubelet", host: this.node.nodeName },
+          firstTimestamp: time,
+          lastTimestamp: time,
+          count: 1,
+          reportingComponent: "kubelet",
+          reportingInstance: this.node.nodeName,
+        },
+      })
+      .catch((error: unknown) =>
+        this.node.log(`${this.key}: event ${reason} not recorded: ${error}`),
+      );
+  }
+
   /** Sleeps, but wakes up early when the pod starts terminating. */
   private async pause(ms: number): Promise<void> {
     await sleep(ms, undefined, { signal: this.wake.signal }).catch(() => {});
@@ -181,6 +219,12 @@ export class PodWorker {
           },
         };
         pullFailures++;
+        this.event(
+          "Warning",
+          "Failed",
+          `Failed to pull image "${c.spec.image}": not in the image catalog`,
+          c.spec.name,
+        );
         this.publish();
         await this.pause(pullFailures === 1 ? 1_000 : restartBackoffMs(pullFailures - 1));
         continue;
@@ -210,6 +254,7 @@ export class PodWorker {
       if (this.terminating) void process.stop(this.terminationGraceMs);
       c.mainPid = await process.mainPid();
       c.state = { running: { startedAt: now() as unknown as Date } };
+      this.event("Normal", "Started", `Started container ${c.spec.name}`, c.spec.name);
       c.started = !c.spec.startupProbe;
       c.ready = c.started && !c.spec.readinessProbe;
       this.publish();
@@ -236,6 +281,7 @@ export class PodWorker {
       c.restartCount++;
       const delay = restartBackoffMs(c.restartCount - 1);
       if (delay > 0) {
+        this.event("Warning", "BackOff", "Back-off restarting failed container", c.spec.name);
         c.state = {
           waiting: {
             reason: "CrashLoopBackOff",
@@ -278,8 +324,12 @@ export class PodWorker {
     };
     const grace = () => (this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000;
     const kill = (what: string, why?: string) => {
-      this.node.log(
-        `${this.key}/${c.spec.name}: ${what} probe failed (${why}); restarting the container`,
+      this.event("Warning", "Unhealthy", `${what} probe failed: ${why}`, c.spec.name);
+      this.event(
+        "Normal",
+        "Killing",
+        `Container ${c.spec.name} failed ${what} probe, will be restarted`,
+        c.spec.name,
       );
       void process.stop(grace());
     };
@@ -335,7 +385,9 @@ export class PodWorker {
       30;
     const graceMs = graceful ? seconds * 1000 : 0;
     this.terminationGraceMs = graceMs;
-    this.node.log(`${this.key}: stopping (grace ${graceMs / 1000}s)`);
+    for (const c of this.containers.filter((c) => c.process?.running)) {
+      this.event("Normal", "Killing", `Stopping container ${c.spec.name}`, c.spec.name);
+    }
     await Promise.all(this.containers.map((c) => c.process?.stop(graceMs)));
     await this.finished;
     rmSync(this.podDir, { recursive: true, force: true });

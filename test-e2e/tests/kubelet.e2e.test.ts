@@ -261,6 +261,56 @@ describe("process kubelet", () => {
       "the previous run terminated",
     );
     assert.match(await logs("unhealthy", "--previous"), /^run \d+$/m);
+    const events = await eventually("the Unhealthy event", async () => {
+      const list = await core.listNamespacedEvent({
+        namespace,
+        fieldSelector: "involvedObject.name=unhealthy",
+      });
+      return list.items.some((e) => e.reason === "Unhealthy") ? list.items : undefined;
+    });
+    assert.ok(events.some((e) => e.reason === "Killing" && e.source?.component === "kubelet"));
+  });
+
+  test("a container that keeps failing goes into CrashLoopBackOff", async () => {
+    await createPod("crashloop", { containers: [shell("main", "echo failing; exit 1")] });
+    const pod = await podWhere(
+      "crashloop",
+      "CrashLoopBackOff",
+      (p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === "CrashLoopBackOff",
+    );
+    const status = pod.status?.containerStatuses?.[0];
+    assert.ok((status?.restartCount ?? 0) >= 1);
+    assert.equal(status?.lastState?.terminated?.exitCode, 1);
+    assert.match(
+      status?.state?.waiting?.message ?? "",
+      /back-off 10s restarting failed container=main/,
+    );
+    assert.equal(pod.status?.phase, "Running");
+  });
+
+  test("a startup probe holds back readiness until it succeeds", async () => {
+    await createPod("slow-start", {
+      containers: [
+        shell("main", "sleep 2; touch /state/started; sleep 300", {
+          volumeMounts: [{ name: "state", mountPath: "/state" }],
+          startupProbe: {
+            exec: { command: ["test", "-f", "/state/started"] },
+            periodSeconds: 1,
+            failureThreshold: 30,
+          },
+        }),
+      ],
+      terminationGracePeriodSeconds: 1,
+      volumes: [{ name: "state", emptyDir: {} }],
+    });
+    const starting = await podWhere("slow-start", "running", (p) =>
+      Boolean(p.status?.containerStatuses?.[0]?.state?.running),
+    );
+    assert.equal(starting.status?.containerStatuses?.[0]?.started, false);
+    assert.equal(isReady(starting), false);
+    const started = await podWhere("slow-start", "Ready", isReady);
+    assert.equal(started.status?.containerStatuses?.[0]?.started, true);
+    assert.equal(started.status?.containerStatuses?.[0]?.restartCount, 0);
   });
 
   test("deleting a pod delivers SIGTERM, waits for the process, and removes the object", async () => {
