@@ -38,7 +38,14 @@ if (!unitOnly) {
   const wasUp = (await status()).every((component) => component.healthy);
   if (!wasUp) {
     process.stderr.write("[test] bringing the local cluster up\n");
-    await up();
+    try {
+      await up();
+    } catch (error) {
+      process.stderr.write(
+        `[test] the local cluster did not come up: ${error instanceof Error ? error.message : error}\n`,
+      );
+      process.exit(1);
+    }
     startedCluster = true;
   }
   env = { ...process.env, ...readEnvFile(clusterPaths.env) };
