@@ -5,6 +5,7 @@
 // kubelet's: when the kubelet dies, unshare gets SIGKILL and takes the whole PID namespace
 // with it, so a pod's processes never outlive the node.
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
@@ -31,8 +32,6 @@ export interface ContainerLaunch {
   mounts: Mount[];
   workingDir?: string;
   logFile: string;
-  /** A file the launch script creates once the command runs (see launchScript). */
-  startedMarker: string;
 }
 
 export interface ExitStatus {
@@ -48,22 +47,35 @@ export function shellQuote(word: string): string {
 
 /**
  * The shell script that sets up mounts inside the new namespaces, then runs the command.
- * It touches `startedMarker` right after forking the command: from then on the command is
- * the only child of the script, which is how the kubelet finds its host pid.
+ *
+ * Every volume is first bind-mounted under `stagingDir` (a fresh folder at the root, which no
+ * mount path can hide), then from there onto its mount path: so a volume mounted over a
+ * folder that holds other volumes' sources (`/work`, say) cannot hide them. The script
+ * creates `stagingDir/started` right after forking the command: from then on the command is
+ * the script's only child, which is how the kubelet finds its host pid.
  */
 export function launchScript(
   mounts: Mount[],
   workingDir: string | undefined,
-  startedMarker: string,
+  stagingDir: string,
 ): string {
   const lines = ["set -e"];
-  const ordered = [...mounts].sort((a, b) => a.containerPath.length - b.containerPath.length);
-  for (const mount of ordered) {
+  const staged = (i: number) => shellQuote(`${stagingDir}/${i}`);
+  mounts.forEach((mount, i) => {
     const src = shellQuote(mount.hostPath);
+    lines.push(
+      `if [ -d ${src} ]; then mkdir ${staged(i)}; else : > ${staged(i)}; fi`,
+      `mount --bind ${src} ${staged(i)}`,
+    );
+  });
+  const ordered = mounts
+    .map((mount, i) => ({ mount, i }))
+    .sort((a, b) => a.mount.containerPath.length - b.mount.containerPath.length);
+  for (const { mount, i } of ordered) {
     const dst = shellQuote(mount.containerPath);
     lines.push(
-      `if [ -d ${src} ]; then mkdir -p ${dst}; else mkdir -p "$(dirname ${dst})"; [ -e ${dst} ] || : > ${dst}; fi`,
-      `mount --bind ${src} ${dst}`,
+      `if [ -d ${staged(i)} ]; then mkdir -p ${dst}; else mkdir -p "$(dirname ${dst})"; [ -e ${dst} ] || : > ${dst}; fi`,
+      `mount --bind ${staged(i)} ${dst}`,
     );
     if (mount.readOnly) lines.push(`mount -o remount,bind,ro ${dst}`);
   }
@@ -71,7 +83,7 @@ export function launchScript(
   // sh stays as the namespace's init (like `docker run --init`): the command runs as its
   // child, so it gets SIGTERM with normal signal semantics, and its exit status (128+n when
   // killed by signal n) becomes the container's.
-  lines.push("set +e", '"$@" &', `: > ${shellQuote(startedMarker)}`, "wait $!");
+  lines.push("set +e", '"$@" &', `: > ${shellQuote(`${stagingDir}/started`)}`, "wait $!");
   return lines.join("\n");
 }
 
@@ -84,9 +96,9 @@ export class ContainerProcess {
 
   constructor(launch: ContainerLaunch) {
     mkdirSync(dirname(launch.logFile), { recursive: true });
-    mkdirSync(dirname(launch.startedMarker), { recursive: true });
-    rmSync(launch.startedMarker, { force: true });
-    this.startedMarker = launch.startedMarker;
+    const stagingDir = `/.weir-${randomBytes(6).toString("hex")}`;
+    mkdirSync(stagingDir);
+    this.startedMarker = `${stagingDir}/started`;
     const out = openSync(launch.logFile, "a");
     const child = spawn(
       "setpriv",
@@ -105,7 +117,7 @@ export class ContainerProcess {
         "--",
         "sh",
         "-c",
-        launchScript(launch.mounts, launch.workingDir, launch.startedMarker),
+        launchScript(launch.mounts, launch.workingDir, stagingDir),
         "container",
         ...launch.argv,
       ],
@@ -118,6 +130,12 @@ export class ContainerProcess {
       child.on("exit", (code, signal) => {
         this.done = true;
         removeEmptyDirs(createdDirs);
+        // Outside the container's namespace its staging folder holds only empty mount points.
+        try {
+          rmSync(stagingDir, { recursive: true, force: true });
+        } catch (error) {
+          process.stderr.write(`could not remove ${stagingDir}: ${error}\n`);
+        }
         const exitCode = code ?? 128 + signalNumber(signal);
         resolve({
           exitCode,

@@ -355,6 +355,10 @@ function serveLogs(): void {
   server.listen(port, hostIP);
 }
 
+// One pod's trouble must not take the node down with every other pod: report and go on.
+process.on("uncaughtException", (error) => log(`uncaught: ${error.stack ?? error}`));
+process.on("unhandledRejection", (error) => log(`unhandled rejection: ${error}`));
+
 // On SIGTERM (`cluster down`), stop every pod's processes before leaving, so nothing they
 // made on the host outlives them. (Were the kubelet killed outright, each container's
 // parent-death signal still takes its processes down.)

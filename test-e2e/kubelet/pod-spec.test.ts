@@ -10,6 +10,7 @@ import { launchScript, shellQuote } from "./container.ts";
 import { fieldValue, formatMap } from "./pod-inputs.ts";
 import {
   containerArgv,
+  effectiveRestartPolicy,
   expandVars,
   imageName,
   lookupImage,
@@ -94,6 +95,20 @@ test("pod phase follows the containers", () => {
   assert.equal(podPhase("Always", [done(1)]), "Running", "a restart is coming");
 });
 
+test("init containers: Pending until each succeeded; under Never a failed one fails the pod", () => {
+  const initRunning = { ...running, ready: false };
+  assert.equal(podPhase("Always", [waiting], [initRunning]), "Pending");
+  assert.equal(podPhase("Always", [running], [done(0)]), "Running");
+  assert.equal(podPhase("Never", [waiting], [done(2)]), "Failed");
+  assert.equal(podPhase("OnFailure", [waiting], [done(2)]), "Pending", "it will be retried");
+  assert.equal(effectiveRestartPolicy("Always", true), "OnFailure");
+  assert.equal(effectiveRestartPolicy("Always", false), "Always");
+  const conditions = podConditions({}, [waiting], new Date(), [initRunning]);
+  const initializedCondition = conditions.find((c) => c.type === "Initialized");
+  assert.equal(initializedCondition?.status, "False");
+  assert.equal(initializedCondition?.reason, "ContainersNotInitialized");
+});
+
 test("conditions: Ready only when every container is; the scheduler's condition is kept", () => {
   const pod: V1Pod = { status: { conditions: [{ type: "PodScheduled", status: "True" }] } };
   const now = new Date("2026-01-01T00:00:00Z");
@@ -141,9 +156,10 @@ test("the launch script quotes every path and runs the command as a child of sh"
   const script = launchScript(
     [{ containerPath: "/etc/my config", hostPath: "/tmp/a'b", readOnly: true }],
     "/work dir",
-    "/run/started",
+    "/.weir-test",
   );
-  assert.match(script, /mount --bind '\/tmp\/a'\\''b' '\/etc\/my config'/);
+  assert.match(script, /mount --bind '\/tmp\/a'\\''b' '\/.weir-test\/0'/);
+  assert.match(script, /mount --bind '\/.weir-test\/0' '\/etc\/my config'/);
   assert.match(script, /mount -o remount,bind,ro '\/etc\/my config'/);
   // The script's tail, run for real: it marks the start, and the command's exit status is its.
   const dir = mkdtempSync(join(tmpdir(), "weir-launch-"));
@@ -153,7 +169,7 @@ test("the launch script quotes every path and runs the command as a child of sh"
       try {
         execFileSync("sh", [
           "-c",
-          launchScript([], undefined, marker),
+          launchScript([], undefined, dir),
           "container",
           "sh",
           "-c",

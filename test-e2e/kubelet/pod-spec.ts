@@ -75,11 +75,26 @@ export function shouldRestart(restartPolicy: string | undefined, exitCode: numbe
   }
 }
 
+/** Init containers are done when each has run to a successful end, in order. */
+export function initialized(initStatuses: V1ContainerStatus[]): boolean {
+  return initStatuses.every((s) => s.state?.terminated?.exitCode === 0);
+}
+
+/** The restart policy of a container: an init container under `Always` retries only failures. */
+export function effectiveRestartPolicy(podPolicy: string | undefined, init: boolean): string {
+  const policy = podPolicy ?? "Always";
+  return init && policy === "Always" ? "OnFailure" : policy;
+}
+
 /** The pod's phase from its containers' statuses, as the kubelet reports it. */
 export function podPhase(
   restartPolicy: string | undefined,
   statuses: V1ContainerStatus[],
+  initStatuses: V1ContainerStatus[] = [],
 ): "Pending" | "Running" | "Succeeded" | "Failed" {
+  const initFailed = initStatuses.some((s) => (s.state?.terminated?.exitCode ?? 0) !== 0);
+  if (initFailed && (restartPolicy ?? "Always") === "Never") return "Failed";
+  if (!initialized(initStatuses)) return "Pending";
   if (statuses.length === 0) return "Pending";
   const everStarted = statuses.some(
     (s) => s.state?.running || s.state?.terminated || s.lastState?.terminated,
@@ -98,14 +113,17 @@ export function podConditions(
   pod: V1Pod,
   statuses: V1ContainerStatus[],
   now: Date,
+  initStatuses: V1ContainerStatus[] = [],
 ): V1PodCondition[] {
-  const allReady = statuses.length > 0 && statuses.every((s) => s.ready);
+  const done = initialized(initStatuses);
+  const allReady = done && statuses.length > 0 && statuses.every((s) => s.ready);
   const wanted: Record<string, boolean> = {
     PodReadyToStartContainers: true,
-    Initialized: true,
+    Initialized: done,
     ContainersReady: allReady,
     Ready: allReady,
   };
+  const falseReason = done ? "ContainersNotReady" : "ContainersNotInitialized";
   const previous = new Map((pod.status?.conditions ?? []).map((c) => [c.type, c]));
   const owned = Object.entries(wanted).map(([type, value]): V1PodCondition => {
     const status = value ? "True" : "False";
@@ -114,9 +132,7 @@ export function podConditions(
       type,
       status,
       lastTransitionTime: before?.status === status ? before.lastTransitionTime : now,
-      ...(value || type === "PodReadyToStartContainers" || type === "Initialized"
-        ? {}
-        : { reason: "ContainersNotReady" }),
+      ...(value ? {} : { reason: falseReason }),
     };
   });
   const kept = (pod.status?.conditions ?? []).filter((c) => !(c.type in wanted));

@@ -18,6 +18,7 @@ import { containerEnv, MissingInput, type PodInputs, podVolumes } from "./pod-in
 import {
   type CatalogImage,
   containerArgv,
+  effectiveRestartPolicy,
   lookupImage,
   podConditions,
   podPhase,
@@ -58,6 +59,7 @@ export class PodWorker {
   private readonly node: NodeContext;
   readonly podIP: string;
   private readonly containers: ContainerRun[];
+  private readonly initContainers: ContainerRun[];
   private readonly startTime = now();
   private terminating = false;
   private terminationGraceMs = 0;
@@ -71,13 +73,20 @@ export class PodWorker {
     this.pod = pod;
     this.podIP = podIP;
     this.node = node;
-    this.containers = (pod.spec?.containers ?? []).map((spec) => ({
+    const hasInit = (pod.spec?.initContainers?.length ?? 0) > 0;
+    const run = (spec: V1Container, reason: string): ContainerRun => ({
       spec,
       restartCount: 0,
-      state: { waiting: { reason: "ContainerCreating" } },
+      state: { waiting: { reason } },
       ready: false,
       started: false,
-    }));
+    });
+    this.initContainers = (pod.spec?.initContainers ?? []).map((spec) =>
+      run(spec, "PodInitializing"),
+    );
+    this.containers = (pod.spec?.containers ?? []).map((spec) =>
+      run(spec, hasInit ? "PodInitializing" : "ContainerCreating"),
+    );
     this.finished = this.run();
   }
 
@@ -97,13 +106,17 @@ export class PodWorker {
     return this.pod.metadata?.namespace === namespace && this.pod.metadata?.name === name;
   }
 
+  private get allContainers(): ContainerRun[] {
+    return [...this.initContainers, ...this.containers];
+  }
+
   /** How often the named container restarted (its current run's log index), if it exists. */
   restartsOf(container: string): number | undefined {
-    return this.containers.find((c) => c.spec.name === container)?.restartCount;
+    return this.allContainers.find((c) => c.spec.name === container)?.restartCount;
   }
 
   isRunning(container: string): boolean {
-    return this.containers.find((c) => c.spec.name === container)?.process?.running ?? false;
+    return this.allContainers.find((c) => c.spec.name === container)?.process?.running ?? false;
   }
 
   /** A newer version of the pod object. */
@@ -151,9 +164,11 @@ export class PodWorker {
           reportingInstance: this.node.nodeName,
         },
       })
-      .catch((error: unknown) =>
-        this.node.log(`${this.key}: event ${reason} not recorded: ${error}`),
-      );
+      .catch((error: unknown) => {
+        // A namespace being deleted refuses new Events (403): nothing to record there.
+        if (error instanceof ApiException && error.code === 403) return;
+        this.node.log(`${this.key}: event ${reason} not recorded: ${error}`);
+      });
   }
 
   /** Sleeps, but wakes up early when the pod starts terminating. */
@@ -169,7 +184,7 @@ export class PodWorker {
         volumes = await podVolumes(this.pod, this.podDir, this.node);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        for (const c of this.containers)
+        for (const c of this.allContainers)
           c.state = { waiting: { reason: "ContainerCreating", message } };
         this.publish();
         this.node.log(`${this.key}: volumes not ready: ${message}`);
@@ -178,7 +193,16 @@ export class PodWorker {
     }
     if (volumes) {
       const ready = volumes;
-      await Promise.all(this.containers.map((c) => this.runContainer(c, ready)));
+      // Init containers run one at a time, each to a successful end, before the others start.
+      for (const c of this.initContainers) {
+        await this.runContainer(c, ready, true);
+        if (c.state.terminated?.exitCode !== 0) {
+          await this.publishing;
+          return;
+        }
+      }
+      for (const c of this.containers) c.state = { waiting: { reason: "ContainerCreating" } };
+      await Promise.all(this.containers.map((c) => this.runContainer(c, ready, false)));
     }
     await this.publishing;
   }
@@ -206,8 +230,12 @@ export class PodWorker {
     return [...fromImage, ...fromVolumes];
   }
 
-  private async runContainer(c: ContainerRun, volumes: Map<string, string>): Promise<void> {
-    const policy = this.pod.spec?.restartPolicy;
+  private async runContainer(
+    c: ContainerRun,
+    volumes: Map<string, string>,
+    init: boolean,
+  ): Promise<void> {
+    const policy = effectiveRestartPolicy(this.pod.spec?.restartPolicy, init);
     let pullFailures = 0;
     while (!this.terminating) {
       const image = lookupImage(this.node.catalog, c.spec.image ?? "");
@@ -238,7 +266,6 @@ export class PodWorker {
           mounts: this.mounts(c.spec, image, volumes),
           workingDir: c.spec.workingDir ?? image.workingDir,
           logFile: logPath(this.node.dataDir, this.pod, c.spec.name, c.restartCount),
-          startedMarker: join(this.podDir, "started", `${c.spec.name}-${c.restartCount}`),
         });
       } catch (error) {
         const reason = error instanceof MissingInput ? error.reason : "CreateContainerError";
@@ -385,10 +412,10 @@ export class PodWorker {
       30;
     const graceMs = graceful ? seconds * 1000 : 0;
     this.terminationGraceMs = graceMs;
-    for (const c of this.containers.filter((c) => c.process?.running)) {
+    for (const c of this.allContainers.filter((c) => c.process?.running)) {
       this.event("Normal", "Killing", `Stopping container ${c.spec.name}`, c.spec.name);
     }
-    await Promise.all(this.containers.map((c) => c.process?.stop(graceMs)));
+    await Promise.all(this.allContainers.map((c) => c.process?.stop(graceMs)));
     await this.finished;
     rmSync(this.podDir, { recursive: true, force: true });
     if (graceful && !this.gone) await this.deleteObject();
@@ -446,9 +473,11 @@ export class PodWorker {
     while (this.dirty && !this.gone) {
       this.dirty = false;
       const containerStatuses = this.containers.map((c) => this.containerStatus(c));
+      const initContainerStatuses = this.initContainers.map((c) => this.containerStatus(c));
       const status = {
-        phase: podPhase(this.pod.spec?.restartPolicy, containerStatuses),
-        conditions: podConditions(this.pod, containerStatuses, new Date()),
+        phase: podPhase(this.pod.spec?.restartPolicy, containerStatuses, initContainerStatuses),
+        conditions: podConditions(this.pod, containerStatuses, new Date(), initContainerStatuses),
+        initContainerStatuses,
         hostIP: this.node.hostIP,
         hostIPs: [{ ip: this.node.hostIP }],
         podIP: this.podIP,

@@ -271,6 +271,40 @@ describe("process kubelet", () => {
     assert.ok(events.some((e) => e.reason === "Killing" && e.source?.component === "kubelet"));
   });
 
+  test("init containers run in order, to completion, before the app container", async () => {
+    const volumeMounts = [{ name: "work", mountPath: "/work" }];
+    await createPod("initialized", {
+      restartPolicy: "Never",
+      initContainers: [
+        shell("first", "echo one > /work/steps", { volumeMounts }),
+        shell("second", "echo two >> /work/steps", { volumeMounts }),
+      ],
+      containers: [shell("main", "cat /work/steps", { volumeMounts })],
+      volumes: [{ name: "work", emptyDir: {} }],
+    });
+    const pod = await podWhere("initialized", "Succeeded", (p) => p.status?.phase === "Succeeded");
+    assert.deepEqual(
+      pod.status?.initContainerStatuses?.map((s) => [s.name, s.state?.terminated?.exitCode]),
+      [
+        ["first", 0],
+        ["second", 0],
+      ],
+    );
+    assert.equal(pod.status?.conditions?.find((c) => c.type === "Initialized")?.status, "True");
+    assert.equal(await logs("initialized"), "one\ntwo\n");
+  });
+
+  test("a failing init container under restartPolicy Never fails the pod", async () => {
+    await createPod("init-fails", {
+      restartPolicy: "Never",
+      initContainers: [shell("setup", "exit 3")],
+      containers: [shell("main", "echo should not run")],
+    });
+    const pod = await podWhere("init-fails", "Failed", (p) => p.status?.phase === "Failed");
+    assert.equal(pod.status?.initContainerStatuses?.[0]?.state?.terminated?.exitCode, 3);
+    assert.equal(pod.status?.containerStatuses?.[0]?.state?.waiting?.reason, "PodInitializing");
+  });
+
   test("a container that keeps failing goes into CrashLoopBackOff", async () => {
     await createPod("crashloop", { containers: [shell("main", "echo failing; exit 1")] });
     const pod = await podWhere(
