@@ -125,11 +125,11 @@ export class ContainerProcess {
     );
     if (child.pid === undefined) throw new Error("could not start the container's process");
     this.wrapperPid = child.pid;
-    const createdDirs = missingDirs(launch.mounts.map((m) => m.containerPath));
+    const mountPoints = claimMountPoints(launch.mounts.map((m) => m.containerPath));
     this.exited = new Promise((resolve) => {
       child.on("exit", (code, signal) => {
         this.done = true;
-        removeEmptyDirs(createdDirs);
+        releaseMountPoints(mountPoints);
         // Outside the container's namespace its staging folder holds only empty mount points.
         try {
           rmSync(stagingDir, { recursive: true, force: true });
@@ -191,24 +191,41 @@ export class ContainerProcess {
 }
 
 /**
- * Mount points are made on the host's filesystem (only the mounts are private), so the
- * folders a container's mounts create are noted, deepest first, and removed after it.
+ * Mount points are made on the host's filesystem (only the mounts are private), and removing
+ * one on the host detaches the mounts on it in every namespace. So the folders the kubelet
+ * creates for mount points are counted per running container that uses them, and removed
+ * (deepest first) only when the last of those containers has ended.
  */
-function missingDirs(paths: string[]): string[] {
-  const missing = new Set<string>();
+const mountPointUsers = new Map<string, number>();
+
+function claimMountPoints(paths: string[]): string[] {
+  const claimed = new Set<string>();
   for (const path of paths) {
-    for (let dir = path; dir !== "/" && !existsSync(dir); dir = dirname(dir)) missing.add(dir);
+    for (
+      let dir = path;
+      dir !== "/" && (mountPointUsers.has(dir) || !existsSync(dir));
+      dir = dirname(dir)
+    ) {
+      claimed.add(dir);
+    }
   }
-  return [...missing].sort((a, b) => b.length - a.length);
+  for (const dir of claimed) mountPointUsers.set(dir, (mountPointUsers.get(dir) ?? 0) + 1);
+  return [...claimed].sort((a, b) => b.length - a.length);
 }
 
-function removeEmptyDirs(dirs: string[]): void {
+function releaseMountPoints(dirs: string[]): void {
   for (const dir of dirs) {
+    const users = (mountPointUsers.get(dir) ?? 1) - 1;
+    if (users > 0) {
+      mountPointUsers.set(dir, users);
+      continue;
+    }
+    mountPointUsers.delete(dir);
     try {
       if (statSync(dir).isDirectory()) rmdirSync(dir);
       else if (statSync(dir).size === 0) unlinkSync(dir);
     } catch {
-      // Not empty, or already gone: another pod may be using it.
+      // Not empty, or already gone.
     }
   }
 }

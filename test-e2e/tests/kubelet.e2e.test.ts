@@ -214,7 +214,11 @@ describe("process kubelet", () => {
   });
 
   test("kill -9 of a container's process restarts it and the pod is Ready again", async () => {
-    await createPod("crashy", { containers: [{ ...webServer, name: "web" }] });
+    await createPod("crashy", {
+      containers: [
+        { ...webServer, readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 } },
+      ],
+    });
     const first = await podWhere("crashy", "Ready", isReady);
     const containerID = first.status?.containerStatuses?.[0]?.containerID ?? "";
     const pid = Number(containerID.replace("weir://", ""));
@@ -434,5 +438,6 @@ describe("process kubelet", () => {
     assert.equal(pod?.status?.phase, "Succeeded");
     assert.equal(pod?.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0);
     assert.equal((await logs(pod?.metadata?.name ?? "")).trim(), "computed 42");
+    assert.equal((await logs(pod?.metadata?.name ?? "", "--follow")).trim(), "computed 42");
   });
 });
