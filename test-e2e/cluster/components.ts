@@ -29,8 +29,18 @@ export const PORTS = {
   kubelet: 10250,
 };
 
-/** The process kubelet's Node is named after the machine. */
-export const NODE_NAME = hostname().toLowerCase();
+/** The process kubelet's Node is named after the machine (as a valid DNS label). */
+export const NODE_NAME = nodeNameFor(hostname());
+
+export function nodeNameFor(host: string): string {
+  const label = host
+    .toLowerCase()
+    .split(".")[0]
+    ?.replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 63);
+  return label || "node";
+}
 
 /**
  * Fixed local-only credentials and names, so the sample manifests work as they are on the

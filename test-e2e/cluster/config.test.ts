@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { envFileContents, readEnvFile } from "./cluster.ts";
-import { kafkaClusterId, kafkaProperties, PORTS } from "./components.ts";
+import { kafkaClusterId, kafkaProperties, nodeNameFor, PORTS } from "./components.ts";
 import { opensslConfig } from "./pki.ts";
 import { formatDuration } from "./progress.ts";
 import type { Binaries } from "./toolchain.ts";
@@ -112,6 +112,12 @@ test("the env file is shell-sourceable and reads back the same", () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the node is named after the machine, as a valid DNS label", () => {
+  assert.equal(nodeNameFor("vm"), "vm");
+  assert.equal(nodeNameFor("Build_Box.example.com"), "build-box");
+  assert.equal(nodeNameFor("__"), "node");
 });
 
 test("durations read as a person would say them", () => {

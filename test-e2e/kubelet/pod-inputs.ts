@@ -78,41 +78,26 @@ export function fieldValue(pod: V1Pod, ref: V1ObjectFieldSelector, hostIP: strin
   }
 }
 
-async function readConfigMapData(
-  api: CoreV1Api,
-  namespace: string,
-  name: string | undefined,
-): Promise<Record<string, string> | undefined> {
-  try {
-    const configMap = await api.readNamespacedConfigMap({ name: name ?? "", namespace });
-    return {
-      ...configMap.data,
-      ...Object.fromEntries(
-        Object.entries(configMap.binaryData ?? {}).map(([k, v]) => [
-          k,
-          Buffer.from(v, "base64").toString(),
-        ]),
-      ),
-    };
-  } catch (error) {
-    if (notFound(error)) return undefined;
-    throw error;
-  }
-}
+type DataKind = "configmap" | "secret";
 
-async function readSecretData(
+/** The key → text data of a ConfigMap or Secret, or undefined when it does not exist. */
+async function readData(
   api: CoreV1Api,
+  kind: DataKind,
   namespace: string,
   name: string | undefined,
 ): Promise<Record<string, string> | undefined> {
+  const decode = (data: Record<string, string> | undefined) =>
+    Object.fromEntries(
+      Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
+    );
   try {
+    if (kind === "configmap") {
+      const configMap = await api.readNamespacedConfigMap({ name: name ?? "", namespace });
+      return { ...configMap.data, ...decode(configMap.binaryData) };
+    }
     const secret = await api.readNamespacedSecret({ name: name ?? "", namespace });
-    return {
-      ...Object.fromEntries(
-        Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
-      ),
-      ...secret.stringData,
-    };
+    return { ...decode(secret.data), ...secret.stringData };
   } catch (error) {
     if (notFound(error)) return undefined;
     throw error;
@@ -147,12 +132,11 @@ export async function containerEnv(
     const prefix = source.prefix ?? "";
     const ref = source.configMapRef ?? source.secretRef;
     if (!ref) continue;
-    const data = source.configMapRef
-      ? await readConfigMapData(inputs.api, namespace, ref.name)
-      : await readSecretData(inputs.api, namespace, ref.name);
+    const kind: DataKind = source.configMapRef ? "configmap" : "secret";
+    const data = await readData(inputs.api, kind, namespace, ref.name);
     if (!data) {
       if (ref.optional) continue;
-      throw missing(source.configMapRef ? "configmap" : "secret", ref.name);
+      throw missing(kind, ref.name);
     }
     for (const [key, value] of Object.entries(data)) vars.set(prefix + key, value);
   }
@@ -169,10 +153,8 @@ export async function containerEnv(
         key: string;
         optional?: boolean;
       };
-      const kind = from.configMapKeyRef ? "configmap" : "secret";
-      const data = from.configMapKeyRef
-        ? await readConfigMapData(inputs.api, namespace, ref.name)
-        : await readSecretData(inputs.api, namespace, ref.name);
+      const kind: DataKind = from.configMapKeyRef ? "configmap" : "secret";
+      const data = await readData(inputs.api, kind, namespace, ref.name);
       const value = data?.[ref.key];
       if (value !== undefined) vars.set(entry.name, value);
       else if (!ref.optional) throw missing(kind, ref.name, data ? ref.key : undefined);
@@ -226,14 +208,14 @@ async function materializeVolume(
   mkdirSync(dir, { recursive: true });
   if (volume.emptyDir) return;
   if (volume.configMap) {
-    const data = await readConfigMapData(inputs.api, namespace, volume.configMap.name);
+    const data = await readData(inputs.api, "configmap", namespace, volume.configMap.name);
     if (!data && !volume.configMap.optional) throw missing("configmap", volume.configMap.name);
     writeFiles(dir, data ?? {}, volume.configMap.items, volume.configMap.defaultMode ?? 0o644);
     return;
   }
   if (volume.secret) {
     const name = volume.secret.secretName ?? "";
-    const data = await readSecretData(inputs.api, namespace, name);
+    const data = await readData(inputs.api, "secret", namespace, name);
     if (!data && !volume.secret.optional) throw missing("secret", name);
     writeFiles(dir, data ?? {}, volume.secret.items, volume.secret.defaultMode ?? 0o644);
     return;
@@ -276,11 +258,11 @@ async function materializeVolume(
           mode,
         );
       } else if (source.configMap) {
-        const data = await readConfigMapData(inputs.api, namespace, source.configMap.name);
+        const data = await readData(inputs.api, "configmap", namespace, source.configMap.name);
         if (!data && !source.configMap.optional) throw missing("configmap", source.configMap.name);
         writeFiles(dir, data ?? {}, source.configMap.items, mode);
       } else if (source.secret) {
-        const data = await readSecretData(inputs.api, namespace, source.secret.name);
+        const data = await readData(inputs.api, "secret", namespace, source.secret.name);
         if (!data && !source.secret.optional) throw missing("secret", source.secret.name);
         writeFiles(dir, data ?? {}, source.secret.items, mode);
       } else if (source.downwardAPI) {
