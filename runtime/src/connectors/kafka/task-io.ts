@@ -1,0 +1,160 @@
+// Kafka I/O of one task (one source partition; see docs/architecture.md, "Runtime"):
+// a reader that owns exactly its partition from an offset the runtime chooses, and a
+// transactional writer that commits the task's outputs together with its next source offset.
+//
+// Each task has a consumer group of its own with one static member, whose assignment is
+// fixed by our assigner: no rebalancing between tasks, a restarted owner replaces the old
+// member at once, and the group's committed offset is the task's exactly-once position.
+import {
+  Consumer,
+  type Message,
+  type MessagesStream,
+  MessagesStreamModes,
+  type MessageToProduce,
+  Producer,
+} from "@platformatic/kafka";
+
+export interface TaskId {
+  topic: string;
+  partition: number;
+}
+
+export interface JobRef {
+  namespace: string;
+  name: string;
+}
+
+/** Stable across runs and parallelism: the task's consumer group (its committed offset). */
+export function taskGroupId(job: JobRef, task: TaskId): string {
+  return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
+}
+
+/** Stable per task, so a new owner of the task fences any zombie of an old one. */
+export function taskTransactionalId(job: JobRef, task: TaskId): string {
+  return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
+}
+
+type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
+
+export interface TaskReaderOptions {
+  bootstrapBrokers: string[];
+  job: JobRef;
+  task: TaskId;
+  clientId?: string;
+}
+
+export class TaskReader {
+  readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
+  readonly #task: TaskId;
+  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+
+  constructor(options: TaskReaderOptions) {
+    const { task } = options;
+    this.#task = task;
+    const groupId = taskGroupId(options.job, task);
+    this.#consumer = new Consumer({
+      clientId: options.clientId ?? groupId,
+      bootstrapBrokers: options.bootstrapBrokers,
+      groupId,
+      groupInstanceId: groupId,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1_000,
+      // The only member of its group gets exactly the task's partition.
+      partitionAssigner: (_current, members) =>
+        [...members.keys()].map((memberId, index) => ({
+          memberId,
+          assignments: new Map(
+            index === 0 ? [[task.topic, { topic: task.topic, partitions: [task.partition] }]] : [],
+          ),
+        })),
+    });
+  }
+
+  /** The next offset to read according to the task's last committed transaction. */
+  async committedOffset(): Promise<bigint | undefined> {
+    const offsets = await this.#consumer.listCommittedOffsets({
+      topics: [{ topic: this.#task.topic, partitions: [this.#task.partition] }],
+    });
+    const offset = offsets.get(this.#task.topic)?.[this.#task.partition];
+    return offset === undefined || offset < 0n ? undefined : offset;
+  }
+
+  /** Starts reading committed records (read_committed) at `offset`. */
+  async start(offset: bigint): Promise<MessagesStream<Buffer, Buffer, Buffer, Buffer>> {
+    this.#stream = await this.#consumer.consume({
+      topics: [this.#task.topic],
+      mode: MessagesStreamModes.MANUAL,
+      offsets: [{ topic: this.#task.topic, partition: this.#task.partition, offset }],
+      autocommit: false,
+      isolationLevel: 1,
+      maxWaitTime: 200,
+    });
+    return this.#stream;
+  }
+
+  async close(): Promise<void> {
+    await this.#stream?.close();
+    await this.#consumer.close(true);
+  }
+}
+
+export interface TaskWriterOptions {
+  bootstrapBrokers: string[];
+  job: JobRef;
+  task: TaskId;
+  clientId?: string;
+}
+
+/**
+ * Commits a task's outputs and its next source offset in one Kafka transaction: a reader
+ * with read_committed sees the outputs exactly when the offset moved past their inputs.
+ */
+export class TaskWriter {
+  readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
+
+  constructor(options: TaskWriterOptions) {
+    const transactionalId = taskTransactionalId(options.job, options.task);
+    this.#producer = new Producer({
+      clientId: options.clientId ?? transactionalId,
+      bootstrapBrokers: options.bootstrapBrokers,
+      transactionalId,
+      idempotent: true,
+      acks: -1,
+      // The client would answer a fencing error by re-initialising the producer id, which
+      // fences the task's rightful new owner in turn. A transactional error must instead end
+      // this writer: the task restarts from its last committed state.
+      retries: 0,
+      // A new producer must ask for its id as "none yet" (-1/-1). The client's default (0/0)
+      // reads to the broker as a stale epoch of an existing producer, and a second owner of a
+      // transactional id is then refused as fenced instead of fencing the first.
+      producerId: -1n,
+      producerEpoch: -1,
+    });
+  }
+
+  /**
+   * One transaction: `outputs`, plus the source position after `lastInput` (a message read by
+   * this task's TaskReader, which knows its group) committed to the task's group.
+   */
+  async commit(
+    outputs: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[],
+    lastInput: RawMessage,
+  ): Promise<void> {
+    const consumer = (lastInput.metadata as { consumer?: { groupId: string } }).consumer;
+    if (!consumer) throw new Error("lastInput was not read by a TaskReader: it names no group");
+    const transaction = await this.#producer.beginTransaction();
+    try {
+      if (outputs.length > 0) await transaction.send({ messages: outputs });
+      await transaction.addConsumer(consumer as never);
+      await transaction.addOffset(lastInput as never);
+      await transaction.commit();
+    } catch (error) {
+      if (!transaction.completed) await transaction.abort().catch(() => {});
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#producer.close();
+  }
+}

@@ -1,0 +1,141 @@
+// The runtime's Kafka task I/O against the real broker: a task reads exactly its partition,
+// and commits its outputs with its next source offset in one transaction; a new owner of the
+// task fences the old one.
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import {
+  Admin,
+  Consumer,
+  FetchIsolationLevels,
+  Producer,
+  stringDeserializers,
+} from "@platformatic/kafka";
+import { TaskReader, TaskWriter, taskGroupId } from "../../runtime/src/connectors/kafka/task-io.ts";
+import { clusterEnv, uniqueName } from "../support/cluster.ts";
+
+const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
+const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
+const job = { namespace: "tests", name: uniqueName("task-io") };
+
+/** Reads `count` items from a message stream, failing (not hanging) after 30 s. */
+async function readN<T>(
+  stream: AsyncIterable<T> & { destroy(error?: Error): void },
+  count: number,
+): Promise<T[]> {
+  const items: T[] = [];
+  const deadline = setTimeout(
+    () => stream.destroy(new Error(`read ${items.length} of ${count} in 30 s`)),
+    30_000,
+  );
+  try {
+    for await (const item of stream) {
+      items.push(item);
+      if (items.length === count) break;
+    }
+  } finally {
+    clearTimeout(deadline);
+  }
+  return items;
+}
+
+/** Every value a read_committed reader sees in `topic` (partition 0), waiting for `count`. */
+async function committedValues(topic: string, count: number): Promise<string[]> {
+  const consumer = new Consumer({
+    clientId: "weir-test-verify",
+    groupId: uniqueName("weir-test-verify"),
+    bootstrapBrokers,
+    deserializers: stringDeserializers,
+    isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+    maxWaitTime: 200,
+  });
+  try {
+    const stream = await consumer.consume({ topics: [topic], mode: "earliest", autocommit: false });
+    return [...new Set((await readN(stream, count)).map((m) => m.value))];
+  } finally {
+    await consumer.close(true);
+  }
+}
+
+describe("kafka task I/O", () => {
+  const input = uniqueName("weir-in");
+  const output = uniqueName("weir-out");
+  const task = { topic: input, partition: 1 };
+
+  after(async () => {
+    await admin.deleteTopics({ topics: [input, output] }).catch(() => {});
+    await admin.close();
+  });
+
+  test("a task reads only its partition and commits outputs with its offset", async () => {
+    await admin.createTopics({ topics: [input], partitions: 2, replicas: 1 });
+    await admin.createTopics({ topics: [output], partitions: 1, replicas: 1 });
+    const producer = new Producer({ bootstrapBrokers, clientId: "weir-test-input" });
+    await producer.send({
+      messages: [
+        ...["a", "b", "c", "d", "e"].map((v) => ({
+          topic: input,
+          partition: 0,
+          value: Buffer.from(v),
+        })),
+        ...["x", "y", "z"].map((v) => ({ topic: input, partition: 1, value: Buffer.from(v) })),
+      ],
+    });
+    await producer.close();
+
+    const reader = new TaskReader({ bootstrapBrokers, job, task });
+    assert.equal(await reader.committedOffset(), undefined, "a new task has no position yet");
+    const records = await readN(await reader.start(0n), 3);
+    assert.deepEqual(
+      records.map((r) => [r.partition, r.value.toString()]),
+      [
+        [1, "x"],
+        [1, "y"],
+        [1, "z"],
+      ],
+    );
+
+    const writer = new TaskWriter({ bootstrapBrokers, job, task });
+    const last = records.at(-1);
+    assert.ok(last);
+    await writer.commit(
+      records.map((r) => ({
+        topic: output,
+        partition: 0,
+        value: Buffer.from(r.value.toString().toUpperCase()),
+      })),
+      last,
+    );
+    await writer.close();
+    await reader.close();
+
+    assert.deepEqual(await committedValues(output, 3), ["X", "Y", "Z"]);
+    const again = new TaskReader({ bootstrapBrokers, job, task });
+    assert.equal(await again.committedOffset(), 3n, "the transaction moved the task's offset");
+    await again.close();
+  });
+
+  test("a new owner of the task fences the old one: its outputs and offset never land", async () => {
+    const reader = new TaskReader({ bootstrapBrokers, job, task });
+    const producer = new Producer({ bootstrapBrokers, clientId: "weir-test-input" });
+    await producer.send({ messages: [{ topic: input, partition: 1, value: Buffer.from("w") }] });
+    await producer.close();
+    const [record] = await readN(await reader.start(3n), 1);
+    assert.ok(record);
+
+    const zombie = new TaskWriter({ bootstrapBrokers, job, task, clientId: "zombie" });
+    await zombie.commit([], record); // registers the zombie's producer epoch
+    const owner = new TaskWriter({ bootstrapBrokers, job, task, clientId: "owner" });
+    await owner.commit([{ topic: output, partition: 0, value: Buffer.from("FROM-OWNER") }], record);
+    await assert.rejects(
+      zombie.commit([{ topic: output, partition: 0, value: Buffer.from("FROM-ZOMBIE") }], record),
+    );
+    await Promise.all([zombie.close().catch(() => {}), owner.close(), reader.close()]);
+    const position = new TaskReader({ bootstrapBrokers, job, task });
+    assert.equal(await position.committedOffset(), 4n, "only the owner's offset landed");
+    await position.close();
+
+    const values = await committedValues(output, 4);
+    assert.deepEqual(values, ["X", "Y", "Z", "FROM-OWNER"]);
+    assert.equal(taskGroupId(job, task), `weir.tests.${job.name}.${input}.1`);
+  });
+});
