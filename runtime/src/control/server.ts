@@ -1,0 +1,149 @@
+// The runtime's control API (the operator–runtime contract in DESIGN.md), HTTP on the pod IP:
+//   GET  /healthz, /readyz          liveness and readiness
+//   GET  /metrics                   Prometheus text
+//   GET  /v1/status                 tasks owned, offsets, lag, last checkpoint
+//   POST /v1/savepoints {id, stop}  → 202; the savepoint runs in the background
+//   GET  /v1/savepoints/{id}        → in_progress | completed (with files) | failed (with why)
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+
+export const CONTROL_PORT = 9249;
+
+export type SavepointState =
+  | { state: "in_progress" }
+  | { state: "completed"; path: string; files: string[]; bytes: number }
+  | { state: "failed"; reason: string };
+
+export interface SavepointRequest {
+  id: string;
+  stop: boolean;
+}
+
+/** What the server asks of the running job. */
+export interface ControlHandlers {
+  healthy(): boolean;
+  ready(): boolean;
+  status(): unknown;
+  metrics: Registry;
+  /** Starts a savepoint; resolves with its outcome (the server keeps it for GET). */
+  savepoint(request: SavepointRequest): Promise<Extract<SavepointState, { state: "completed" }>>;
+}
+
+const SAVEPOINT_ID = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export class BadRequest extends Error {}
+
+/** Validates a POST /v1/savepoints body. */
+export function parseSavepointRequest(body: string): SavepointRequest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new BadRequest("body is not JSON");
+  }
+  const { id, stop } = (parsed ?? {}) as { id?: unknown; stop?: unknown };
+  if (typeof id !== "string" || !SAVEPOINT_ID.test(id)) {
+    throw new BadRequest("id must be a DNS label (lowercase letters, digits, '-'; at most 63)");
+  }
+  if (stop !== undefined && typeof stop !== "boolean")
+    throw new BadRequest("stop must be a boolean");
+  return { id, stop: stop ?? false };
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  contentType = "application/json",
+): void {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  res.writeHead(status, { "Content-Type": contentType }).end(text);
+}
+
+async function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BadRequest("body too large");
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString();
+}
+
+export class ControlServer {
+  readonly #handlers: ControlHandlers;
+  readonly #savepoints = new Map<string, SavepointState>();
+  readonly #server: Server;
+
+  constructor(handlers: ControlHandlers) {
+    this.#handlers = handlers;
+    this.#server = createServer((req, res) => {
+      this.#route(req, res).catch((error: unknown) => {
+        if (error instanceof BadRequest) send(res, 400, { error: error.message });
+        else send(res, 500, { error: error instanceof Error ? error.message : String(error) });
+      });
+    });
+  }
+
+  async listen(host: string, port = CONTROL_PORT): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(port, host, () => resolve());
+    });
+    return this.#server.address() as AddressInfo;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? "/", "http://runtime").pathname;
+    const method = req.method ?? "GET";
+    if (method === "GET" && path === "/healthz") {
+      return this.#handlers.healthy()
+        ? send(res, 200, "ok", "text/plain")
+        : send(res, 503, "unhealthy", "text/plain");
+    }
+    if (method === "GET" && path === "/readyz") {
+      return this.#handlers.ready()
+        ? send(res, 200, "ok", "text/plain")
+        : send(res, 503, "not ready", "text/plain");
+    }
+    if (method === "GET" && path === "/metrics") {
+      return send(
+        res,
+        200,
+        await this.#handlers.metrics.metrics(),
+        this.#handlers.metrics.contentType,
+      );
+    }
+    if (method === "GET" && path === "/v1/status") return send(res, 200, this.#handlers.status());
+    if (method === "POST" && path === "/v1/savepoints") {
+      const request = parseSavepointRequest(await readBody(req));
+      const known = this.#savepoints.get(request.id);
+      // Asking again for the same savepoint is not an error: the operator retries after a crash.
+      if (known) return send(res, 202, { id: request.id, ...known });
+      this.#savepoints.set(request.id, { state: "in_progress" });
+      this.#handlers.savepoint(request).then(
+        (done) => this.#savepoints.set(request.id, done),
+        (error: unknown) =>
+          this.#savepoints.set(request.id, {
+            state: "failed",
+            reason: error instanceof Error ? error.message : String(error),
+          }),
+      );
+      return send(res, 202, { id: request.id, state: "in_progress" });
+    }
+    const savepoint = /^\/v1\/savepoints\/([^/]+)$/.exec(path);
+    if (method === "GET" && savepoint?.[1]) {
+      const state = this.#savepoints.get(savepoint[1]);
+      return state
+        ? send(res, 200, { id: savepoint[1], ...state })
+        : send(res, 404, { error: "no such savepoint" });
+    }
+    send(res, 404, { error: `no route for ${method} ${path}` });
+  }
+}
