@@ -96,7 +96,7 @@ export interface Component {
   initialize?(ctx: ComponentContext): Promise<void>;
 }
 
-function kubeconfigFor(identity: string): string {
+export function kubeconfigFor(identity: string): string {
   return join(clusterPaths.config, `${identity}.kubeconfig`);
 }
 
@@ -413,4 +413,3 @@ export const COMPONENTS: Component[] = [
   kubelet,
 ];
 
-export { kubeconfigFor };

@@ -13,24 +13,15 @@ import {
   type MessageToProduce,
   Producer,
 } from "@platformatic/kafka";
-
-export interface TaskId {
-  topic: string;
-  partition: number;
-}
-
-export interface JobRef {
-  namespace: string;
-  name: string;
-}
+import type { JobRef, TaskRef } from "../../state/metadata.ts";
 
 /** Stable across runs and parallelism: the task's consumer group (its committed offset). */
-export function taskGroupId(job: JobRef, task: TaskId): string {
+export function taskGroupId(job: JobRef, task: TaskRef): string {
   return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
 }
 
 /** Stable per task, so a new owner of the task fences any zombie of an old one. */
-export function taskTransactionalId(job: JobRef, task: TaskId): string {
+export function taskTransactionalId(job: JobRef, task: TaskRef): string {
   return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
 }
 
@@ -39,13 +30,13 @@ type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 export interface TaskReaderOptions {
   bootstrapBrokers: string[];
   job: JobRef;
-  task: TaskId;
+  task: TaskRef;
   clientId?: string;
 }
 
 export class TaskReader {
   readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
-  readonly #task: TaskId;
+  readonly #task: TaskRef;
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
 
   constructor(options: TaskReaderOptions) {
@@ -101,7 +92,7 @@ export class TaskReader {
 export interface TaskWriterOptions {
   bootstrapBrokers: string[];
   job: JobRef;
-  task: TaskId;
+  task: TaskRef;
   clientId?: string;
 }
 

@@ -1,0 +1,549 @@
+// Keyed state of one task (one source partition): per named operator, named value and map
+// stores keyed by the record key, with optional time-to-live. Time is always passed in
+// (`now`, milliseconds), so expiry is deterministic and replays the same way after a restore.
+//
+// Values are kept by reference and copied only by `snapshot`, which uses the structured-clone
+// format (node:v8): plain objects, arrays, Map, Set, Date, bigint, Buffer and typed arrays
+// round-trip; functions and symbols do not, and class instances come back as plain objects.
+import { deserialize, serialize } from "node:v8";
+
+export const TASK_STATE_FORMAT_VERSION = 1;
+
+/** The record key that state is partitioned by (callers encode Kafka keys as strings). */
+export type StateKey = string;
+/** Keys inside a MapState: primitives, so that Map identity survives a snapshot. */
+export type MapKey = string | number;
+
+export interface StateOptions {
+  /** Entries expire this long after their last write (reads do not extend them). */
+  ttlMs?: number;
+}
+
+export type StateKind = "value" | "map";
+
+/** A stored value and the time it was last written (TTL counts from there). */
+interface Entry<V> {
+  v: V;
+  w: number;
+}
+
+/** What TaskState needs from either kind of store. */
+interface Store {
+  readonly kind: StateKind;
+  readonly name: string;
+  readonly ttlMs: number | undefined;
+  purge(now: number): number;
+  entryCount(): number;
+  rawEntries(): Map<StateKey, unknown>;
+}
+
+function requireNow(now: number): void {
+  if (!Number.isFinite(now)) throw new Error(`now must be a finite number, got ${String(now)}`);
+}
+
+function validateTtl(ttlMs: number | undefined): void {
+  if (ttlMs !== undefined && (!Number.isSafeInteger(ttlMs) || ttlMs <= 0)) {
+    throw new Error(`ttlMs must be a positive integer of milliseconds, got ${String(ttlMs)}`);
+  }
+}
+
+function validateName(what: string, name: string): void {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new Error(`${what} name must be a non-empty string, got ${JSON.stringify(name)}`);
+  }
+}
+
+// Visible while now < written + ttl (expired exactly at the deadline, as in Flink).
+function expired(entry: Entry<unknown>, ttlMs: number | undefined, now: number): boolean {
+  return ttlMs !== undefined && now >= entry.w + ttlMs;
+}
+
+/** One value per key. */
+export class ValueState<T> implements Store {
+  readonly kind = "value";
+  readonly name: string;
+  #ttlMs: number | undefined;
+  readonly #entries: Map<StateKey, Entry<T>>;
+
+  /** @internal created through OperatorState.value */
+  constructor(name: string, ttlMs: number | undefined, entries = new Map<StateKey, Entry<T>>()) {
+    this.name = name;
+    this.#ttlMs = ttlMs;
+    this.#entries = entries;
+  }
+
+  get ttlMs(): number | undefined {
+    return this.#ttlMs;
+  }
+
+  /** @internal */
+  setTtl(ttlMs: number | undefined): void {
+    this.#ttlMs = ttlMs;
+  }
+
+  get(key: StateKey, now: number): T | undefined {
+    requireNow(now);
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    if (expired(entry, this.#ttlMs, now)) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return entry.v;
+  }
+
+  has(key: StateKey, now: number): boolean {
+    return this.get(key, now) !== undefined;
+  }
+
+  set(key: StateKey, value: T, now: number): void {
+    requireNow(now);
+    // undefined is what get() says for "absent": storing it would be indistinguishable.
+    if (value === undefined)
+      throw new Error(`state "${this.name}": use delete() instead of setting undefined`);
+    this.#entries.set(key, { v: value, w: now });
+  }
+
+  delete(key: StateKey): boolean {
+    return this.#entries.delete(key);
+  }
+
+  /** Live keys at `now`. */
+  keys(now: number): StateKey[] {
+    return this.entries(now).map(([key]) => key);
+  }
+
+  /** Live entries at `now`. */
+  entries(now: number): [StateKey, T][] {
+    requireNow(now);
+    const live: [StateKey, T][] = [];
+    for (const [key, entry] of this.#entries) {
+      if (!expired(entry, this.#ttlMs, now)) live.push([key, entry.v]);
+    }
+    return live;
+  }
+
+  /** Removes expired entries; returns how many. */
+  purge(now: number): number {
+    requireNow(now);
+    let removed = 0;
+    for (const [key, entry] of this.#entries) {
+      if (expired(entry, this.#ttlMs, now)) {
+        this.#entries.delete(key);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Stored entries, expired ones included until they are purged. */
+  entryCount(): number {
+    return this.#entries.size;
+  }
+
+  /** @internal */
+  rawEntries(): Map<StateKey, unknown> {
+    return this.#entries;
+  }
+}
+
+/** A map per key; TTL applies to each map entry on its own. */
+export class MapState<K extends MapKey, V> implements Store {
+  readonly kind = "map";
+  readonly name: string;
+  #ttlMs: number | undefined;
+  readonly #maps: Map<StateKey, Map<K, Entry<V>>>;
+
+  /** @internal created through OperatorState.map */
+  constructor(
+    name: string,
+    ttlMs: number | undefined,
+    maps = new Map<StateKey, Map<K, Entry<V>>>(),
+  ) {
+    this.name = name;
+    this.#ttlMs = ttlMs;
+    this.#maps = maps;
+  }
+
+  get ttlMs(): number | undefined {
+    return this.#ttlMs;
+  }
+
+  /** @internal */
+  setTtl(ttlMs: number | undefined): void {
+    this.#ttlMs = ttlMs;
+  }
+
+  get(key: StateKey, mapKey: K, now: number): V | undefined {
+    requireNow(now);
+    const map = this.#maps.get(key);
+    const entry = map?.get(mapKey);
+    if (map === undefined || entry === undefined) return undefined;
+    if (expired(entry, this.#ttlMs, now)) {
+      map.delete(mapKey);
+      if (map.size === 0) this.#maps.delete(key);
+      return undefined;
+    }
+    return entry.v;
+  }
+
+  has(key: StateKey, mapKey: K, now: number): boolean {
+    return this.get(key, mapKey, now) !== undefined;
+  }
+
+  set(key: StateKey, mapKey: K, value: V, now: number): void {
+    requireNow(now);
+    if (value === undefined)
+      throw new Error(`state "${this.name}": use delete() instead of setting undefined`);
+    let map = this.#maps.get(key);
+    if (map === undefined) {
+      map = new Map();
+      this.#maps.set(key, map);
+    }
+    map.set(mapKey, { v: value, w: now });
+  }
+
+  delete(key: StateKey, mapKey: K): boolean {
+    const map = this.#maps.get(key);
+    if (map === undefined || !map.delete(mapKey)) return false;
+    if (map.size === 0) this.#maps.delete(key);
+    return true;
+  }
+
+  /** Removes the whole map of `key`. */
+  clear(key: StateKey): boolean {
+    return this.#maps.delete(key);
+  }
+
+  /** Live entries of `key`'s map at `now`. */
+  entries(key: StateKey, now: number): [K, V][] {
+    requireNow(now);
+    const live: [K, V][] = [];
+    for (const [mapKey, entry] of this.#maps.get(key) ?? []) {
+      if (!expired(entry, this.#ttlMs, now)) live.push([mapKey, entry.v]);
+    }
+    return live;
+  }
+
+  /** Keys whose map has at least one live entry at `now`. */
+  keys(now: number): StateKey[] {
+    return [...this.#maps.keys()].filter((key) => this.entries(key, now).length > 0);
+  }
+
+  purge(now: number): number {
+    requireNow(now);
+    let removed = 0;
+    for (const [key, map] of this.#maps) {
+      for (const [mapKey, entry] of map) {
+        if (expired(entry, this.#ttlMs, now)) {
+          map.delete(mapKey);
+          removed++;
+        }
+      }
+      if (map.size === 0) this.#maps.delete(key);
+    }
+    return removed;
+  }
+
+  /** Stored map entries over all keys, expired ones included until purged. */
+  entryCount(): number {
+    let count = 0;
+    for (const map of this.#maps.values()) count += map.size;
+    return count;
+  }
+
+  /** @internal */
+  rawEntries(): Map<StateKey, unknown> {
+    return this.#maps;
+  }
+}
+
+type AnyStore = ValueState<unknown> | MapState<MapKey, unknown>;
+
+/** The stores of one named operator within a task. */
+export class OperatorState {
+  readonly name: string;
+  readonly #stores = new Map<string, AnyStore>();
+  // Stores declared by this run's job code; restored ones take the TTL declared here.
+  readonly #declared = new Set<string>();
+
+  /** @internal created through TaskState.operator */
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  value<T>(stateName: string, options: StateOptions = {}): ValueState<T> {
+    return this.#declare(stateName, "value", options) as ValueState<T>;
+  }
+
+  map<K extends MapKey, V>(stateName: string, options: StateOptions = {}): MapState<K, V> {
+    return this.#declare(stateName, "map", options) as unknown as MapState<K, V>;
+  }
+
+  #declare(stateName: string, kind: StateKind, options: StateOptions): AnyStore {
+    validateName("state", stateName);
+    validateTtl(options.ttlMs);
+    const existing = this.#stores.get(stateName);
+    if (existing !== undefined) {
+      if (existing.kind !== kind) {
+        throw new Error(
+          `state "${stateName}" of operator "${this.name}" is a ${existing.kind} state, not a ${kind} state`,
+        );
+      }
+      if (this.#declared.has(stateName) && existing.ttlMs !== options.ttlMs) {
+        throw new Error(
+          `state "${stateName}" of operator "${this.name}" is already declared with ttlMs ` +
+            `${String(existing.ttlMs)}, not ${String(options.ttlMs)}`,
+        );
+      }
+      existing.setTtl(options.ttlMs);
+      this.#declared.add(stateName);
+      return existing;
+    }
+    const store: AnyStore =
+      kind === "value"
+        ? new ValueState(stateName, options.ttlMs)
+        : new MapState(stateName, options.ttlMs);
+    this.#stores.set(stateName, store);
+    this.#declared.add(stateName);
+    return store;
+  }
+
+  stateNames(): string[] {
+    return [...this.#stores.keys()].sort();
+  }
+
+  /** @internal */
+  stores(): Iterable<AnyStore> {
+    return this.#stores.values();
+  }
+
+  /** @internal used by TaskState.restore */
+  adopt(store: AnyStore): void {
+    this.#stores.set(store.name, store);
+  }
+}
+
+interface SnapshotStore {
+  name: string;
+  kind: StateKind;
+  ttlMs: number | null;
+  entries: Map<StateKey, unknown>;
+}
+
+interface SnapshotOperator {
+  name: string;
+  states: SnapshotStore[];
+}
+
+interface Snapshot {
+  formatVersion: number;
+  operators: SnapshotOperator[];
+}
+
+/** The keyed state of one task: its operators' stores, snapshotted as one object. */
+export class TaskState {
+  readonly #operators = new Map<string, OperatorState>();
+
+  /** The state of operator `name` (created empty on first use). */
+  operator(name: string): OperatorState {
+    validateName("operator", name);
+    let operator = this.#operators.get(name);
+    if (operator === undefined) {
+      operator = new OperatorState(name);
+      this.#operators.set(name, operator);
+    }
+    return operator;
+  }
+
+  hasOperator(name: string): boolean {
+    return this.#operators.has(name);
+  }
+
+  /** Forgets an operator's state (one the job no longer has, restored with allowNonRestoredState). */
+  dropOperator(name: string): boolean {
+    return this.#operators.delete(name);
+  }
+
+  /**
+   * Operators that hold at least one entry, sorted. After `snapshot(now)` (which purges), these
+   * are exactly the operators in that snapshot: what `_metadata.json` lists for the task.
+   */
+  operatorNames(): string[] {
+    const names: string[] = [];
+    for (const [name, operator] of this.#operators) {
+      if ([...operator.stores()].some((store) => store.entryCount() > 0)) names.push(name);
+    }
+    return names.sort();
+  }
+
+  /**
+   * Purges expired entries, then serializes the state. Empty stores are left out: they carry
+   * nothing, and leaving them out keeps an operator that holds no state from being reported
+   * as state a new job version would lose.
+   */
+  snapshot(now: number): Buffer {
+    requireNow(now);
+    const operators: SnapshotOperator[] = [];
+    for (const operator of this.#operators.values()) {
+      const states: SnapshotStore[] = [];
+      for (const store of operator.stores()) {
+        store.purge(now);
+        if (store.entryCount() === 0) continue;
+        states.push({
+          name: store.name,
+          kind: store.kind,
+          ttlMs: store.ttlMs ?? null,
+          entries: store.rawEntries(),
+        });
+      }
+      if (states.length > 0) operators.push({ name: operator.name, states });
+    }
+    const snapshot: Snapshot = { formatVersion: TASK_STATE_FORMAT_VERSION, operators };
+    try {
+      return serialize(snapshot);
+    } catch (error) {
+      throw culprit(operators) ?? error;
+    }
+  }
+
+  static restore(buffer: Uint8Array): TaskState {
+    let data: unknown;
+    try {
+      data = deserialize(buffer);
+    } catch (error) {
+      throw new Error(
+        `task state snapshot cannot be read (corrupt or not a task state): ${(error as Error).message}`,
+      );
+    }
+    const snapshot = validateSnapshot(data);
+    const state = new TaskState();
+    for (const op of snapshot.operators) {
+      const operator = state.operator(op.name);
+      for (const s of op.states) {
+        const ttlMs = s.ttlMs ?? undefined;
+        operator.adopt(
+          s.kind === "value"
+            ? new ValueState(s.name, ttlMs, s.entries as Map<StateKey, Entry<unknown>>)
+            : new MapState(s.name, ttlMs, s.entries as Map<StateKey, Map<MapKey, Entry<unknown>>>),
+        );
+      }
+    }
+    return state;
+  }
+
+  /**
+   * A rough size in bytes of what a snapshot would hold (keys, values, write times), for
+   * metrics; O(entries). The exact figure is the length of `snapshot(now)`.
+   */
+  sizeEstimate(): number {
+    let bytes = 0;
+    for (const operator of this.#operators.values()) {
+      for (const store of operator.stores()) bytes += estimateBytes(store.rawEntries(), new Set());
+    }
+    return bytes;
+  }
+}
+
+/** Names the store whose values cannot be cloned, instead of v8's bare "could not be cloned". */
+function culprit(operators: SnapshotOperator[]): Error | undefined {
+  for (const operator of operators) {
+    for (const state of operator.states) {
+      try {
+        serialize(state.entries);
+      } catch (error) {
+        return new Error(
+          `state "${state.name}" of operator "${operator.name}" cannot be snapshotted: ${(error as Error).message}`,
+        );
+      }
+    }
+  }
+  return undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isEntry(value: unknown): boolean {
+  return isRecord(value) && "v" in value && typeof value.w === "number";
+}
+
+function validateSnapshot(data: unknown): Snapshot {
+  const bad = (why: string) => new Error(`task state snapshot is malformed: ${why}`);
+  if (!isRecord(data) || !("formatVersion" in data)) throw bad("no formatVersion");
+  if (data.formatVersion !== TASK_STATE_FORMAT_VERSION) {
+    throw new Error(
+      `unsupported task state format version ${String(data.formatVersion)} (this runtime reads ${TASK_STATE_FORMAT_VERSION})`,
+    );
+  }
+  if (!Array.isArray(data.operators)) throw bad("operators is not a list");
+  const names = new Set<string>();
+  for (const [i, op] of data.operators.entries()) {
+    if (!isRecord(op) || typeof op.name !== "string" || op.name === "")
+      throw bad(`operators[${i}] has no name`);
+    if (names.has(op.name)) throw bad(`operator "${op.name}" appears twice`);
+    names.add(op.name);
+    if (!Array.isArray(op.states)) throw bad(`operator "${op.name}" has no list of states`);
+    const stateNames = new Set<string>();
+    for (const s of op.states) {
+      const where = `operator "${op.name}"`;
+      if (!isRecord(s) || typeof s.name !== "string" || s.name === "")
+        throw bad(`a state of ${where} has no name`);
+      if (stateNames.has(s.name)) throw bad(`state "${s.name}" of ${where} appears twice`);
+      stateNames.add(s.name);
+      if (s.kind !== "value" && s.kind !== "map")
+        throw bad(`state "${s.name}" of ${where} has unknown kind`);
+      if (s.ttlMs !== null && (typeof s.ttlMs !== "number" || !(s.ttlMs > 0))) {
+        throw bad(`state "${s.name}" of ${where} has an invalid ttlMs`);
+      }
+      if (!(s.entries instanceof Map))
+        throw bad(`state "${s.name}" of ${where} has no entries map`);
+      for (const [key, value] of s.entries) {
+        const ok =
+          typeof key === "string" &&
+          (s.kind === "value"
+            ? isEntry(value)
+            : value instanceof Map && [...value.values()].every(isEntry));
+        if (!ok) throw bad(`state "${s.name}" of ${where} has a malformed entry`);
+      }
+    }
+  }
+  return data as unknown as Snapshot;
+}
+
+/** Approximate structured-clone size: content bytes plus a few bytes of framing per item. */
+function estimateBytes(value: unknown, seen: Set<object>): number {
+  switch (typeof value) {
+    case "string":
+      return 4 + value.length;
+    case "number":
+      return 9;
+    case "bigint":
+      return 4 + Math.ceil(value.toString(16).length / 2);
+    case "boolean":
+    case "undefined":
+      return 1;
+    case "object": {
+      if (value === null) return 1;
+      // Shared or cyclic references are serialized once.
+      if (seen.has(value)) return 4;
+      seen.add(value);
+      if (ArrayBuffer.isView(value)) return 8 + value.byteLength;
+      if (value instanceof ArrayBuffer) return 8 + value.byteLength;
+      if (value instanceof Date) return 9;
+      let bytes = 4;
+      if (value instanceof Map) {
+        for (const [k, v] of value) bytes += estimateBytes(k, seen) + estimateBytes(v, seen);
+      } else if (value instanceof Set || Array.isArray(value)) {
+        for (const v of value) bytes += estimateBytes(v, seen);
+      } else {
+        for (const [k, v] of Object.entries(value))
+          bytes += estimateBytes(k, seen) + estimateBytes(v, seen);
+      }
+      return bytes;
+    }
+    default:
+      return 0;
+  }
+}
