@@ -412,4 +412,3 @@ export const COMPONENTS: Component[] = [
   scheduler,
   kubelet,
 ];
-
