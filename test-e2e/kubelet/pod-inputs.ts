@@ -2,7 +2,7 @@
 // fieldRef, secretKeyRef, configMapKeyRef) and its volumes' files (emptyDir, configMap,
 // secret, downwardAPI, projected service-account tokens). Resolved as the node's identity, so
 // the Node authorizer decides what this kubelet may read, as on a real node.
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   ApiException,
@@ -12,6 +12,7 @@ import {
   type V1KeyToPath,
   type V1ObjectFieldSelector,
   type V1Pod,
+  type V1ServiceAccountTokenProjection,
   type V1Volume,
 } from "@kubernetes/client-node";
 import { expandVars } from "./pod-spec.ts";
@@ -168,6 +169,60 @@ export async function containerEnv(
   return vars;
 }
 
+/** A token from the TokenRequest API, bound to the pod, as a projected volume holds it. */
+async function writeToken(
+  pod: V1Pod,
+  source: V1ServiceAccountTokenProjection,
+  dir: string,
+  mode: number,
+  inputs: PodInputs,
+): Promise<void> {
+  const token = await inputs.api.createNamespacedServiceAccountToken({
+    name: pod.spec?.serviceAccountName ?? "default",
+    namespace: pod.metadata?.namespace ?? "default",
+    body: {
+      spec: {
+        audiences: source.audience ? [source.audience] : [],
+        expirationSeconds: source.expirationSeconds ?? DEFAULT_TOKEN_SECONDS,
+        boundObjectRef: {
+          kind: "Pod",
+          apiVersion: "v1",
+          name: pod.metadata?.name,
+          uid: pod.metadata?.uid,
+        },
+      },
+    },
+  });
+  writeFiles(dir, { [source.path]: token.status?.token ?? "" }, undefined, mode);
+}
+
+const DEFAULT_TOKEN_SECONDS = 3607;
+
+function tokenSources(pod: V1Pod): { volume: V1Volume; source: V1ServiceAccountTokenProjection }[] {
+  return (pod.spec?.volumes ?? []).flatMap((volume) =>
+    (volume.projected?.sources ?? []).flatMap((s) =>
+      s.serviceAccountToken ? [{ volume, source: s.serviceAccountToken }] : [],
+    ),
+  );
+}
+
+/** How often the pod's tokens are renewed: at 80% of the shortest lifetime, as a kubelet does. */
+export function tokenRefreshMs(pod: V1Pod): number | undefined {
+  const lifetimes = tokenSources(pod).map(
+    (t) => t.source.expirationSeconds ?? DEFAULT_TOKEN_SECONDS,
+  );
+  return lifetimes.length > 0 ? Math.min(...lifetimes) * 800 : undefined;
+}
+
+/** Renews every projected service-account token of the pod in place. */
+export async function refreshTokens(pod: V1Pod, podDir: string, inputs: PodInputs): Promise<void> {
+  for (const { volume, source } of tokenSources(pod)) {
+    const dir = join(podDir, "volumes", volume.name);
+    await writeToken(pod, source, dir, volume.projected?.defaultMode ?? 0o644, inputs);
+  }
+}
+
+/** Files are replaced atomically (write, then rename), so a reader never sees half of one. */
 function writeFiles(
   dir: string,
   data: Record<string, string>,
@@ -180,8 +235,10 @@ function writeFiles(
   for (const [path, value, mode] of entries) {
     const file = join(dir, path);
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, value);
-    chmodSync(file, mode);
+    const staged = `${file}.weir-new`;
+    writeFileSync(staged, value);
+    chmodSync(staged, mode);
+    renameSync(staged, file);
   }
 }
 
@@ -233,30 +290,7 @@ async function materializeVolume(
     const mode = volume.projected.defaultMode ?? 0o644;
     for (const source of volume.projected.sources ?? []) {
       if (source.serviceAccountToken) {
-        const token = await inputs.api.createNamespacedServiceAccountToken({
-          name: pod.spec?.serviceAccountName ?? "default",
-          namespace,
-          body: {
-            spec: {
-              audiences: source.serviceAccountToken.audience
-                ? [source.serviceAccountToken.audience]
-                : [],
-              expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3607,
-              boundObjectRef: {
-                kind: "Pod",
-                apiVersion: "v1",
-                name: pod.metadata?.name,
-                uid: pod.metadata?.uid,
-              },
-            },
-          },
-        });
-        writeFiles(
-          dir,
-          { [source.serviceAccountToken.path]: token.status?.token ?? "" },
-          undefined,
-          mode,
-        );
+        await writeToken(pod, source.serviceAccountToken, dir, mode, inputs);
       } else if (source.configMap) {
         const data = await readData(inputs.api, "configmap", namespace, source.configMap.name);
         if (!data && !source.configMap.optional) throw missing("configmap", source.configMap.name);

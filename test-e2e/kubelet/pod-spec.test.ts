@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import type { V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
 import { launchScript, shellQuote } from "./container.ts";
-import { fieldValue, formatMap } from "./pod-inputs.ts";
+import { fieldValue, formatMap, tokenRefreshMs } from "./pod-inputs.ts";
 import {
   containerArgv,
   effectiveRestartPolicy,
@@ -185,4 +185,19 @@ test("the launch script quotes every path and runs the command as a child of sh"
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("service-account tokens are renewed at 80% of the shortest lifetime", () => {
+  const token = (expirationSeconds?: number) => ({
+    serviceAccountToken: { path: "token", ...(expirationSeconds ? { expirationSeconds } : {}) },
+  });
+  const pod = (sources: object[]): V1Pod => ({
+    spec: { containers: [], volumes: [{ name: "api", projected: { sources } }] },
+  });
+  assert.equal(tokenRefreshMs(pod([token()])), 3607 * 800);
+  assert.equal(tokenRefreshMs(pod([token(3600), token(600)])), 600 * 800);
+  assert.equal(
+    tokenRefreshMs({ spec: { containers: [], volumes: [{ name: "e", emptyDir: {} }] } }),
+    undefined,
+  );
 });

@@ -14,7 +14,14 @@ import {
   type V1Probe,
 } from "@kubernetes/client-node";
 import { ContainerProcess, type Mount } from "./container.ts";
-import { containerEnv, MissingInput, type PodInputs, podVolumes } from "./pod-inputs.ts";
+import {
+  containerEnv,
+  MissingInput,
+  type PodInputs,
+  podVolumes,
+  refreshTokens,
+  tokenRefreshMs,
+} from "./pod-inputs.ts";
 import {
   type CatalogImage,
   containerArgv,
@@ -191,20 +198,34 @@ export class PodWorker {
         await this.pause(2_000);
       }
     }
+    const refreshMs = tokenRefreshMs(this.pod);
+    const renewal =
+      volumes && refreshMs !== undefined
+        ? setInterval(() => {
+            refreshTokens(this.pod, this.podDir, this.node).catch((error: unknown) =>
+              this.node.log(`${this.key}: token renewal failed: ${error}`),
+            );
+          }, refreshMs)
+        : undefined;
+    try {
+      await this.runAll(volumes);
+    } finally {
+      clearInterval(renewal);
+    }
+    await this.publishing;
+  }
+
+  private async runAll(volumes: Map<string, string> | undefined): Promise<void> {
     if (volumes) {
       const ready = volumes;
       // Init containers run one at a time, each to a successful end, before the others start.
       for (const c of this.initContainers) {
         await this.runContainer(c, ready, true);
-        if (c.state.terminated?.exitCode !== 0) {
-          await this.publishing;
-          return;
-        }
+        if (c.state.terminated?.exitCode !== 0) return;
       }
       for (const c of this.containers) c.state = { waiting: { reason: "ContainerCreating" } };
       await Promise.all(this.containers.map((c) => this.runContainer(c, ready, false)));
     }
-    await this.publishing;
   }
 
   private mounts(
