@@ -1,0 +1,76 @@
+// Where a task starts: a pure decision from what storage and Kafka say (docs: DESIGN.md,
+// "Exactly-once to Kafka"). The committed offset of the task's group is the truth about what
+// was emitted; a snapshot is usable only when it was taken at exactly that offset.
+import {
+  type SnapshotMetadata,
+  type TaskEntry,
+  type TaskRef,
+  topicPartition,
+} from "../state/metadata.ts";
+
+export type RestorePlan =
+  /** Nothing committed and nothing to restore: start empty at the source's start position. */
+  | { kind: "fresh" }
+  /** Start from `offset` with the state in `entry` (absent when the task had no state). */
+  | { kind: "snapshot"; snapshot: SnapshotMetadata; entry: TaskEntry | undefined; offset: number }
+  /** Committed output exists but no state matches it: only a stateless task may go on. */
+  | { kind: "offset-only"; offset: number };
+
+export class RestoreRefused extends Error {}
+
+function entryOf(snapshot: SnapshotMetadata, task: TaskRef): TaskEntry | undefined {
+  return snapshot.tasks.find(
+    (t) => t.task.topic === task.topic && t.task.partition === task.partition,
+  );
+}
+
+function offsetIn(snapshot: SnapshotMetadata, task: TaskRef): number | undefined {
+  const entry = entryOf(snapshot, task);
+  return entry?.offsets[topicPartition(task.topic, task.partition)];
+}
+
+/**
+ * @param requested a savepoint the operator asked to start from (`WEIR_RESTORE_FROM`), if any
+ * @param committed the next offset committed by the task's last transaction, if any
+ * @param checkpoints the job's complete checkpoints, oldest first
+ * @param stateful whether the job keeps state (a stateless job may resume from the offset alone)
+ */
+export function planRestore(
+  task: TaskRef,
+  requested: SnapshotMetadata | undefined,
+  committed: number | undefined,
+  checkpoints: readonly SnapshotMetadata[],
+  stateful: boolean,
+): RestorePlan {
+  if (requested) {
+    // A savepoint is taken by stopping the job: its offsets are where the output stopped,
+    // unless the task never consumed anything (then it starts where the savepoint says, or fresh).
+    const offset = offsetIn(requested, task);
+    if (offset === undefined) {
+      return committed === undefined
+        ? { kind: "fresh" }
+        : { kind: "offset-only", offset: committed };
+    }
+    if (committed !== undefined && committed !== offset) {
+      throw new RestoreRefused(
+        `savepoint ${requested.id} has ${task.topic}-${task.partition} at offset ${offset}, but output up to offset ${committed} was already committed after it: restoring it would duplicate or lose records`,
+      );
+    }
+    return { kind: "snapshot", snapshot: requested, entry: entryOf(requested, task), offset };
+  }
+  if (committed === undefined) return { kind: "fresh" };
+  for (const checkpoint of [...checkpoints].reverse()) {
+    if (offsetIn(checkpoint, task) === committed) {
+      return {
+        kind: "snapshot",
+        snapshot: checkpoint,
+        entry: entryOf(checkpoint, task),
+        offset: committed,
+      };
+    }
+  }
+  if (!stateful) return { kind: "offset-only", offset: committed };
+  throw new RestoreRefused(
+    `no checkpoint of ${task.topic}-${task.partition} matches its committed offset ${committed}: the state for the records already emitted is gone`,
+  );
+}
