@@ -41,10 +41,6 @@ interface ComponentState {
   log: string;
 }
 
-async function context(): Promise<ComponentContext> {
-  return { bin: await ensureBinaries(), pki: new Pki(clusterPaths.pki) };
-}
-
 export async function status(): Promise<ComponentState[]> {
   const records = new Map(readRecords(clusterPaths.pids).map((r) => [r.name, r]));
   const pki = new Pki(clusterPaths.pki);
@@ -94,7 +90,7 @@ export async function up(): Promise<void> {
   }
 
   await ensureHostTools();
-  const ctx = await context();
+  const ctx: ComponentContext = { bin: await ensureBinaries(), pki: new Pki(clusterPaths.pki) };
   resetClusterDir();
   await timed("creating certificates and kubeconfigs", async () => {
     await ctx.pki.create(NODE_NAME);
