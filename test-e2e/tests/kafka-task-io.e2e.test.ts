@@ -97,14 +97,14 @@ describe("kafka task I/O", () => {
     const writer = new TaskWriter({ bootstrapBrokers, job, task });
     const last = records.at(-1);
     assert.ok(last);
-    await writer.commit(
+    await writer.send(
       records.map((r) => ({
         topic: output,
         partition: 0,
         value: Buffer.from(r.value.toString().toUpperCase()),
       })),
-      last,
     );
+    await writer.commit(last);
     await writer.close();
     await reader.close();
 
@@ -123,12 +123,14 @@ describe("kafka task I/O", () => {
     assert.ok(record);
 
     const zombie = new TaskWriter({ bootstrapBrokers, job, task, clientId: "zombie" });
-    await zombie.commit([], record); // registers the zombie's producer epoch
+    await zombie.commit(record); // registers the zombie's producer epoch
     const owner = new TaskWriter({ bootstrapBrokers, job, task, clientId: "owner" });
-    await owner.commit([{ topic: output, partition: 0, value: Buffer.from("FROM-OWNER") }], record);
-    await assert.rejects(
-      zombie.commit([{ topic: output, partition: 0, value: Buffer.from("FROM-ZOMBIE") }], record),
-    );
+    await owner.send([{ topic: output, partition: 0, value: Buffer.from("FROM-OWNER") }]);
+    await owner.commit(record);
+    await assert.rejects(async () => {
+      await zombie.send([{ topic: output, partition: 0, value: Buffer.from("FROM-ZOMBIE") }]);
+      await zombie.commit(record);
+    });
     await Promise.all([zombie.close().catch(() => {}), owner.close(), reader.close()]);
     const position = new TaskReader({ bootstrapBrokers, job, task });
     assert.equal(await position.committedOffset(), 4n, "only the owner's offset landed");

@@ -149,9 +149,16 @@ export class SnapshotStore {
     if (keys.length > 0) await this.#client.removeObjects(this.#bucket, keys);
   }
 
-  /** Keeps the newest `keep` complete snapshots of a kind; returns the ids it removed. */
-  async retain(kind: SnapshotKind, keep: number): Promise<string[]> {
-    const snapshots = await this.list(kind);
+  /**
+   * Keeps the newest `keep` complete snapshots of a kind (among those `which` selects, e.g.
+   * one task's checkpoints); returns the ids it removed.
+   */
+  async retain(
+    kind: SnapshotKind,
+    keep: number,
+    which: (snapshot: SnapshotMetadata) => boolean = () => true,
+  ): Promise<string[]> {
+    const snapshots = (await this.list(kind)).filter(which);
     const old = snapshots.slice(0, Math.max(0, snapshots.length - keep)).map((s) => s.id);
     for (const id of old) await this.delete(kind, id);
     return old;

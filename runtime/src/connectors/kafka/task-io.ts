@@ -102,6 +102,9 @@ export interface TaskWriterOptions {
  */
 export class TaskWriter {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
+  #transaction:
+    | Awaited<ReturnType<Producer<Buffer, Buffer, Buffer, Buffer>["beginTransaction"]>>
+    | undefined;
 
   constructor(options: TaskWriterOptions) {
     const transactionalId = taskTransactionalId(options.job, options.task);
@@ -123,19 +126,29 @@ export class TaskWriter {
     });
   }
 
+  /** The transaction open since the last commit: outputs go out as they are produced. */
+  async #open() {
+    this.#transaction ??= await this.#producer.beginTransaction();
+    return this.#transaction;
+  }
+
+  /** Sends outputs inside the open transaction: invisible to read_committed until `commit`. */
+  async send(outputs: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[]): Promise<void> {
+    if (outputs.length === 0) return;
+    await (await this.#open()).send({ messages: outputs });
+  }
+
   /**
-   * One transaction: `outputs`, plus the source position after `lastInput` (a message read by
-   * this task's TaskReader, which knows its group) committed to the task's group.
+   * Commits the open transaction together with the source position after `lastInput` (a
+   * message read by this task's TaskReader, which knows its group). On any error the
+   * transaction is aborted: its outputs never become visible.
    */
-  async commit(
-    outputs: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[],
-    lastInput: RawMessage,
-  ): Promise<void> {
+  async commit(lastInput: RawMessage): Promise<void> {
     const consumer = (lastInput.metadata as { consumer?: { groupId: string } }).consumer;
     if (!consumer) throw new Error("lastInput was not read by a TaskReader: it names no group");
-    const transaction = await this.#producer.beginTransaction();
+    const transaction = await this.#open();
+    this.#transaction = undefined;
     try {
-      if (outputs.length > 0) await transaction.send({ messages: outputs });
       await transaction.addConsumer(consumer as never);
       await transaction.addOffset(lastInput as never);
       await transaction.commit();

@@ -1,0 +1,232 @@
+// Runs one task (one source partition) exactly once: restore (restore.ts), then read a batch,
+// process it, send its outputs inside the open Kafka transaction, and every checkpoint
+// interval upload the task's state for the current offset and only then commit the
+// transaction with that offset. A crash at any point leaves either the previous committed
+// transaction (and the checkpoint taken at its offset) or the new one: never half of one.
+import type { Message, MessagesStream } from "@platformatic/kafka";
+import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
+import { TaskState } from "../state/keyed-state.ts";
+import type { JobRef, SnapshotMetadata, TaskRef } from "../state/metadata.ts";
+import type { SnapshotStore } from "../state/snapshot-store.ts";
+import { planRestore, type RestorePlan } from "./restore.ts";
+
+type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
+
+export interface InputRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  timestamp: number;
+  partition: number;
+  offset: bigint;
+}
+
+export interface OutputRecord {
+  topic: string;
+  key?: Buffer | null;
+  value: Buffer;
+  timestamp?: number;
+}
+
+/** What the runner asks of a job's operators for one task; their state lives in `TaskState`. */
+export interface TaskProcessor {
+  process(records: InputRecord[], now: number): OutputRecord[];
+  /** Fires what time alone makes due (processing-time timers, idle-partition watermarks). */
+  advanceTime?(now: number): OutputRecord[];
+}
+
+export interface TaskRunnerOptions {
+  job: JobRef;
+  task: TaskRef;
+  bootstrapBrokers: string[];
+  store: SnapshotStore;
+  /** Every stable operator name of the job (the snapshot fingerprint). */
+  jobOperators: readonly string[];
+  /** Whether the job keeps state (a stateless task may resume from its offset alone). */
+  stateful: boolean;
+  createProcessor(state: TaskState): TaskProcessor;
+  /** A savepoint to start from (`WEIR_RESTORE_FROM`). */
+  restoreFrom?: SnapshotMetadata;
+  startFrom?: "earliest" | "latest";
+  checkpointIntervalMs?: number;
+  maxBatch?: number;
+  /** How many checkpoints of this task to keep. */
+  retainCheckpoints?: number;
+  now?: () => number;
+}
+
+/** A task's checkpoint is named by its position, so a retried upload overwrites itself. */
+export function checkpointId(task: TaskRef, offset: bigint): string {
+  return `${task.topic}-${task.partition}-${offset}`;
+}
+
+export class TaskRunner {
+  readonly #options: TaskRunnerOptions;
+  readonly #reader: TaskReader;
+  readonly #writer: TaskWriter;
+  readonly #now: () => number;
+  #state = new TaskState();
+  #processor: TaskProcessor | undefined;
+  #queue: RawMessage[] = [];
+  #arrived: (() => void) | undefined;
+  #drained: (() => void) | undefined;
+  #pumping: Promise<void> | undefined;
+  #lastInput: RawMessage | undefined;
+  #uncommitted = 0;
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  plan: RestorePlan | undefined;
+  recordsIn = 0;
+  recordsOut = 0;
+
+  constructor(options: TaskRunnerOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    const io = { bootstrapBrokers: options.bootstrapBrokers, job: options.job, task: options.task };
+    this.#reader = new TaskReader(io);
+    this.#writer = new TaskWriter(io);
+  }
+
+  /** Restores, starts reading, and keeps processing until `stop`. */
+  async start(): Promise<void> {
+    const { task, store, restoreFrom, stateful } = this.#options;
+    const committed = await this.#reader.committedOffset();
+    const checkpoints =
+      committed === undefined || restoreFrom ? [] : await store.list("checkpoint");
+    const plan = planRestore(
+      task,
+      restoreFrom,
+      committed === undefined ? undefined : Number(committed),
+      checkpoints,
+      stateful,
+    );
+    this.plan = plan;
+    if (plan.kind === "snapshot" && plan.entry) {
+      this.#state = TaskState.restore(await store.readTaskState(plan.entry));
+    }
+    this.#processor = this.#options.createProcessor(this.#state);
+    const offset = plan.kind === "fresh" ? await this.#startOffset() : BigInt(plan.offset);
+    const stream = await this.#reader.start(offset);
+    this.#pumping = this.#pump(stream);
+    this.#loop = this.#run();
+  }
+
+  async #startOffset(): Promise<bigint> {
+    // "latest" would need the partition's end offset; until the source exposes it, a fresh
+    // task reads from the start.
+    return 0n;
+  }
+
+  async #run(): Promise<void> {
+    const interval = this.#options.checkpointIntervalMs ?? 1_000;
+    let nextCheckpoint = this.#now() + interval;
+    while (!this.#stopping) {
+      const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
+      if (batch.length > 0) await this.#process(batch);
+      const due = this.#processor?.advanceTime?.(this.#now()) ?? [];
+      if (due.length > 0) await this.#emit(due);
+      if (this.#now() >= nextCheckpoint) {
+        await this.checkpoint();
+        nextCheckpoint = this.#now() + interval;
+      }
+    }
+  }
+
+  /**
+   * Moves records from the source into the queue the loop takes batches from, holding back
+   * (and so letting the source apply back-pressure) while a full batch is waiting.
+   */
+  async #pump(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>): Promise<void> {
+    const max = this.#options.maxBatch ?? 500;
+    for await (const message of stream) {
+      this.#queue.push(message);
+      this.#arrived?.();
+      while (this.#queue.length >= max && !this.#stopping) {
+        await new Promise<void>((resolve) => {
+          this.#drained = resolve;
+        });
+      }
+      if (this.#stopping) break;
+    }
+  }
+
+  /** Up to `maxBatch` records, waiting at most `waitMs` for the first. */
+  async #nextBatch(waitMs: number): Promise<RawMessage[]> {
+    if (this.#queue.length === 0 && !this.#stopping) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, waitMs);
+        this.#arrived = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#arrived = undefined;
+    }
+    const batch = this.#queue.splice(0, this.#options.maxBatch ?? 500);
+    this.#drained?.();
+    this.#drained = undefined;
+    return batch;
+  }
+
+  async #process(batch: RawMessage[]): Promise<void> {
+    const records: InputRecord[] = batch.map((m) => ({
+      key: m.key ?? null,
+      value: m.value ?? null,
+      timestamp: Number(m.timestamp),
+      partition: m.partition,
+      offset: m.offset,
+    }));
+    const outputs = this.#processor?.process(records, this.#now()) ?? [];
+    await this.#emit(outputs);
+    this.recordsIn += records.length;
+    this.#uncommitted += records.length;
+    this.#lastInput = batch.at(-1);
+  }
+
+  async #emit(outputs: OutputRecord[]): Promise<void> {
+    await this.#writer.send(
+      outputs.map((o) => ({
+        topic: o.topic,
+        value: o.value,
+        ...(o.key ? { key: o.key } : {}),
+        ...(o.timestamp !== undefined ? { timestamp: BigInt(o.timestamp) } : {}),
+      })),
+    );
+    this.recordsOut += outputs.length;
+  }
+
+  /** State for the current offset first, then the transaction that moves the offset there. */
+  async checkpoint(): Promise<void> {
+    const last = this.#lastInput;
+    if (!last || this.#uncommitted === 0) return;
+    const { task, store, jobOperators } = this.#options;
+    const next = last.offset + 1n;
+    const offsets = { [`${task.topic}-${task.partition}`]: next };
+    const state = this.#state.snapshot(this.#now());
+    await store.write("checkpoint", checkpointId(task, next), jobOperators, [
+      { task, offsets, state, operators: this.#state.operatorNames() },
+    ]);
+    await this.#writer.commit(last);
+    this.#uncommitted = 0;
+    if (this.#options.retainCheckpoints !== undefined) {
+      await store.retain("checkpoint", this.#options.retainCheckpoints, (checkpoint) =>
+        checkpoint.tasks.some(
+          (t) => t.task.topic === task.topic && t.task.partition === task.partition,
+        ),
+      );
+    }
+  }
+
+  /** Finishes the records in hand, checkpoints, and closes the task's clients. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#arrived?.();
+    this.#drained?.();
+    await this.#loop;
+    // Records already taken from the source are processed before the last checkpoint.
+    while (this.#queue.length > 0) await this.#process(this.#queue.splice(0));
+    await this.checkpoint();
+    await this.#writer.close();
+    await this.#reader.close();
+    await this.#pumping;
+  }
+}
