@@ -8,24 +8,10 @@ import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
+import type { InputRecord, OutputRecord } from "./pipeline.ts";
 import { planRestore, type RestorePlan } from "./restore.ts";
 
 type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
-
-export interface InputRecord {
-  key: Buffer | null;
-  value: Buffer | null;
-  timestamp: number;
-  partition: number;
-  offset: bigint;
-}
-
-export interface OutputRecord {
-  topic: string;
-  key?: Buffer | null;
-  value: Buffer;
-  timestamp?: number;
-}
 
 /** What the runner asks of a job's operators for one task; their state lives in `TaskState`. */
 export interface TaskProcessor {
@@ -188,7 +174,7 @@ export class TaskRunner {
         topic: o.topic,
         value: o.value,
         ...(o.key ? { key: o.key } : {}),
-        ...(o.timestamp !== undefined ? { timestamp: BigInt(o.timestamp) } : {}),
+        timestamp: BigInt(o.timestamp),
       })),
     );
     this.recordsOut += outputs.length;
