@@ -111,18 +111,18 @@ test("a stateful task killed with SIGKILL mid-stream resumes exactly once", asyn
   });
   const total = 3000;
 
-  // Input arrives throughout, in small chunks, so that the kill lands with records read,
-  // processed and sent in an open transaction that never commits.
+  const first = startTask();
+  assert.equal(await first.started, "started: fresh");
+  await produce(producer, 0, 1000);
+  await committedOutput(300);
+  // More input keeps arriving, in small chunks, while the task is killed: it dies with records
+  // read, processed and sent in an open transaction that never commits.
   const producing = (async () => {
-    for (let sent = 0; sent < total; sent += 50) {
+    for (let sent = 1000; sent < total; sent += 50) {
       await produce(producer, sent, 50);
       await new Promise((resolve) => setTimeout(resolve, 15));
     }
   })();
-
-  const first = startTask();
-  assert.equal(await first.started, "started: fresh");
-  await committedOutput(300);
   first.child.kill("SIGKILL");
   await once(first.child, "exit");
 

@@ -5,8 +5,10 @@
 // Each task has a consumer group of its own with one static member, whose assignment is
 // fixed by our assigner: no rebalancing between tasks, a restarted owner replaces the old
 // member at once, and the group's committed offset is the task's exactly-once position.
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   Consumer,
+  findErrorBy,
   type Message,
   type MessagesStream,
   MessagesStreamModes,
@@ -100,6 +102,8 @@ export interface TaskWriterOptions {
  * Commits a task's outputs and its next source offset in one Kafka transaction: a reader
  * with read_committed sees the outputs exactly when the offset moved past their inputs.
  */
+const BEGIN_ATTEMPTS = 30;
+
 export class TaskWriter {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
   #transaction:
@@ -126,9 +130,23 @@ export class TaskWriter {
     });
   }
 
-  /** The transaction open since the last commit: outputs go out as they are produced. */
+  /**
+   * The transaction open since the last commit: outputs go out as they are produced. Starting
+   * one is retried while the broker says "not yet" (its transaction coordinator still loading,
+   * or a killed predecessor's transaction still being aborted); a fenced writer is not retried.
+   */
   async #open() {
-    this.#transaction ??= await this.#producer.beginTransaction();
+    for (let attempt = 1; !this.#transaction; attempt++) {
+      try {
+        this.#transaction = await this.#producer.beginTransaction();
+      } catch (error) {
+        const retriable =
+          findErrorBy(error as Error, "canRetry", true) !== null &&
+          findErrorBy(error as Error, "producerFenced", true) === null;
+        if (!retriable || attempt >= BEGIN_ATTEMPTS) throw error;
+        await sleep(Math.min(100 * attempt, 1_000));
+      }
+    }
     return this.#transaction;
   }
 
