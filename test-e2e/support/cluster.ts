@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
+import { Client as MinioClient } from "minio";
 import { readEnvFile } from "../cluster/cluster.ts";
 import { clusterPaths } from "../cluster/layout.ts";
 
@@ -42,6 +43,20 @@ export function clusterEnv(): ClusterEnv {
     s3Region: required(vars, "S3_REGION"),
     binDirs: required(vars, "WEIR_CLUSTER_BIN").split(":"),
   };
+}
+
+/** An S3 client for the cluster's MinIO with its credentials (another secret key for refusal tests). */
+export function s3Client(secretKey?: string): MinioClient {
+  const env = clusterEnv();
+  const endpoint = new URL(env.s3Endpoint);
+  return new MinioClient({
+    endPoint: endpoint.hostname,
+    port: Number(endpoint.port),
+    useSSL: endpoint.protocol === "https:",
+    accessKey: env.s3AccessKey,
+    secretKey: secretKey ?? env.s3SecretKey,
+    region: env.s3Region,
+  });
 }
 
 export function adminKubeConfig(): KubeConfig {

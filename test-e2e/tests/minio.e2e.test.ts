@@ -3,19 +3,10 @@
 import assert from "node:assert/strict";
 import { text } from "node:stream/consumers";
 import { after, describe, test } from "node:test";
-import { Client } from "minio";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 
 const env = clusterEnv();
-const endpoint = new URL(env.s3Endpoint);
-const client = new Client({
-  endPoint: endpoint.hostname,
-  port: Number(endpoint.port),
-  useSSL: endpoint.protocol === "https:",
-  accessKey: env.s3AccessKey,
-  secretKey: env.s3SecretKey,
-  region: env.s3Region,
-});
+const client = s3Client();
 
 async function listNames(prefix: string): Promise<string[]> {
   const names: string[] = [];
@@ -55,14 +46,7 @@ describe("minio", () => {
   });
 
   test("wrong credentials are refused", async () => {
-    const intruder = new Client({
-      endPoint: endpoint.hostname,
-      port: Number(endpoint.port),
-      useSSL: false,
-      accessKey: env.s3AccessKey,
-      secretKey: "not-the-secret",
-      region: env.s3Region,
-    });
+    const intruder = s3Client("not-the-secret");
     await assert.rejects(
       intruder.bucketExists(env.s3Bucket),
       (error: Error & { code?: string }) => {

@@ -2,20 +2,11 @@
 // does not exist; checksums are verified on read; retention removes whole snapshots.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { Client } from "minio";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 
 const env = clusterEnv();
-const endpoint = new URL(env.s3Endpoint);
-const client = new Client({
-  endPoint: endpoint.hostname,
-  port: Number(endpoint.port),
-  useSSL: false,
-  accessKey: env.s3AccessKey,
-  secretKey: env.s3SecretKey,
-  region: env.s3Region,
-});
+const client = s3Client();
 const prefix = uniqueName("snapshots");
 const store = new SnapshotStore({
   client,

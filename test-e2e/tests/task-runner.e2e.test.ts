@@ -7,15 +7,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import {
-  Admin,
-  Consumer,
-  FetchIsolationLevels,
-  Producer,
-  stringDeserializers,
-  stringSerializers,
-} from "@platformatic/kafka";
+import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
 import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { readTopic } from "../support/kafka.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
@@ -67,41 +61,6 @@ async function produce(
   }
 }
 
-/** Reads the committed output until it holds `total` records (or fails after 60 s). */
-async function committedOutput(total: number): Promise<string[]> {
-  const consumer = new Consumer({
-    clientId: "weir-test-verify",
-    groupId: uniqueName("verify"),
-    bootstrapBrokers,
-    deserializers: stringDeserializers,
-    isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-    maxWaitTime: 200,
-  });
-  const values: string[] = [];
-  try {
-    const stream = await consumer.consume({
-      topics: [output],
-      mode: "earliest",
-      autocommit: false,
-    });
-    const deadline = setTimeout(
-      () => stream.destroy(new Error(`only ${values.length} of ${total} outputs after 60 s`)),
-      60_000,
-    );
-    try {
-      for await (const message of stream) {
-        values.push(message.value);
-        if (values.length >= total) break;
-      }
-    } finally {
-      clearTimeout(deadline);
-    }
-  } finally {
-    await consumer.close(true);
-  }
-  return values;
-}
-
 test("a stateful task killed with SIGKILL mid-stream resumes exactly once", async () => {
   await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
   const producer = new Producer({
@@ -114,7 +73,7 @@ test("a stateful task killed with SIGKILL mid-stream resumes exactly once", asyn
   const first = startTask();
   assert.equal(await first.started, "started: fresh");
   await produce(producer, 0, 1000);
-  await committedOutput(300);
+  await readTopic(output, (values) => values.length >= 300);
   // More input keeps arriving, in small chunks, while the task is killed: it dies with records
   // read, processed and sent in an open transaction that never commits.
   const producing = (async () => {
@@ -133,7 +92,7 @@ test("a stateful task killed with SIGKILL mid-stream resumes exactly once", asyn
   await producing;
   await producer.close();
 
-  const values = await committedOutput(total);
+  const values = await readTopic(output, (read) => read.length >= total);
   second.child.kill("SIGTERM");
   await once(second.child, "exit");
 
