@@ -12,24 +12,23 @@ const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
 const job = { namespace: "tests", name: uniqueName("task-io") };
 
-/** Reads `count` items from a message stream, failing (not hanging) after 30 s. */
+/** Reads `count` records from a task's reader, failing (not hanging) after 30 s. */
 async function readN<T>(
-  stream: AsyncIterable<T> & { destroy(error?: Error): void },
+  reader: TaskReader,
+  records: AsyncIterable<T>,
   count: number,
 ): Promise<T[]> {
   const items: T[] = [];
-  const deadline = setTimeout(
-    () => stream.destroy(new Error(`read ${items.length} of ${count} in 30 s`)),
-    30_000,
-  );
+  const deadline = setTimeout(() => void reader.close(), 30_000);
   try {
-    for await (const item of stream) {
+    for await (const item of records) {
       items.push(item);
       if (items.length === count) break;
     }
   } finally {
     clearTimeout(deadline);
   }
+  if (items.length < count) throw new Error(`read ${items.length} of ${count} in 30 s`);
   return items;
 }
 
@@ -61,7 +60,7 @@ describe("kafka task I/O", () => {
 
     const reader = new TaskReader({ bootstrapBrokers, job, task });
     assert.equal(await reader.committedOffset(), undefined, "a new task has no position yet");
-    const records = await readN(await reader.start(0n), 3);
+    const records = await readN(reader, await reader.start(0n), 3);
     assert.deepEqual(
       records.map((r) => [r.partition, r.value.toString()]),
       [
@@ -96,7 +95,7 @@ describe("kafka task I/O", () => {
     const producer = new Producer({ bootstrapBrokers, clientId: "weir-test-input" });
     await producer.send({ messages: [{ topic: input, partition: 1, value: Buffer.from("w") }] });
     await producer.close();
-    const [record] = await readN(await reader.start(3n), 1);
+    const [record] = await readN(reader, await reader.start(3n), 1);
     assert.ok(record);
 
     const zombie = new TaskWriter({ bootstrapBrokers, job, task, clientId: "zombie" });

@@ -3,7 +3,7 @@
 // interval upload the task's state for the current offset and only then commit the
 // transaction with that offset. A crash at any point leaves either the previous committed
 // transaction (and the checkpoint taken at its offset) or the new one: never half of one.
-import type { Message, MessagesStream } from "@platformatic/kafka";
+import type { Message } from "@platformatic/kafka";
 import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskRef } from "../state/metadata.ts";
@@ -72,6 +72,10 @@ export class TaskRunner {
     this.#writer = new TaskWriter(io);
   }
 
+  get task(): TaskRef {
+    return this.#options.task;
+  }
+
   /** Restores, starts reading, and keeps processing until `stop`. */
   async start(): Promise<void> {
     const { task, store, restoreFrom, stateful } = this.#options;
@@ -121,7 +125,7 @@ export class TaskRunner {
    * Moves records from the source into the queue the loop takes batches from, holding back
    * (and so letting the source apply back-pressure) while a full batch is waiting.
    */
-  async #pump(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>): Promise<void> {
+  async #pump(stream: AsyncIterable<RawMessage>): Promise<void> {
     const max = this.#options.maxBatch ?? 500;
     for await (const message of stream) {
       this.#queue.push(message);

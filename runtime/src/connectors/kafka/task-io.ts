@@ -72,9 +72,13 @@ export class TaskReader {
     return offset === undefined || offset < 0n ? undefined : offset;
   }
 
-  /** Starts reading committed records (read_committed) at `offset`. */
-  async start(offset: bigint): Promise<MessagesStream<Buffer, Buffer, Buffer, Buffer>> {
-    this.#stream = await this.#consumer.consume({
+  /**
+   * Reads committed records (read_committed) from `offset` on, each exactly once and in
+   * order: the client may fetch a range again when its group settles, so anything before the
+   * next expected offset is dropped here.
+   */
+  async start(offset: bigint): Promise<AsyncIterable<RawMessage>> {
+    const stream = await this.#consumer.consume({
       topics: [this.#task.topic],
       mode: MessagesStreamModes.MANUAL,
       offsets: [{ topic: this.#task.topic, partition: this.#task.partition, offset }],
@@ -82,7 +86,16 @@ export class TaskReader {
       isolationLevel: 1,
       maxWaitTime: 200,
     });
-    return this.#stream;
+    this.#stream = stream;
+    const partition = this.#task.partition;
+    return (async function* inOrder() {
+      let next = offset;
+      for await (const message of stream) {
+        if (message.partition !== partition || message.offset < next) continue;
+        next = message.offset + 1n;
+        yield message;
+      }
+    })();
   }
 
   async close(): Promise<void> {

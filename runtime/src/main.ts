@@ -1,0 +1,193 @@
+// The runtime process: runs this pod's share of a job (docs: DESIGN.md, "Runtime and its
+// contract with the operator").
+//
+//   node runtime/src/main.ts <job module>
+//
+// Environment (the operator sets it; `npm run job` sets it for a local run):
+//   WEIR_JOB            <namespace>/<name>
+//   WEIR_SUBTASK        index of this pod, 0-based        WEIR_PARALLELISM  number of pods
+//   WEIR_CONFIG         path of the job configuration (JSON): kafka.bootstrap, storage.*,
+//                       checkpointIntervalMs
+//   S3_ACCESS_KEY, S3_SECRET_KEY   storage credentials (from the job's Secret)
+//   POD_IP              where the control API listens (port 9249)
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Admin } from "@platformatic/kafka";
+import { Client } from "minio";
+import { Counter, Gauge, Registry } from "prom-client";
+import type { Job } from "./api/job.ts";
+import { ControlServer } from "./control/server.ts";
+import { partitionsOf } from "./engine/assignment.ts";
+import { compile, createTask } from "./engine/pipeline.ts";
+import { TaskRunner } from "./engine/task-runner.ts";
+import { SnapshotStore } from "./state/snapshot-store.ts";
+
+export interface RuntimeConfig {
+  kafka: { bootstrap: string[] };
+  storage: { endpoint: string; bucket: string; prefix?: string; region?: string };
+  checkpointIntervalMs?: number;
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}
+
+/** The pod's place in the job, from the environment the operator gives it. */
+export function placement(env: NodeJS.ProcessEnv): {
+  namespace: string;
+  name: string;
+  subtask: number;
+  parallelism: number;
+} {
+  const [namespace, name] = (env.WEIR_JOB ?? "").split("/");
+  const subtask = Number(env.WEIR_SUBTASK ?? "0");
+  const parallelism = Number(env.WEIR_PARALLELISM ?? "1");
+  if (!namespace || !name)
+    throw new Error(`WEIR_JOB must be <namespace>/<name>, got "${env.WEIR_JOB ?? ""}"`);
+  if (!Number.isInteger(parallelism) || parallelism < 1)
+    throw new Error(`WEIR_PARALLELISM must be a positive integer`);
+  if (!Number.isInteger(subtask) || subtask < 0 || subtask >= parallelism) {
+    throw new Error(`WEIR_SUBTASK must be in [0, ${parallelism}), got "${env.WEIR_SUBTASK}"`);
+  }
+  return { namespace, name, subtask, parallelism };
+}
+
+async function main(): Promise<void> {
+  const entry = process.argv[2];
+  if (!entry) throw new Error("usage: main.ts <job module>");
+  const config = JSON.parse(readFileSync(required("WEIR_CONFIG"), "utf8")) as RuntimeConfig;
+  const place = placement(process.env);
+  const job = compile(
+    ((await import(pathToFileURL(resolve(entry)).href)) as { default: Job }).default,
+  );
+  const jobRef = { namespace: place.namespace, name: place.name };
+  const bootstrapBrokers = config.kafka.bootstrap;
+
+  // Internal topics get the partition count of the job's source, so every stage has as many
+  // tasks as the first.
+  const admin = new Admin({ clientId: `weir-${place.name}`, bootstrapBrokers });
+  const first = job.stages[0];
+  if (!first) throw new Error(`job ${job.name} has no stages`);
+  const sourceMetadata = await admin.metadata({ topics: [first.sourceTopic] });
+  const partitionCount = sourceMetadata.topics.get(first.sourceTopic)?.partitionsCount ?? 0;
+  const internal = job.describe().internalTopics;
+  const existing = new Set((await admin.metadata({ topics: [] })).topics.keys());
+  const missing = internal.filter((topic) => !existing.has(topic));
+  if (missing.length > 0) {
+    await admin
+      .createTopics({ topics: missing, partitions: partitionCount, replicas: 1 })
+      .catch((error: unknown) => {
+        // Another subtask may have created them first.
+        if (!/already exists/i.test(String(error))) throw error;
+      });
+  }
+  await admin.close();
+
+  const endpoint = new URL(config.storage.endpoint);
+  const store = new SnapshotStore({
+    client: new Client({
+      endPoint: endpoint.hostname,
+      port: Number(endpoint.port || (endpoint.protocol === "https:" ? 443 : 80)),
+      useSSL: endpoint.protocol === "https:",
+      accessKey: required("S3_ACCESS_KEY"),
+      secretKey: required("S3_SECRET_KEY"),
+      region: config.storage.region ?? "us-east-1",
+    }),
+    bucket: config.storage.bucket,
+    prefix: config.storage.prefix ?? "weir",
+    job: jobRef,
+  });
+
+  const runners = job.stages.flatMap((stage) =>
+    partitionsOf(partitionCount, place.parallelism, place.subtask).map((partition) => {
+      const task = { topic: stage.sourceTopic, partition };
+      return new TaskRunner({
+        job: jobRef,
+        task,
+        bootstrapBrokers,
+        store,
+        jobOperators: job.operatorNames,
+        stateful: job.operatorNames.length > 0,
+        checkpointIntervalMs: config.checkpointIntervalMs ?? 5_000,
+        retainCheckpoints: 3,
+        createProcessor: (state) =>
+          createTask(stage, state, { partitions: [partition], now: Date.now() }),
+      });
+    }),
+  );
+
+  const metrics = new Registry();
+  new Counter({
+    name: "weir_records_in_total",
+    help: "Records read by this pod's tasks",
+    registers: [metrics],
+    collect() {
+      this.reset();
+      this.inc(runners.reduce((sum, r) => sum + r.recordsIn, 0));
+    },
+  });
+  new Counter({
+    name: "weir_records_out_total",
+    help: "Records emitted by this pod's tasks",
+    registers: [metrics],
+    collect() {
+      this.reset();
+      this.inc(runners.reduce((sum, r) => sum + r.recordsOut, 0));
+    },
+  });
+  new Gauge({ name: "weir_tasks", help: "Tasks this pod runs", registers: [metrics] }).set(
+    runners.length,
+  );
+
+  let started = false;
+  const control = new ControlServer({
+    healthy: () => true,
+    ready: () => started,
+    status: () => ({
+      job: jobRef,
+      subtask: place.subtask,
+      parallelism: place.parallelism,
+      tasks: runners.map((r) => ({
+        ...r.task,
+        recordsIn: r.recordsIn,
+        recordsOut: r.recordsOut,
+        restoredFrom: r.plan?.kind,
+      })),
+    }),
+    metrics,
+    savepoint: () => Promise.reject(new Error("savepoints on request are not implemented yet")),
+  });
+  await control.listen(
+    process.env.POD_IP ?? "127.0.0.1",
+    Number(process.env.WEIR_CONTROL_PORT ?? 9249),
+  );
+
+  await Promise.all(runners.map((r) => r.start()));
+  started = true;
+  process.stdout.write(
+    `${JSON.stringify({ msg: "running", job: jobRef, tasks: runners.map((r) => `${r.task.topic}-${r.task.partition}`) })}\n`,
+  );
+
+  process.once("SIGTERM", () => {
+    // Finish the records in hand, checkpoint, commit, and leave within the grace period.
+    Promise.all(runners.map((r) => r.stop()))
+      .then(() => control.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          process.stderr.write(`${JSON.stringify({ msg: "stop failed", error: String(error) })}\n`);
+          process.exit(1);
+        },
+      );
+  });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `${JSON.stringify({ msg: "failed", error: error instanceof Error ? error.message : String(error) })}\n`,
+  );
+  process.exit(1);
+});
