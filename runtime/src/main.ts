@@ -120,24 +120,24 @@ async function main(): Promise<void> {
   );
 
   const metrics = new Registry();
-  new Counter({
-    name: "weir_records_in_total",
-    help: "Records read by this pod's tasks",
-    registers: [metrics],
-    collect() {
-      this.reset();
-      this.inc(runners.reduce((sum, r) => sum + r.recordsIn, 0));
-    },
-  });
-  new Counter({
-    name: "weir_records_out_total",
-    help: "Records emitted by this pod's tasks",
-    registers: [metrics],
-    collect() {
-      this.reset();
-      this.inc(runners.reduce((sum, r) => sum + r.recordsOut, 0));
-    },
-  });
+  // Counters summed over this pod's tasks when Prometheus scrapes.
+  const taskTotal = (name: string, help: string, of: (runner: TaskRunner) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [metrics],
+      collect() {
+        this.reset();
+        this.inc(runners.reduce((sum, runner) => sum + of(runner), 0));
+      },
+    });
+  taskTotal("weir_records_in_total", "Records read by this pod's tasks", (r) => r.recordsIn);
+  taskTotal("weir_records_out_total", "Records emitted by this pod's tasks", (r) => r.recordsOut);
+  taskTotal(
+    "weir_record_failures_total",
+    "Records that failed to decode or threw in user code",
+    (r) => r.failures,
+  );
   new Gauge({ name: "weir_tasks", help: "Tasks this pod runs", registers: [metrics] }).set(
     runners.length,
   );

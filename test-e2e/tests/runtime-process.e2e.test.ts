@@ -98,6 +98,8 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
       messages: lines.map((line, i) => ({ topic: input, partition: (round + i) % 4, value: line })),
     });
   }
+  // A record without a value (a tombstone) cannot be decoded: it is counted, not lost silently.
+  await producer.send({ messages: [{ topic: input, partition: 0, key: "poison" }] });
   await producer.close();
 
   const expected = new Map<string, number>();
@@ -130,9 +132,17 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
     4,
     "subtask 0 of 2 owns 2 source tasks and 2 repartition tasks",
   );
-  assert.match(
-    (await httpGet(`http://${ips[1]}:9249/metrics`)).body,
-    /^weir_records_in_total \d+/m,
+  const failures = await Promise.all(
+    ips.map(async (ip) => {
+      const text = (await httpGet(`http://${ip}:9249/metrics`)).body;
+      assert.match(text, /^weir_records_in_total \d+/m);
+      return Number(/^weir_record_failures_total (\d+)/m.exec(text)?.[1]);
+    }),
+  );
+  assert.equal(
+    failures.reduce((a, b) => a + b, 0),
+    1,
+    "the tombstone is counted once, by the task that read it",
   );
 
   for (const pod of running) pod.kill("SIGTERM");

@@ -8,14 +8,17 @@ import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
-import type { InputRecord, OutputRecord } from "./pipeline.ts";
+import type { Failure, InputRecord, OutputRecord } from "./pipeline.ts";
 import { planRestore, type RestorePlan } from "./restore.ts";
 
 type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
 /** What the runner asks of a job's operators for one task; their state lives in `TaskState`. */
+/** A result may carry the records that failed (pipeline.ts's StepResult does). */
+type Processed = OutputRecord[] & { failures?: Failure[] };
+
 export interface TaskProcessor {
-  process(records: InputRecord[], now: number): OutputRecord[];
+  process(records: InputRecord[], now: number): Processed;
   /** Fires what time alone makes due (processing-time timers, idle-partition watermarks). */
   advanceTime?(now: number): OutputRecord[];
 }
@@ -63,6 +66,7 @@ export class TaskRunner {
   plan: RestorePlan | undefined;
   recordsIn = 0;
   recordsOut = 0;
+  failures = 0;
 
   constructor(options: TaskRunnerOptions) {
     this.#options = options;
@@ -165,11 +169,32 @@ export class TaskRunner {
       partition: m.partition,
       offset: m.offset,
     }));
-    const outputs = this.#processor?.process(records, this.#now()) ?? [];
+    const outputs: Processed = this.#processor?.process(records, this.#now()) ?? [];
+    this.#reportFailures(outputs.failures ?? []);
     await this.#emit(outputs);
     this.recordsIn += records.length;
     this.#uncommitted += records.length;
     this.#lastInput = batch.at(-1);
+  }
+
+  /**
+   * Records that failed to decode or threw in user code are counted and logged with where
+   * they came from, never dropped silently. (Dead-letter topics and the fail-the-task
+   * policy come with the runtime's error settings.)
+   */
+  #reportFailures(failures: Failure[]): void {
+    this.failures += failures.length;
+    for (const failure of failures) {
+      process.stderr.write(
+        `${JSON.stringify({
+          msg: "record failed",
+          task: `${this.#options.task.topic}-${this.#options.task.partition}`,
+          offset: failure.record ? String(failure.record.offset) : undefined,
+          operator: failure.operator,
+          error: failure.error.message,
+        })}\n`,
+      );
+    }
   }
 
   async #emit(outputs: OutputRecord[]): Promise<void> {
