@@ -42,7 +42,13 @@ function log(message: string): void {
 function loadCatalog(file: string): Record<string, CatalogImage> {
   const images = (parse(readFileSync(file, "utf8")) as { images: Record<string, CatalogImage> })
     .images;
+  // "{node}" is the Node.js that runs this kubelet (24, from the project's bootstrap), the
+  // stand-in for the node binary a real image would carry.
+  const resolveNode = (argv: string[] | undefined) =>
+    argv?.map((part) => (part === "{node}" ? process.execPath : part));
   for (const image of Object.values(images)) {
+    image.entrypoint = resolveNode(image.entrypoint);
+    image.cmd = resolveNode(image.cmd);
     if (image.mounts) {
       image.mounts = Object.fromEntries(
         Object.entries(image.mounts).map(([path, local]) => [path, join(repoRoot, local)]),
