@@ -1,5 +1,11 @@
 // Reading what a test's Kafka topic holds: every end-to-end test checks output this way.
-import { Consumer, FetchIsolationLevels, stringDeserializers } from "@platformatic/kafka";
+import {
+  Consumer,
+  FetchIsolationLevels,
+  Producer,
+  stringDeserializers,
+  stringSerializers,
+} from "@platformatic/kafka";
 import { clusterEnv, uniqueName } from "./cluster.ts";
 
 export interface ReadOptions {
@@ -57,4 +63,20 @@ export async function readTopic(
     await consumer.close(true);
   }
   return values;
+}
+
+/**
+ * A producer of test input. Idempotent, so that a retried request never writes a record twice:
+ * tests count records exactly, and a plain producer's retry on a fresh topic can duplicate one.
+ */
+export function inputProducer(): Producer<string, string, string, string> {
+  return new Producer({
+    clientId: "weir-test-input",
+    bootstrapBrokers: [clusterEnv().kafkaBootstrap],
+    serializers: stringSerializers,
+    idempotent: true,
+    acks: -1,
+    producerId: -1n,
+    producerEpoch: -1,
+  });
 }

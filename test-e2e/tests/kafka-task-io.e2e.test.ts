@@ -3,10 +3,10 @@
 // task fences the old one.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { Admin, Producer } from "@platformatic/kafka";
+import { Admin } from "@platformatic/kafka";
 import { TaskReader, TaskWriter, taskGroupId } from "../../runtime/src/connectors/kafka/task-io.ts";
 import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic } from "../support/kafka.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
@@ -45,15 +45,15 @@ describe("kafka task I/O", () => {
   test("a task reads only its partition and commits outputs with its offset", async () => {
     await admin.createTopics({ topics: [input], partitions: 2, replicas: 1 });
     await admin.createTopics({ topics: [output], partitions: 1, replicas: 1 });
-    const producer = new Producer({ bootstrapBrokers, clientId: "weir-test-input" });
+    const producer = inputProducer();
     await producer.send({
       messages: [
         ...["a", "b", "c", "d", "e"].map((v) => ({
           topic: input,
           partition: 0,
-          value: Buffer.from(v),
+          value: v,
         })),
-        ...["x", "y", "z"].map((v) => ({ topic: input, partition: 1, value: Buffer.from(v) })),
+        ...["x", "y", "z"].map((v) => ({ topic: input, partition: 1, value: v })),
       ],
     });
     await producer.close();
@@ -92,8 +92,8 @@ describe("kafka task I/O", () => {
 
   test("a new owner of the task fences the old one: its outputs and offset never land", async () => {
     const reader = new TaskReader({ bootstrapBrokers, job, task });
-    const producer = new Producer({ bootstrapBrokers, clientId: "weir-test-input" });
-    await producer.send({ messages: [{ topic: input, partition: 1, value: Buffer.from("w") }] });
+    const producer = inputProducer();
+    await producer.send({ messages: [{ topic: input, partition: 1, value: "w" }] });
     await producer.close();
     const [record] = await readN(reader, await reader.start(3n), 1);
     assert.ok(record);

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
 import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic } from "../support/kafka.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
@@ -28,11 +28,7 @@ describe("kafka", () => {
     const metadata = await admin.metadata({ topics: [topic] });
     assert.equal(metadata.topics.get(topic)?.partitionsCount, 3);
 
-    const producer = new Producer({
-      clientId: "weir-test-producer",
-      bootstrapBrokers,
-      serializers: stringSerializers,
-    });
+    const producer = inputProducer();
     const sent = ["a", "b", "c", "d", "e", "end"];
     await producer.send({
       messages: sent.map((value, i) => ({ topic, key: `k${i}`, value, partition: i % 3 })),

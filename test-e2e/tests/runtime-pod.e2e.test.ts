@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { ApiException, CoreV1Api } from "@kubernetes/client-node";
-import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
+import { Admin } from "@platformatic/kafka";
 import { httpGet } from "../cluster/probe.ts";
 import { adminKubeConfig, clusterEnv, uniqueName } from "../support/cluster.ts";
-import { readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic } from "../support/kafka.ts";
 import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
@@ -99,11 +99,7 @@ test("a weir/runtime pod runs a job, serves its control API on the pod IP, and s
     90_000,
   );
 
-  const producer = new Producer({
-    clientId: "weir-test-input",
-    bootstrapBrokers: [env.kafkaBootstrap],
-    serializers: stringSerializers,
-  });
+  const producer = inputProducer();
   await producer.send({ messages: [{ topic: input, value: "to be or not to be" }] });
   await producer.close();
   const values = await readTopic(output, (read) => read.length >= 6);

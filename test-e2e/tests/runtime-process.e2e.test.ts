@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
+import { Admin } from "@platformatic/kafka";
 import { httpGet } from "../cluster/probe.ts";
 import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic } from "../support/kafka.ts";
 
 const env = clusterEnv();
 const bootstrapBrokers = [env.kafkaBootstrap];
@@ -87,11 +87,7 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
   await Promise.all(ips.map(ready));
 
   const lines = ["the quick brown fox", "jumps over the lazy dog", "The dog barks", "the end"];
-  const producer = new Producer({
-    clientId: "weir-test-input",
-    bootstrapBrokers,
-    serializers: stringSerializers,
-  });
+  const producer = inputProducer();
   const rounds = 25;
   for (let round = 0; round < rounds; round++) {
     await producer.send({

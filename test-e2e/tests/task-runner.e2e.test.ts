@@ -7,9 +7,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin, Producer, stringSerializers } from "@platformatic/kafka";
+import { Admin, type Producer } from "@platformatic/kafka";
 import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic } from "../support/kafka.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
@@ -63,11 +63,7 @@ async function produce(
 
 test("a stateful task killed with SIGKILL mid-stream resumes exactly once", async () => {
   await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
-  const producer = new Producer({
-    clientId: "weir-test-input",
-    bootstrapBrokers,
-    serializers: stringSerializers,
-  });
+  const producer = inputProducer();
   const total = 3000;
 
   const first = startTask();
