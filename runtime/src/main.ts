@@ -21,39 +21,8 @@ import { ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
 import { compile, createTask } from "./engine/pipeline.ts";
 import { TaskRunner } from "./engine/task-runner.ts";
+import { placement, type RuntimeConfig, required } from "./placement.ts";
 import { SnapshotStore } from "./state/snapshot-store.ts";
-
-export interface RuntimeConfig {
-  kafka: { bootstrap: string[] };
-  storage: { endpoint: string; bucket: string; prefix?: string; region?: string };
-  checkpointIntervalMs?: number;
-}
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
-/** The pod's place in the job, from the environment the operator gives it. */
-export function placement(env: NodeJS.ProcessEnv): {
-  namespace: string;
-  name: string;
-  subtask: number;
-  parallelism: number;
-} {
-  const [namespace, name] = (env.WEIR_JOB ?? "").split("/");
-  const subtask = Number(env.WEIR_SUBTASK ?? "0");
-  const parallelism = Number(env.WEIR_PARALLELISM ?? "1");
-  if (!namespace || !name)
-    throw new Error(`WEIR_JOB must be <namespace>/<name>, got "${env.WEIR_JOB ?? ""}"`);
-  if (!Number.isInteger(parallelism) || parallelism < 1)
-    throw new Error(`WEIR_PARALLELISM must be a positive integer`);
-  if (!Number.isInteger(subtask) || subtask < 0 || subtask >= parallelism) {
-    throw new Error(`WEIR_SUBTASK must be in [0, ${parallelism}), got "${env.WEIR_SUBTASK}"`);
-  }
-  return { namespace, name, subtask, parallelism };
-}
 
 async function main(): Promise<void> {
   const entry = process.argv[2];
