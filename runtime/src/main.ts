@@ -22,6 +22,7 @@ import { partitionsOf } from "./engine/assignment.ts";
 import { compile, createTask } from "./engine/pipeline.ts";
 import { TaskRunner } from "./engine/task-runner.ts";
 import { placement, type RuntimeConfig, required } from "./placement.ts";
+import { checkCompatibility, type SnapshotMetadata } from "./state/metadata.ts";
 import { SnapshotStore } from "./state/snapshot-store.ts";
 
 async function main(): Promise<void> {
@@ -70,6 +71,20 @@ async function main(): Promise<void> {
     job: jobRef,
   });
 
+  // WEIR_RESTORE_FROM: a completed savepoint (any earlier parallelism). State of stateful steps
+  // the job no longer has is refused unless allowNonRestoredState says to drop it.
+  let restoreFrom: SnapshotMetadata | undefined;
+  let dropOperators: string[] = [];
+  if (process.env.WEIR_RESTORE_FROM) {
+    restoreFrom = await store.readAt(process.env.WEIR_RESTORE_FROM);
+    if (!restoreFrom) throw new Error(`no completed savepoint at ${process.env.WEIR_RESTORE_FROM}`);
+    dropOperators = checkCompatibility(
+      restoreFrom,
+      job.operatorNames,
+      config.allowNonRestoredState ?? false,
+    );
+  }
+
   const runners = job.stages.flatMap((stage) =>
     partitionsOf(partitionCount, place.parallelism, place.subtask).map((partition) => {
       const task = { topic: stage.sourceTopic, partition };
@@ -82,6 +97,8 @@ async function main(): Promise<void> {
         stateful: job.operatorNames.length > 0,
         checkpointIntervalMs: config.checkpointIntervalMs ?? 5_000,
         retainCheckpoints: 3,
+        restoreFrom,
+        dropOperators,
         createProcessor: (state) =>
           createTask(stage, state, { partitions: [partition], now: Date.now() }),
       });
@@ -127,7 +144,19 @@ async function main(): Promise<void> {
       })),
     }),
     metrics,
-    savepoint: () => Promise.reject(new Error("savepoints on request are not implemented yet")),
+    // This pod's part of the savepoint: every task's state at a batch boundary, committed with
+    // its offset; the savepoint exists once all pods' parts are in and its metadata is written
+    // (`SnapshotStore.completeSavepoint`, the operator's step).
+    savepoint: async ({ id, stop }) => {
+      const entries = await Promise.all(runners.map((runner) => runner.savepoint(id, stop)));
+      await store.writeSavepointPart(id, place.subtask, entries);
+      return {
+        state: "completed",
+        path: store.path("savepoint", id),
+        files: entries.map((entry) => entry.key),
+        bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
+      };
+    },
   });
   await control.listen(
     process.env.POD_IP ?? "127.0.0.1",

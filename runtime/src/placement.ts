@@ -5,6 +5,8 @@ export interface RuntimeConfig {
   kafka: { bootstrap: string[] };
   storage: { endpoint: string; bucket: string; prefix?: string; region?: string };
   checkpointIntervalMs?: number;
+  /** Start from a savepoint even if it holds state of steps the job no longer has. */
+  allowNonRestoredState?: boolean;
 }
 
 export function required(name: string): string {

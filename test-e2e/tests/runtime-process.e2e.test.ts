@@ -1,136 +1,133 @@
-// The runtime process as a pod runs it: two subtasks of a two-stage job (word count, re-keyed
-// through a repartition topic) against the real broker and MinIO, stopped with SIGTERM.
+// The runtime process as pods run it, against the real broker and MinIO: a two-stage job
+// (word count, re-keyed through a repartition topic) at parallelism 2, stopped with SIGTERM;
+// and stop-with-savepoint at parallelism 2, restored at 3: every running count exactly once.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { Admin } from "@platformatic/kafka";
+import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { httpGet } from "../cluster/probe.ts";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopic } from "../support/kafka.ts";
+import { type RuntimePod, runtimeReady, startRuntime } from "../support/runtime.ts";
+import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
-const bootstrapBrokers = [env.kafkaBootstrap];
-const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
-const jobName = uniqueName("wc");
-const input = `${jobName}-lines`;
-const output = `${jobName}-counts`;
-const work = mkdtempSync(join(tmpdir(), "weir-runtime-"));
-const pods: ChildProcess[] = [];
+const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
+const fixture = join(import.meta.dirname, "..", "fixtures", "word-count-job.ts");
+const pods: RuntimePod[] = [];
+const topics: string[] = [];
 
 after(async () => {
-  for (const pod of pods) pod.kill("SIGKILL");
-  const topics = [input, output, `${jobName}-counts-repartition`];
+  for (const pod of pods) pod.process.kill("SIGKILL");
   await admin.deleteTopics({ topics }).catch(() => {});
   await admin.close();
-  rmSync(work, { recursive: true, force: true });
 });
 
-function startPod(subtask: number, ip: string): ChildProcess {
-  const config = join(work, "config.json");
-  writeFileSync(
-    config,
-    JSON.stringify({
-      kafka: { bootstrap: bootstrapBrokers },
-      storage: {
-        endpoint: env.s3Endpoint,
-        bucket: env.s3Bucket,
-        prefix: "runtime-tests",
-        region: env.s3Region,
-      },
-      checkpointIntervalMs: 500,
-    }),
-  );
-  const pod = spawn(
-    process.execPath,
-    [
-      join(import.meta.dirname, "..", "..", "runtime", "src", "main.ts"),
-      join(import.meta.dirname, "..", "fixtures", "word-count-job.ts"),
-    ],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: {
-        ...process.env,
-        TEST_JOB: jobName,
-        TEST_INPUT: input,
-        TEST_OUTPUT: output,
-        WEIR_JOB: `tests/${jobName}`,
-        WEIR_SUBTASK: String(subtask),
-        WEIR_PARALLELISM: "2",
-        WEIR_CONFIG: config,
-        S3_ACCESS_KEY: env.s3AccessKey,
-        S3_SECRET_KEY: env.s3SecretKey,
-        POD_IP: ip,
-      },
-    },
-  );
-  pods.push(pod);
-  return pod;
+/** A word-count job of its own: topics, and a way to start its pods. */
+async function wordCountJob(partitions: number) {
+  const name = uniqueName("wc");
+  const input = `${name}-lines`;
+  const output = `${name}-counts`;
+  topics.push(input, output, `${name}-counts-repartition`);
+  await admin.createTopics({ topics: [input, output], partitions, replicas: 1 });
+  const start = async (
+    parallelism: number,
+    firstIp: number,
+    extra: Record<string, string> = {},
+  ) => {
+    const started = Array.from({ length: parallelism }, (_, subtask) =>
+      startRuntime({
+        module: fixture,
+        job: name,
+        subtask,
+        parallelism,
+        ip: `127.2.${firstIp}.${subtask + 1}`,
+        env: { TEST_JOB: name, TEST_INPUT: input, TEST_OUTPUT: output, ...extra },
+      }),
+    );
+    pods.push(...started);
+    await Promise.all(started.map((pod) => runtimeReady(pod)));
+    return started;
+  };
+  return { name, input, output, start };
 }
 
-async function ready(ip: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const answer = await httpGet(`http://${ip}:9249/readyz`).catch(() => undefined);
-    if (answer?.status === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`runtime on ${ip} never became ready`);
-}
+const lines = ["the quick brown fox", "jumps over the lazy dog", "The dog barks", "the end"];
 
-test("two subtasks of a re-keyed word count emit every running count exactly once", async () => {
-  await admin.createTopics({ topics: [input, output], partitions: 4, replicas: 1 });
-  const ips = ["127.2.0.1", "127.2.0.2"];
-  const running = ips.map((ip, subtask) => startPod(subtask, ip));
-  await Promise.all(ips.map(ready));
-
-  const lines = ["the quick brown fox", "jumps over the lazy dog", "The dog barks", "the end"];
+async function produceRounds(input: string, partitions: number, rounds: number): Promise<void> {
   const producer = inputProducer();
-  const rounds = 25;
   for (let round = 0; round < rounds; round++) {
     await producer.send({
-      messages: lines.map((line, i) => ({ topic: input, partition: (round + i) % 4, value: line })),
+      messages: lines.map((line, i) => ({
+        topic: input,
+        partition: (round + i) % partitions,
+        value: line,
+      })),
     });
   }
-  // A record without a value (a tombstone) cannot be decoded: it is counted, not lost silently.
-  await producer.send({ messages: [{ topic: input, partition: 0, key: "poison" }] });
   await producer.close();
+}
 
+function expectedCounts(rounds: number): Map<string, number> {
   const expected = new Map<string, number>();
   for (const line of lines) {
     for (const word of line.toLowerCase().split(" "))
       expected.set(word, (expected.get(word) ?? 0) + rounds);
   }
+  return expected;
+}
+
+/** Reads the output until it holds every expected count; asserts each word's 1..n exactly once. */
+async function assertExactlyOnce(output: string, rounds: number): Promise<void> {
+  const expected = expectedCounts(rounds);
   const total = [...expected.values()].reduce((a, b) => a + b, 0);
   const values = await readTopic(output, (read) => read.length >= total);
-
   const counts = new Map<string, number[]>();
   for (const value of values) {
     const { key, value: count } = JSON.parse(value) as { key: string; value: number };
     counts.set(key, [...(counts.get(key) ?? []), count]);
   }
-  process.stderr.write(
-    `DEBUG ${JSON.stringify([...counts].map(([w, c]) => [w, c.length, c.slice(0, 5)]))}\n`,
-  );
   for (const [word, n] of expected) {
     assert.deepEqual(
-      counts.get(word),
+      [...(counts.get(word) ?? [])].sort((a, b) => a - b),
       Array.from({ length: n }, (_, i) => i + 1),
       `${word}: 1..${n} exactly once`,
     );
   }
+}
 
-  const status = JSON.parse((await httpGet(`http://${ips[0]}:9249/v1/status`)).body);
+async function stopAll(running: RuntimePod[]): Promise<void> {
+  for (const pod of running) pod.process.kill("SIGTERM");
+  const exits = await Promise.all(running.map((pod) => once(pod.process, "exit")));
+  assert.deepEqual(
+    exits.map(([code]) => code),
+    running.map(() => 0),
+    "SIGTERM: checkpoint, commit, exit 0",
+  );
+}
+
+test("two subtasks of a re-keyed word count emit every running count exactly once", async () => {
+  const job = await wordCountJob(4);
+  const running = await job.start(2, 0);
+  await produceRounds(job.input, 4, 25);
+  // A record without a value (a tombstone) cannot be decoded: it is counted, not lost silently.
+  const producer = inputProducer();
+  await producer.send({ messages: [{ topic: job.input, partition: 0, key: "poison" }] });
+  await producer.close();
+
+  await assertExactlyOnce(job.output, 25);
+
+  const status = JSON.parse((await httpGet(`${running[0]?.url}/v1/status`)).body);
   assert.equal(
     status.tasks.length,
     4,
     "subtask 0 of 2 owns 2 source tasks and 2 repartition tasks",
   );
   const failures = await Promise.all(
-    ips.map(async (ip) => {
-      const text = (await httpGet(`http://${ip}:9249/metrics`)).body;
+    running.map(async (pod) => {
+      const text = (await httpGet(`${pod.url}/metrics`)).body;
       assert.match(text, /^weir_records_in_total \d+/m);
       return Number(/^weir_record_failures_total (\d+)/m.exec(text)?.[1]);
     }),
@@ -138,14 +135,49 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
   assert.equal(
     failures.reduce((a, b) => a + b, 0),
     1,
-    "the tombstone is counted once, by the task that read it",
+    "the tombstone is counted once",
   );
+  await stopAll(running);
+});
 
-  for (const pod of running) pod.kill("SIGTERM");
-  const exits = await Promise.all(running.map((pod) => once(pod, "exit")));
-  assert.deepEqual(
-    exits.map(([code]) => code),
-    [0, 0],
-    "SIGTERM: checkpoint, commit, exit 0",
-  );
+test("stop-with-savepoint at parallelism 2, restored at 3, continues every count exactly once", async () => {
+  const job = await wordCountJob(6);
+  const before = await job.start(2, 1);
+  await produceRounds(job.input, 6, 20);
+  await readTopic(job.output, (read) => read.length >= 50);
+
+  // Every pod takes its part (state committed with its offsets) and stops reading.
+  for (const pod of before) {
+    const res = await fetch(`${pod.url}/v1/savepoints`, {
+      method: "POST",
+      body: JSON.stringify({ id: "sp-1", stop: true }),
+    });
+    assert.equal(res.status, 202);
+  }
+  for (const pod of before) {
+    const done = await eventually(`${pod.ip}: savepoint completed`, async () => {
+      const state = JSON.parse((await httpGet(`${pod.url}/v1/savepoints/sp-1`)).body);
+      if (state.state === "failed") throw new Error(state.reason);
+      return state.state === "completed" ? state : undefined;
+    });
+    assert.match(done.path, /\/savepoints\/sp-1\/$/);
+  }
+  // Input that arrives while the job is stopped is processed by the restored run.
+  await produceRounds(job.input, 6, 10);
+  await stopAll(before);
+
+  // The operator's step: the savepoint exists once every part is in.
+  const store = new SnapshotStore({
+    client: s3Client(),
+    bucket: env.s3Bucket,
+    prefix: "runtime-tests",
+    job: { namespace: "tests", name: job.name },
+  });
+  const savepoint = await store.completeSavepoint("sp-1", ["counts"], 2);
+  assert.ok(savepoint, "all parts were written");
+  assert.equal(savepoint.tasks.length, 12, "6 source tasks and 6 repartition tasks");
+
+  await job.start(3, 2, { WEIR_RESTORE_FROM: store.path("savepoint", "sp-1") });
+  await produceRounds(job.input, 6, 10);
+  await assertExactlyOnce(job.output, 40);
 });

@@ -6,7 +6,7 @@
 import type { Message } from "@platformatic/kafka";
 import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
-import type { JobRef, SnapshotMetadata, TaskRef } from "../state/metadata.ts";
+import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
 import type { Failure, InputRecord, OutputRecord } from "./pipeline.ts";
 import { planRestore, type RestorePlan } from "./restore.ts";
@@ -35,6 +35,8 @@ export interface TaskRunnerOptions {
   createProcessor(state: TaskState): TaskProcessor;
   /** A savepoint to start from (`WEIR_RESTORE_FROM`). */
   restoreFrom?: SnapshotMetadata;
+  /** Stateful steps of the savepoint the job no longer has (see checkCompatibility). */
+  dropOperators?: readonly string[];
   startFrom?: "earliest" | "latest";
   checkpointIntervalMs?: number;
   maxBatch?: number;
@@ -60,6 +62,17 @@ export class TaskRunner {
   #drained: (() => void) | undefined;
   #pumping: Promise<void> | undefined;
   #lastInput: RawMessage | undefined;
+  /** The next offset to process (what a snapshot taken now records). */
+  #position = 0n;
+  #finished = false;
+  #savepointRequest:
+    | {
+        id: string;
+        stop: boolean;
+        resolve: (entry: TaskEntryInput) => void;
+        reject: (error: unknown) => void;
+      }
+    | undefined;
   #uncommitted = 0;
   #stopping = false;
   #loop: Promise<void> | undefined;
@@ -96,9 +109,12 @@ export class TaskRunner {
     this.plan = plan;
     if (plan.kind === "snapshot" && plan.entry) {
       this.#state = TaskState.restore(await store.readTaskState(plan.entry));
+      // State of steps the job no longer has (allowed by allowNonRestoredState) is dropped.
+      for (const name of this.#options.dropOperators ?? []) this.#state.dropOperator(name);
     }
     this.#processor = this.#options.createProcessor(this.#state);
     const offset = plan.kind === "fresh" ? await this.#startOffset() : BigInt(plan.offset);
+    this.#position = offset;
     const stream = await this.#reader.start(offset);
     this.#pumping = this.#pump(stream);
     this.#loop = this.#run();
@@ -122,7 +138,42 @@ export class TaskRunner {
         await this.checkpoint();
         nextCheckpoint = this.#now() + interval;
       }
+      const request = this.#savepointRequest;
+      if (request) {
+        this.#savepointRequest = undefined;
+        await this.#takeSavepoint(request.id).then(request.resolve, request.reject);
+        if (request.stop) await this.#finish(false);
+      }
     }
+  }
+
+  /**
+   * This task's part of a savepoint, at a batch boundary: its state for the current position
+   * is uploaded, then the transaction moving the committed offset to that position commits,
+   * so a restore from the savepoint continues exactly where the output stopped. With `stop`
+   * the task then stops reading (stop-with-savepoint).
+   */
+  savepoint(id: string, stop: boolean): Promise<TaskEntryInput> {
+    if (this.#finished)
+      return Promise.reject(
+        new Error(`${this.#options.task.topic}-${this.#options.task.partition} is stopped`),
+      );
+    return new Promise((resolve, reject) => {
+      this.#savepointRequest = { id, stop, resolve, reject };
+      this.#arrived?.();
+    });
+  }
+
+  async #takeSavepoint(id: string): Promise<TaskEntryInput> {
+    const { task, store } = this.#options;
+    const entry = await store.writeTask("savepoint", id, {
+      task,
+      offsets: { [`${task.topic}-${task.partition}`]: this.#position },
+      state: this.#state.snapshot(this.#now()),
+      operators: this.#state.operatorNames(),
+    });
+    await this.#commit();
+    return entry;
   }
 
   /**
@@ -175,6 +226,7 @@ export class TaskRunner {
     this.recordsIn += records.length;
     this.#uncommitted += records.length;
     this.#lastInput = batch.at(-1);
+    if (this.#lastInput) this.#position = this.#lastInput.offset + 1n;
   }
 
   /**
@@ -209,19 +261,24 @@ export class TaskRunner {
     this.recordsOut += outputs.length;
   }
 
+  /** Commits the open transaction with the offset after the last record processed. */
+  async #commit(): Promise<void> {
+    if (!this.#lastInput || this.#uncommitted === 0) return;
+    await this.#writer.commit(this.#lastInput);
+    this.#uncommitted = 0;
+  }
+
   /** State for the current offset first, then the transaction that moves the offset there. */
   async checkpoint(): Promise<void> {
-    const last = this.#lastInput;
-    if (!last || this.#uncommitted === 0) return;
+    if (!this.#lastInput || this.#uncommitted === 0) return;
     const { task, store, jobOperators } = this.#options;
-    const next = last.offset + 1n;
+    const next = this.#position;
     const offsets = { [`${task.topic}-${task.partition}`]: next };
     const state = this.#state.snapshot(this.#now());
     await store.write("checkpoint", checkpointId(task, next), jobOperators, [
       { task, offsets, state, operators: this.#state.operatorNames() },
     ]);
-    await this.#writer.commit(last);
-    this.#uncommitted = 0;
+    await this.#commit();
     if (this.#options.retainCheckpoints !== undefined) {
       await store.retain("checkpoint", this.#options.retainCheckpoints, (checkpoint) =>
         checkpoint.tasks.some(
@@ -237,9 +294,20 @@ export class TaskRunner {
     this.#arrived?.();
     this.#drained?.();
     await this.#loop;
-    // Records already taken from the source are processed before the last checkpoint.
-    while (this.#queue.length > 0) await this.#process(this.#queue.splice(0));
-    await this.checkpoint();
+    await this.#finish(true);
+  }
+
+  /** Ends the task once: optionally processes what was read and checkpoints, then closes. */
+  async #finish(drain: boolean): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#stopping = true;
+    this.#drained?.();
+    if (drain) {
+      // Records already taken from the source are processed before the last checkpoint.
+      while (this.#queue.length > 0) await this.#process(this.#queue.splice(0));
+      await this.checkpoint();
+    }
     await this.#writer.close();
     await this.#reader.close();
     await this.#pumping;

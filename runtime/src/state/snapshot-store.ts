@@ -18,6 +18,7 @@ import {
   snapshotDir,
   snapshotPrefix,
   type TaskEntry,
+  type TaskEntryInput,
   type TaskRef,
   verifyChecksum,
 } from "./metadata.ts";
@@ -60,31 +61,26 @@ export class SnapshotStore {
     return `s3://${this.#bucket}/${snapshotDir(this.#location(kind, id))}`;
   }
 
-  /**
-   * Uploads every task's state, then the metadata that makes the snapshot exist. A failure
-   * part-way leaves objects without metadata: invisible, and removed by `deleteSnapshot`.
-   */
-  async write(
+  /** Uploads one task's state object of a snapshot; returns its entry for the metadata. */
+  async writeTask(kind: SnapshotKind, id: string, task: TaskSnapshot): Promise<TaskEntryInput> {
+    const key = objectKey(this.#location(kind, id), task.task);
+    await this.#client.putObject(this.#bucket, key, task.state, task.state.length);
+    return {
+      task: task.task,
+      offsets: task.offsets,
+      key,
+      bytes: task.state.length,
+      sha256: sha256(task.state),
+      operators: [...task.operators].sort(),
+    };
+  }
+
+  async #writeMetadata(
     kind: SnapshotKind,
     id: string,
     jobOperators: readonly string[],
-    tasks: readonly TaskSnapshot[],
+    entries: readonly TaskEntryInput[],
   ): Promise<SnapshotMetadata> {
-    const location = this.#location(kind, id);
-    const entries = await Promise.all(
-      tasks.map(async (task) => {
-        const key = objectKey(location, task.task);
-        await this.#client.putObject(this.#bucket, key, task.state, task.state.length);
-        return {
-          task: task.task,
-          offsets: task.offsets,
-          key,
-          bytes: task.state.length,
-          sha256: sha256(task.state),
-          operators: [...task.operators].sort(),
-        };
-      }),
-    );
     const metadata = buildMetadata({
       kind,
       id,
@@ -94,10 +90,86 @@ export class SnapshotStore {
       tasks: entries,
     });
     const json = Buffer.from(serializeMetadata(metadata));
-    await this.#client.putObject(this.#bucket, metadataKey(location), json, json.length, {
-      "Content-Type": "application/json",
-    });
+    await this.#client.putObject(
+      this.#bucket,
+      metadataKey(this.#location(kind, id)),
+      json,
+      json.length,
+      {
+        "Content-Type": "application/json",
+      },
+    );
     return metadata;
+  }
+
+  /**
+   * Uploads every task's state, then the metadata that makes the snapshot exist. A failure
+   * part-way leaves objects without metadata: invisible, and removed by `delete`.
+   */
+  async write(
+    kind: SnapshotKind,
+    id: string,
+    jobOperators: readonly string[],
+    tasks: readonly TaskSnapshot[],
+  ): Promise<SnapshotMetadata> {
+    const entries = await Promise.all(tasks.map((task) => this.writeTask(kind, id, task)));
+    return this.#writeMetadata(kind, id, jobOperators, entries);
+  }
+
+  /**
+   * A savepoint is taken by every pod for its own tasks: each records its part; the savepoint
+   * exists once all parts are in and `completeSavepoint` wrote the metadata.
+   */
+  async writeSavepointPart(
+    id: string,
+    subtask: number,
+    entries: readonly TaskEntryInput[],
+  ): Promise<void> {
+    const key = `${snapshotDir(this.#location("savepoint", id))}_parts/${subtask}.json`;
+    const json = Buffer.from(
+      JSON.stringify(entries, (_key, value) => (typeof value === "bigint" ? Number(value) : value)),
+    );
+    await this.#client.putObject(this.#bucket, key, json, json.length);
+  }
+
+  /** Writes the savepoint's metadata when the parts of all `parallelism` pods are in. */
+  async completeSavepoint(
+    id: string,
+    jobOperators: readonly string[],
+    parallelism: number,
+  ): Promise<SnapshotMetadata | undefined> {
+    const dir = `${snapshotDir(this.#location("savepoint", id))}_parts/`;
+    const entries: TaskEntryInput[] = [];
+    for (let subtask = 0; subtask < parallelism; subtask++) {
+      try {
+        const body = await buffer(
+          await this.#client.getObject(this.#bucket, `${dir}${subtask}.json`),
+        );
+        entries.push(...(JSON.parse(body.toString()) as TaskEntryInput[]));
+      } catch (error) {
+        if ((error as { code?: string }).code === "NoSuchKey") return undefined;
+        throw error;
+      }
+    }
+    return this.#writeMetadata("savepoint", id, jobOperators, entries);
+  }
+
+  /** The metadata of the snapshot at an `s3://<bucket>/<dir>/` path (as `path()` gives it). */
+  async readAt(path: string): Promise<SnapshotMetadata | undefined> {
+    const match = /^s3:\/\/([^/]+)\/(.+?)\/?$/.exec(path);
+    if (!match || match[1] !== this.#bucket) {
+      throw new Error(
+        `${path} is not a snapshot path in bucket ${this.#bucket} (s3://${this.#bucket}/<dir>/)`,
+      );
+    }
+    const key = `${match[2]}/${METADATA_FILE}`;
+    try {
+      const body = await buffer(await this.#client.getObject(this.#bucket, key));
+      return parseMetadata(body.toString(), `s3://${this.#bucket}/${key}`);
+    } catch (error) {
+      if ((error as { code?: string }).code === "NoSuchKey") return undefined;
+      throw error;
+    }
   }
 
   /** The snapshot's metadata, or undefined when it does not exist (no `_metadata.json`). */
