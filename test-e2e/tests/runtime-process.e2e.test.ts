@@ -140,9 +140,10 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
   await stopAll(running);
 });
 
-test("stop-with-savepoint at parallelism 2, restored at 3, continues every count exactly once", async () => {
+/** Stop-with-savepoint at `from` pods, more input while stopped, restore at `to` pods. */
+async function rescaleThroughSavepoint(from: number, to: number): Promise<void> {
   const job = await wordCountJob(6);
-  const before = await job.start(2, 1);
+  const before = await job.start(from, from * 10 + to);
   await produceRounds(job.input, 6, 20);
   await readTopic(job.output, (read) => read.length >= 50);
 
@@ -173,11 +174,17 @@ test("stop-with-savepoint at parallelism 2, restored at 3, continues every count
     prefix: "runtime-tests",
     job: { namespace: "tests", name: job.name },
   });
-  const savepoint = await store.completeSavepoint("sp-1", ["counts"], 2);
+  const savepoint = await store.completeSavepoint("sp-1", ["counts"], from);
   assert.ok(savepoint, "all parts were written");
   assert.equal(savepoint.tasks.length, 12, "6 source tasks and 6 repartition tasks");
 
-  await job.start(3, 2, { WEIR_RESTORE_FROM: store.path("savepoint", "sp-1") });
+  await job.start(to, to * 10 + from + 100, { WEIR_RESTORE_FROM: store.path("savepoint", "sp-1") });
   await produceRounds(job.input, 6, 10);
   await assertExactlyOnce(job.output, 40);
-});
+}
+
+test("stop-with-savepoint at parallelism 2, restored at 3, continues every count exactly once", () =>
+  rescaleThroughSavepoint(2, 3));
+
+test("stop-with-savepoint at parallelism 3, restored at 1, continues every count exactly once", () =>
+  rescaleThroughSavepoint(3, 1));
