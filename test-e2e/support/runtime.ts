@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { httpGet } from "../cluster/probe.ts";
 import { clusterEnv } from "./cluster.ts";
+import { eventually } from "./wait.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
 
@@ -57,15 +58,16 @@ export function startRuntime(options: {
   return { process: child, ip: options.ip, url: `http://${options.ip}:9249` };
 }
 
-/** Waits until the pod's /readyz answers 200. */
+/** Waits until the pod's /readyz answers 200 (and fails at once if the process died). */
 export async function runtimeReady(pod: RuntimePod, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const answer = await httpGet(`${pod.url}/readyz`).catch(() => undefined);
-    if (answer?.status === 200) return;
-    if (pod.process.exitCode !== null)
-      throw new Error(`runtime on ${pod.ip} exited (${pod.process.exitCode})`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`runtime on ${pod.ip} never became ready`);
+  await eventually(
+    `runtime on ${pod.ip} to be ready`,
+    async () => {
+      if (pod.process.exitCode !== null)
+        throw new Error(`runtime on ${pod.ip} exited (${pod.process.exitCode})`);
+      const answer = await httpGet(`${pod.url}/readyz`).catch(() => undefined);
+      return answer?.status === 200 ? true : undefined;
+    },
+    timeoutMs,
+  );
 }
