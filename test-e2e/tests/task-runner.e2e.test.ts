@@ -8,8 +8,12 @@ import { once } from "node:events";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { Admin, type Producer } from "@platformatic/kafka";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { TaskReader } from "../../runtime/src/connectors/kafka/task-io.ts";
+import { CheckpointNotStored, TaskRunner } from "../../runtime/src/engine/task-runner.ts";
+import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
+import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopic } from "../support/kafka.ts";
+import { eventually } from "../support/wait.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
@@ -49,6 +53,7 @@ async function produce(
   producer: Producer<string, string, string, string>,
   from: number,
   count: number,
+  topic = input,
 ) {
   for (let i = from; i < from + count; i += 50) {
     const values = Array.from(
@@ -56,7 +61,7 @@ async function produce(
       (_, j) => words[(i + j) % words.length] ?? "",
     );
     await producer.send({
-      messages: values.map((value) => ({ topic: input, partition: 0, value })),
+      messages: values.map((value) => ({ topic, partition: 0, value })),
     });
   }
 }
@@ -103,4 +108,62 @@ test("a stateful task killed with SIGKILL mid-stream resumes exactly once", asyn
     assert.deepEqual(counts, expected, `${word}: every count exactly once, in order`);
   }
   assert.equal(values.length, total);
+});
+
+test("while storage refuses checkpoints the task keeps processing and commits nothing", async () => {
+  const name = uniqueName("no-storage");
+  const topic = `${name}-in`;
+  const out = `${name}-out`;
+  await admin.createTopics({ topics: [topic, out], partitions: 1, replicas: 1 });
+  try {
+    const store = new SnapshotStore({
+      client: s3Client("not-the-secret"),
+      bucket: clusterEnv().s3Bucket,
+      prefix: "task-runner-tests",
+      job: { namespace: "tests", name },
+    });
+    const runner = new TaskRunner({
+      job: { namespace: "tests", name },
+      task: { topic, partition: 0 },
+      bootstrapBrokers,
+      store,
+      jobOperators: [],
+      stateful: false,
+      checkpointIntervalMs: 100,
+      createProcessor: () => ({
+        process: (records) =>
+          records.map((r) => ({
+            topic: out,
+            key: null,
+            value: r.value ?? Buffer.alloc(0),
+            timestamp: r.timestamp,
+          })),
+      }),
+    });
+    await runner.start();
+    const producer = inputProducer();
+    await produce(producer, 0, 100, topic);
+    await producer.close();
+    await eventually("the task to process while checkpoints fail", async () =>
+      runner.recordsIn >= 100 && runner.checkpointFailures >= 2 ? true : undefined,
+    );
+    const written = await readTopic(out, (v) => v.length >= 100, { committed: false });
+    assert.equal(written.length, 100, "the outputs were sent, inside the open transaction");
+    await assert.rejects(runner.stop(), CheckpointNotStored);
+    const position = new TaskReader({
+      bootstrapBrokers,
+      job: { namespace: "tests", name },
+      task: { topic, partition: 0 },
+    });
+    assert.equal(
+      await position.committedOffset(),
+      undefined,
+      "no offset committed without its checkpoint",
+    );
+    await position.close();
+    const visible = await readTopic(out, () => true, { timeoutMs: 3_000 }).catch(() => []);
+    assert.deepEqual(visible, [], "no output became visible to read_committed");
+  } finally {
+    await admin.deleteTopics({ topics: [topic, out] }).catch(() => {});
+  }
 });

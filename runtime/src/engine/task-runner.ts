@@ -50,6 +50,9 @@ export function checkpointId(task: TaskRef, offset: bigint): string {
   return `${task.topic}-${task.partition}-${offset}`;
 }
 
+/** The state could not be uploaded: nothing was committed, the transaction is still open. */
+export class CheckpointNotStored extends Error {}
+
 export class TaskRunner {
   readonly #options: TaskRunnerOptions;
   readonly #reader: TaskReader;
@@ -80,6 +83,7 @@ export class TaskRunner {
   recordsIn = 0;
   recordsOut = 0;
   failures = 0;
+  checkpointFailures = 0;
 
   constructor(options: TaskRunnerOptions) {
     this.#options = options;
@@ -135,7 +139,17 @@ export class TaskRunner {
       const due = this.#processor?.advanceTime?.(this.#now()) ?? [];
       if (due.length > 0) await this.#emit(due);
       if (this.#now() >= nextCheckpoint) {
-        await this.checkpoint();
+        // A checkpoint that cannot be stored (storage down) is retried at the next interval
+        // with the state of then: the transaction stays open meanwhile, so nothing is lost or
+        // emitted twice; if it stays open too long the broker aborts it, the next commit fails,
+        // and the task restarts from its last checkpoint.
+        await this.checkpoint().catch((error: unknown) => {
+          if (!(error instanceof CheckpointNotStored)) throw error;
+          this.checkpointFailures++;
+          process.stderr.write(
+            `${JSON.stringify({ msg: "checkpoint failed; retrying at the next interval", task: `${this.#options.task.topic}-${this.#options.task.partition}`, error: String(error) })}\n`,
+          );
+        });
         nextCheckpoint = this.#now() + interval;
       }
       const request = this.#savepointRequest;
@@ -275,9 +289,17 @@ export class TaskRunner {
     const next = this.#position;
     const offsets = { [`${task.topic}-${task.partition}`]: next };
     const state = this.#state.snapshot(this.#now());
-    await store.write("checkpoint", checkpointId(task, next), jobOperators, [
-      { task, offsets, state, operators: this.#state.operatorNames() },
-    ]);
+    try {
+      await store.write("checkpoint", checkpointId(task, next), jobOperators, [
+        { task, offsets, state, operators: this.#state.operatorNames() },
+      ]);
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new CheckpointNotStored(
+        `checkpoint of ${task.topic}-${task.partition} at ${next} not stored: ${why}`,
+        { cause: error },
+      );
+    }
     await this.#commit();
     if (this.#options.retainCheckpoints !== undefined) {
       await store.retain("checkpoint", this.#options.retainCheckpoints, (checkpoint) =>
@@ -303,13 +325,17 @@ export class TaskRunner {
     this.#finished = true;
     this.#stopping = true;
     this.#drained?.();
-    if (drain) {
-      // Records already taken from the source are processed before the last checkpoint.
-      while (this.#queue.length > 0) await this.#process(this.#queue.splice(0));
-      await this.checkpoint();
+    try {
+      if (drain) {
+        // Records already taken from the source are processed before the last checkpoint.
+        while (this.#queue.length > 0) await this.#process(this.#queue.splice(0));
+        await this.checkpoint();
+      }
+    } finally {
+      // Closing the writer with its transaction open leaves the broker to abort it.
+      await this.#writer.close().catch(() => {});
+      await this.#reader.close().catch(() => {});
+      await this.#pumping;
     }
-    await this.#writer.close();
-    await this.#reader.close();
-    await this.#pumping;
   }
 }

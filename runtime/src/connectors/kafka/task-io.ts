@@ -109,6 +109,8 @@ export interface TaskWriterOptions {
   job: JobRef;
   task: TaskRef;
   clientId?: string;
+  /** Longest a transaction (one checkpoint interval) may stay open; also the request timeout. */
+  transactionTimeoutMs?: number;
 }
 
 /**
@@ -140,6 +142,10 @@ export class TaskWriter {
       // transactional id is then refused as fenced instead of fencing the first.
       producerId: -1n,
       producerEpoch: -1,
+      // The client sends its request timeout as the transaction timeout (default 5 s): the
+      // broker would abort any transaction open longer, i.e. a checkpoint interval plus its
+      // upload. A minute covers both, with room for a slow object store.
+      timeout: options.transactionTimeoutMs ?? 60_000,
     });
   }
 
