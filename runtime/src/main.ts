@@ -17,7 +17,7 @@ import { Admin } from "@platformatic/kafka";
 import { Client } from "minio";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Job } from "./api/job.ts";
-import { ControlServer } from "./control/server.ts";
+import { CONTROL_PORT, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
 import { compile, createTask } from "./engine/pipeline.ts";
 import { TaskRunner } from "./engine/task-runner.ts";
@@ -158,10 +158,7 @@ async function main(): Promise<void> {
       };
     },
   });
-  await control.listen(
-    process.env.POD_IP ?? "127.0.0.1",
-    Number(process.env.WEIR_CONTROL_PORT ?? 9249),
-  );
+  await control.listen(process.env.POD_IP ?? "127.0.0.1", CONTROL_PORT);
 
   await Promise.all(runners.map((r) => r.start()));
   started = true;

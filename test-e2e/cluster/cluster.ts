@@ -22,13 +22,8 @@ import { type Binaries, ensureBinaries } from "./toolchain.ts";
 const STARTUP_TIMEOUT_MS = 180_000;
 
 export class ComponentFailed extends Error {
-  readonly component: string;
-  readonly logFile: string;
   constructor(component: string, reason: string) {
-    const log = logFile(component);
-    super(`${component} ${reason}; its log: ${log}`);
-    this.component = component;
-    this.logFile = log;
+    super(`${component} ${reason}; its log: ${logFile(component)}`);
   }
 }
 

@@ -47,7 +47,12 @@ export interface TaskRunnerOptions {
 
 /** A task's checkpoint is named by its position, so a retried upload overwrites itself. */
 export function checkpointId(task: TaskRef, offset: bigint): string {
-  return `${task.topic}-${task.partition}-${offset}`;
+  return `${checkpointIdPrefix(task)}${offset}`;
+}
+
+/** Narrows listings to (about) one task's checkpoints; the metadata's task decides exactly. */
+function checkpointIdPrefix(task: TaskRef): string {
+  return `${task.topic}-${task.partition}-`;
 }
 
 /** The state could not be uploaded: nothing was committed, the transaction is still open. */
@@ -102,7 +107,9 @@ export class TaskRunner {
     const { task, store, restoreFrom, stateful } = this.#options;
     const committed = await this.#reader.committedOffset();
     const checkpoints =
-      committed === undefined || restoreFrom ? [] : await store.list("checkpoint");
+      committed === undefined || restoreFrom
+        ? []
+        : await store.list("checkpoint", checkpointIdPrefix(task));
     const plan = planRestore(
       task,
       restoreFrom,
@@ -117,17 +124,13 @@ export class TaskRunner {
       for (const name of this.#options.dropOperators ?? []) this.#state.dropOperator(name);
     }
     this.#processor = this.#options.createProcessor(this.#state);
-    const offset = plan.kind === "fresh" ? await this.#startOffset() : BigInt(plan.offset);
+    // A fresh task reads from the start ("latest" would need the partition's end offset,
+    // which the source does not expose yet).
+    const offset = plan.kind === "fresh" ? 0n : BigInt(plan.offset);
     this.#position = offset;
     const stream = await this.#reader.start(offset);
     this.#pumping = this.#pump(stream);
     this.#loop = this.#run();
-  }
-
-  async #startOffset(): Promise<bigint> {
-    // "latest" would need the partition's end offset; until the source exposes it, a fresh
-    // task reads from the start.
-    return 0n;
   }
 
   async #run(): Promise<void> {
@@ -302,10 +305,14 @@ export class TaskRunner {
     }
     await this.#commit();
     if (this.#options.retainCheckpoints !== undefined) {
-      await store.retain("checkpoint", this.#options.retainCheckpoints, (checkpoint) =>
-        checkpoint.tasks.some(
-          (t) => t.task.topic === task.topic && t.task.partition === task.partition,
-        ),
+      await store.retain(
+        "checkpoint",
+        this.#options.retainCheckpoints,
+        (checkpoint) =>
+          checkpoint.tasks.some(
+            (t) => t.task.topic === task.topic && t.task.partition === task.partition,
+          ),
+        checkpointIdPrefix(task),
       );
     }
   }

@@ -193,10 +193,11 @@ export class SnapshotStore {
   }
 
   /** Ids of the complete snapshots of a kind, oldest first (by creation time). */
-  async list(kind: SnapshotKind): Promise<SnapshotMetadata[]> {
+  async list(kind: SnapshotKind, idPrefix = ""): Promise<SnapshotMetadata[]> {
     const root = `${snapshotPrefix(this.#prefix, this.#job.namespace, this.#job.name)}${kind}s/`;
     const ids = new Set<string>();
-    for await (const item of this.#client.listObjectsV2(this.#bucket, root, true)) {
+    // `idPrefix` narrows the listing (one task's checkpoints) so only those metadata are read.
+    for await (const item of this.#client.listObjectsV2(this.#bucket, root + idPrefix, true)) {
       const name = item.name ?? "";
       if (name.endsWith(`/${METADATA_FILE}`)) ids.add(name.slice(root.length).split("/")[0] ?? "");
     }
@@ -229,8 +230,9 @@ export class SnapshotStore {
     kind: SnapshotKind,
     keep: number,
     which: (snapshot: SnapshotMetadata) => boolean = () => true,
+    idPrefix = "",
   ): Promise<string[]> {
-    const snapshots = (await this.list(kind)).filter(which);
+    const snapshots = (await this.list(kind, idPrefix)).filter(which);
     const old = snapshots.slice(0, Math.max(0, snapshots.length - keep)).map((s) => s.id);
     for (const id of old) await this.delete(kind, id);
     return old;

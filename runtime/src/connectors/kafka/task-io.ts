@@ -17,13 +17,12 @@ import {
 } from "@platformatic/kafka";
 import type { JobRef, TaskRef } from "../../state/metadata.ts";
 
-/** Stable across runs and parallelism: the task's consumer group (its committed offset). */
+/**
+ * The task's stable name, stable across runs and parallelism. It is both its consumer group
+ * (whose committed offset is the task's position) and its transactional id (so a new owner of
+ * the task fences any zombie of an old one).
+ */
 export function taskGroupId(job: JobRef, task: TaskRef): string {
-  return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
-}
-
-/** Stable per task, so a new owner of the task fences any zombie of an old one. */
-export function taskTransactionalId(job: JobRef, task: TaskRef): string {
   return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
 }
 
@@ -126,7 +125,7 @@ export class TaskWriter {
     | undefined;
 
   constructor(options: TaskWriterOptions) {
-    const transactionalId = taskTransactionalId(options.job, options.task);
+    const transactionalId = taskGroupId(options.job, options.task);
     this.#producer = new Producer({
       clientId: options.clientId ?? transactionalId,
       bootstrapBrokers: options.bootstrapBrokers,
