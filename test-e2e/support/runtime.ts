@@ -25,6 +25,9 @@ export function startRuntime(options: {
   ip: string;
   env?: Record<string, string>;
   prefix?: string;
+  checkpointIntervalMs?: number;
+  /** Options for node itself (e.g. `--cpu-prof`). */
+  nodeArgs?: string[];
 }): RuntimePod {
   const env = clusterEnv();
   const config = join(mkdtempSync(join(tmpdir(), "weir-runtime-")), "config.json");
@@ -38,23 +41,27 @@ export function startRuntime(options: {
         prefix: options.prefix ?? "runtime-tests",
         region: env.s3Region,
       },
-      checkpointIntervalMs: 500,
+      checkpointIntervalMs: options.checkpointIntervalMs ?? 500,
     }),
   );
-  const child = spawn(process.execPath, [join(repo, "runtime", "src", "main.ts"), options.module], {
-    stdio: ["ignore", "ignore", "inherit"],
-    env: {
-      ...process.env,
-      ...options.env,
-      WEIR_JOB: `tests/${options.job}`,
-      WEIR_SUBTASK: String(options.subtask),
-      WEIR_PARALLELISM: String(options.parallelism),
-      WEIR_CONFIG: config,
-      S3_ACCESS_KEY: env.s3AccessKey,
-      S3_SECRET_KEY: env.s3SecretKey,
-      POD_IP: options.ip,
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), join(repo, "runtime", "src", "main.ts"), options.module],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: {
+        ...process.env,
+        ...options.env,
+        WEIR_JOB: `tests/${options.job}`,
+        WEIR_SUBTASK: String(options.subtask),
+        WEIR_PARALLELISM: String(options.parallelism),
+        WEIR_CONFIG: config,
+        S3_ACCESS_KEY: env.s3AccessKey,
+        S3_SECRET_KEY: env.s3SecretKey,
+        POD_IP: options.ip,
+      },
     },
-  });
+  );
   return { process: child, ip: options.ip, url: `http://${options.ip}:9249` };
 }
 
