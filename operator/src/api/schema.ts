@@ -1,0 +1,565 @@
+// The one source of the weir.dev/v1alpha1 API: the OpenAPI v3 (structural) schemas of StreamJob
+// and StreamSavepoint. `npm run generate` turns them into the CRDs (crds/, config/crd/), the
+// TypeScript types (types.generated.ts) and docs/crd-reference.md; validate.ts checks objects
+// against the same schemas with ajv. What the API server can check lives here (types, enums,
+// ranges, patterns, CEL rules); every CEL rule has a plain mirror in validate.ts.
+
+/** The subset of Kubernetes' JSONSchemaProps this API uses. */
+export interface Schema {
+  /** Name of the TypeScript interface generated for this object (types.generated.ts). */
+  title?: string;
+  type?: "object" | "array" | "string" | "integer" | "number" | "boolean";
+  description?: string;
+  format?: "date-time";
+  default?: unknown;
+  enum?: string[];
+  pattern?: string;
+  minLength?: number;
+  maxLength?: number;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: boolean;
+  exclusiveMaximum?: boolean;
+  minItems?: number;
+  maxItems?: number;
+  properties?: Record<string, Schema>;
+  required?: string[];
+  additionalProperties?: Schema;
+  items?: Schema;
+  anyOf?: Schema[];
+  "x-kubernetes-preserve-unknown-fields"?: boolean;
+  "x-kubernetes-int-or-string"?: boolean;
+  "x-kubernetes-list-type"?: "atomic" | "set" | "map";
+  "x-kubernetes-list-map-keys"?: string[];
+  "x-kubernetes-validations"?: CelRule[];
+}
+
+/** A CEL rule the API server evaluates; validate.ts mirrors each one by its `rule` text. */
+export interface CelRule {
+  rule: string;
+  message: string;
+  /** Relative to the schema holding the rule: the field the error names. */
+  fieldPath?: string;
+}
+
+export const GROUP = "weir.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const DURATION_PATTERN = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
+
+// Small builders: each field is one line with its description, so the schema reads like a spec.
+type Extra = Omit<Schema, "type" | "description">;
+
+const string = (description: string, extra: Extra = {}): Schema => ({
+  type: "string",
+  description,
+  ...extra,
+});
+const integer = (description: string, extra: Extra = {}): Schema => ({
+  type: "integer",
+  description,
+  ...extra,
+});
+const number = (description: string, extra: Extra = {}): Schema => ({
+  type: "number",
+  description,
+  ...extra,
+});
+const boolean = (description: string, extra: Extra = {}): Schema => ({
+  type: "boolean",
+  description,
+  ...extra,
+});
+const time = (description: string): Schema => string(description, { format: "date-time" });
+const duration = (description: string, defaultValue?: string): Schema =>
+  string(`${description} A duration such as 90s, 5m, 1h30m or 250ms.`, {
+    pattern: DURATION_PATTERN,
+    ...(defaultValue === undefined ? {} : { default: defaultValue }),
+  });
+const oneOf = (description: string, values: string[], defaultValue?: string): Schema =>
+  string(description, {
+    enum: values,
+    ...(defaultValue === undefined ? {} : { default: defaultValue }),
+  });
+const object = (
+  title: string,
+  description: string,
+  properties: Record<string, Schema>,
+  extra: Extra = {},
+): Schema => ({ title, type: "object", description, properties, ...extra });
+const free = (description: string): Schema => ({
+  type: "object",
+  description,
+  "x-kubernetes-preserve-unknown-fields": true,
+});
+const stringMap = (description: string): Schema => ({
+  type: "object",
+  description,
+  additionalProperties: { type: "string" },
+});
+const array = (description: string, items: Schema, extra: Extra = {}): Schema => ({
+  type: "array",
+  description,
+  items,
+  ...extra,
+});
+const quantities = (description: string): Schema => ({
+  type: "object",
+  description,
+  additionalProperties: {
+    anyOf: [{ type: "integer" }, { type: "string" }],
+    "x-kubernetes-int-or-string": true,
+  },
+});
+
+const objectMeta = (kind: string): Record<string, Schema> => ({
+  apiVersion: string(
+    "APIVersion defines the versioned schema of this representation of an object (weir.dev/v1alpha1).",
+  ),
+  kind: string(`Kind is the REST resource this object represents (${kind}).`),
+  metadata: { type: "object", description: "Standard object metadata." },
+});
+
+export const SAVEPOINT_TRIGGERS = ["manual", "upgrade", "rescale", "periodic", "suspend", "delete"];
+
+// ---------------------------------------------------------------------------------------------
+// StreamJob
+
+const storage = object(
+  "SavepointStorage",
+  "Where savepoints (and the job's checkpoints) are stored: an S3-compatible bucket.",
+  {
+    endpoint: string("URL of the S3-compatible endpoint, http(s)://host:port.", {
+      pattern: "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$",
+    }),
+    bucket: string("Name of the bucket.", { minLength: 3, maxLength: 63 }),
+    prefix: string("Key prefix inside the bucket; objects go under <prefix>/<namespace>/<job>/.", {
+      default: "weir",
+    }),
+    region: string("Region of the bucket.", { default: "us-east-1" }),
+    credentialsSecret: string(
+      "Name of a Secret in the job's namespace with the keys accessKey and secretKey.",
+      { pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", maxLength: 253 },
+    ),
+  },
+  { required: ["endpoint", "bucket", "credentialsSecret"] },
+);
+
+const savepoints = object(
+  "SavepointsSpec",
+  "Savepoints: where they are stored, when they are taken besides upgrades, how many are kept.",
+  {
+    storage,
+    interval: duration("Take a savepoint this often while running; absent means no periodic ones."),
+    retention: object(
+      "SavepointRetention",
+      "How many savepoints are kept; the newest completed one and any in use are always kept.",
+      {
+        maxCount: integer("Keep at most this many savepoints of the job.", {
+          minimum: 1,
+          default: 10,
+        }),
+        maxAge: duration("Delete savepoints older than this."),
+      },
+      { default: {} },
+    ),
+    onDelete: boolean("Take a savepoint before the StreamJob is deleted.", { default: false }),
+    timeout: duration("How long a savepoint may take before it counts as failed.", "5m"),
+    fallbackToLastState: boolean(
+      "When a savepoint cannot be taken, an upgrade may restore from the latest checkpoint instead (if it is recent enough, see maxCheckpointAge).",
+      { default: false },
+    ),
+    maxCheckpointAge: duration(
+      "How recent the latest checkpoint must be for fallbackToLastState.",
+      "5m",
+    ),
+  },
+  { required: ["storage"] },
+);
+
+const autoscaler = object(
+  "AutoscalerSpec",
+  "Scales parallelism from the job's backlog and processing rate. While enabled, the parallelism the autoscaler decides lives in status and is what the run uses.",
+  {
+    enabled: boolean("Scale the job's parallelism automatically.", { default: false }),
+    dryRun: boolean("Recommend a parallelism (status, Events) without acting on it.", {
+      default: false,
+    }),
+    minParallelism: integer("Lowest parallelism the autoscaler chooses.", {
+      minimum: 1,
+      default: 1,
+    }),
+    maxParallelism: integer(
+      "Highest parallelism the autoscaler chooses (never above the source partition count).",
+      { minimum: 1 },
+    ),
+    targetUtilization: number(
+      "Fraction of each subtask's processing capacity to plan for (0 < x <= 1).",
+      { minimum: 0, exclusiveMinimum: true, maximum: 1, default: 0.7 },
+    ),
+    catchUpDuration: duration("Time within which a backlog should be drained.", "5m"),
+    scaleDownDelay: duration(
+      "Scale down only after the lower recommendation held this long (the highest in that time is used).",
+      "10m",
+    ),
+    metricsInterval: duration("How often the runtime pods' metrics are read.", "15s"),
+    metricsWindow: duration("Length of the metrics window a decision is made on.", "2m"),
+    maxRescalesPerHour: integer("At most this many rescales within any hour.", {
+      minimum: 1,
+      default: 6,
+    }),
+    deadBand: number("Relative change of parallelism below which nothing is done (0 <= x < 1).", {
+      minimum: 0,
+      maximum: 1,
+      exclusiveMaximum: true,
+      default: 0.1,
+    }),
+  },
+  {
+    default: {},
+    "x-kubernetes-validations": [
+      {
+        rule: "!has(self.maxParallelism) || self.minParallelism <= self.maxParallelism",
+        message: "must be <= maxParallelism",
+        fieldPath: ".minParallelism",
+      },
+    ],
+  },
+);
+
+const podTemplate = object(
+  "PodTemplate",
+  "Labels, annotations and a partial pod spec merged into every pod.",
+  {
+    metadata: object("PodTemplateMetadata", "Metadata added to every pod of the job.", {
+      labels: stringMap("Labels added to every pod."),
+      annotations: stringMap("Annotations added to every pod."),
+    }),
+    spec: object("PodTemplateSpec", "Parts of the pod spec the job's pods take over.", {
+      serviceAccountName: string("Service account the pods run as."),
+      nodeSelector: stringMap("Node labels the pods must be scheduled on."),
+      tolerations: array(
+        "Tolerations of the pods (core/v1 Toleration).",
+        free("A core/v1 Toleration."),
+      ),
+      affinity: free("Affinity of the pods (core/v1 Affinity)."),
+      env: array("Extra environment variables of the runtime container (core/v1 EnvVar).", {
+        title: "EnvVar",
+        ...free("A core/v1 EnvVar."),
+        properties: { name: string("Name of the variable.", { minLength: 1 }) },
+        required: ["name"],
+      }),
+      securityContext: free(
+        "Pod-level security context (core/v1 PodSecurityContext), merged over Weir's secure defaults.",
+      ),
+      containerSecurityContext: free(
+        "Security context of the runtime container (core/v1 SecurityContext), merged over Weir's secure defaults.",
+      ),
+      priorityClassName: string("Priority class of the pods."),
+      terminationGracePeriodSeconds: integer(
+        "Seconds a pod has to stop gracefully (finish records, checkpoint, commit).",
+        { minimum: 0 },
+      ),
+    }),
+  },
+);
+
+const jobSpec = object(
+  "StreamJobSpec",
+  "Desired state of the StreamJob.",
+  {
+    image: string("Container image of the runtime with the job inside.", { minLength: 1 }),
+    imagePullPolicy: oneOf(
+      "When the image is pulled.",
+      ["Always", "IfNotPresent", "Never"],
+      "IfNotPresent",
+    ),
+    job: object(
+      "JobModule",
+      "The job the runtime runs.",
+      {
+        entry: string("Path of the job module inside the image.", { minLength: 1 }),
+        args: array("Arguments handed to the job.", { type: "string" }),
+        config: free("Free-form configuration handed to the job (mounted as a file)."),
+      },
+      { required: ["entry"] },
+    ),
+    kafka: object(
+      "KafkaSpec",
+      "The Kafka cluster the job reads from and writes to.",
+      {
+        bootstrapServers: array(
+          "Bootstrap servers, host:port each.",
+          { type: "string", pattern: "^[^:\\s]+:[0-9]{1,5}$" },
+          { minItems: 1 },
+        ),
+      },
+      { required: ["bootstrapServers"] },
+    ),
+    parallelism: integer(
+      "Number of subtasks (pods); the scale subresource's replicas. Capped at the source partition count.",
+      { minimum: 1, default: 1 },
+    ),
+    state: oneOf(
+      "running runs the job; suspended stops it through a savepoint and resumes from it when set back.",
+      ["running", "suspended"],
+      "running",
+    ),
+    upgradeMode: oneOf(
+      "How a change is applied: savepoint (stop with a savepoint, restore from it), last-state (restore from the latest checkpoint), stateless (start empty).",
+      ["savepoint", "last-state", "stateless"],
+      "savepoint",
+    ),
+    restartNonce: integer("Changing this value restarts the job (through its upgrade mode)."),
+    checkpoints: object(
+      "CheckpointsSpec",
+      "Periodic checkpoints of every task.",
+      { interval: duration("Time between two checkpoints of a task.", "10s") },
+      { default: {} },
+    ),
+    savepoints,
+    initialSavepoint: string(
+      "Savepoint a new job starts from (s3://bucket/path/); used only for the first run.",
+      { pattern: "^s3://.+" },
+    ),
+    allowNonRestoredState: boolean(
+      "Allow restoring a savepoint that holds state of steps the job no longer has (that state is dropped).",
+      { default: false },
+    ),
+    failures: oneOf(
+      "What to do with records that fail to decode or throw: skip them, send them to deadLetterTopic, or fail the task. Overrides the job's own setting.",
+      ["skip", "dead-letter", "fail"],
+    ),
+    deadLetterTopic: string("Kafka topic that failed records go to when failures is dead-letter.", {
+      pattern: "^[a-zA-Z0-9._-]+$",
+      maxLength: 249,
+    }),
+    readinessTimeout: duration(
+      "A new run that is not Ready within this time is rolled back to the last stable spec.",
+      "2m",
+    ),
+    autoscaler,
+    resources: object("ResourcesSpec", "Compute resources of the runtime container.", {
+      requests: quantities("Minimum resources (cpu, memory, ...)."),
+      limits: quantities("Maximum resources (cpu, memory, ...)."),
+    }),
+    podTemplate,
+  },
+  {
+    required: ["image", "job", "kafka"],
+    "x-kubernetes-validations": [
+      {
+        rule: "self.upgradeMode == 'stateless' || has(self.savepoints)",
+        message:
+          "savepoints.storage is required for savepoint and last-state upgrades (only upgradeMode stateless runs without it)",
+        fieldPath: ".savepoints",
+      },
+      {
+        rule: "!has(self.initialSavepoint) || has(self.savepoints)",
+        message:
+          "initialSavepoint needs savepoints.storage (the bucket and credentials to read it)",
+        fieldPath: ".initialSavepoint",
+      },
+      {
+        rule: "!has(self.failures) || self.failures != 'dead-letter' || has(self.deadLetterTopic)",
+        message: "deadLetterTopic is required when failures is dead-letter",
+        fieldPath: ".deadLetterTopic",
+      },
+    ],
+  },
+);
+
+const condition = object(
+  "Condition",
+  "An observation of one aspect of the job (Ready, Progressing, Degraded).",
+  {
+    type: string("Type of the condition: Ready, Progressing or Degraded."),
+    status: oneOf("Whether the condition holds.", ["True", "False", "Unknown"]),
+    observedGeneration: integer("The spec generation the condition was set for."),
+    lastTransitionTime: time("When the status last changed."),
+    reason: string("One-word CamelCase reason for the last transition."),
+    message: string("Human-readable details."),
+  },
+  { required: ["type", "status"] },
+);
+
+const savepointRecord = object("SavepointRecord", "A completed savepoint.", {
+  name: string("Name of the StreamSavepoint object."),
+  path: string("Location of the savepoint (s3://bucket/path/)."),
+  time: time("When the savepoint completed."),
+  trigger: oneOf("Why the savepoint was taken.", SAVEPOINT_TRIGGERS),
+  sizeBytes: integer("Total size of the savepoint's objects in bytes."),
+});
+
+const jobStatus = object(
+  "StreamJobStatus",
+  "Observed state of the StreamJob, written by the operator.",
+  {
+    observedGeneration: integer("The spec generation the operator last acted on."),
+    conditions: array("Conditions Ready, Progressing and Degraded.", condition, {
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["type"],
+    }),
+    state: oneOf("Where the job is in its lifecycle.", [
+      "Deploying",
+      "Running",
+      "Upgrading",
+      "Suspended",
+      "Failed",
+      "RollingBack",
+      "Deleting",
+    ]),
+    run: object("RunStatus", "The current run: the set of pods started together.", {
+      id: string("Id of the run (part of the pod names)."),
+      parallelism: integer("Number of pods of the run."),
+      image: string("Image the run uses."),
+      specHash: string("Hash of the spec the run was started from."),
+      startTime: time("When the run started."),
+      restoredFrom: string("Savepoint or checkpoint path the run restored from; empty if none."),
+    }),
+    parallelism: integer("Number of pods currently running (the scale subresource's replicas)."),
+    selector: string("Label selector of the job's pods (for the scale subresource)."),
+    lag: integer("Total backlog of the job's sources in records."),
+    lastSavepoint: savepointRecord,
+    savepointHistory: array("Recent savepoints, newest first (at most 20).", savepointRecord, {
+      maxItems: 20,
+    }),
+    upgrade: object(
+      "UpgradeStatus",
+      "The multi-step operation in flight; written before each step is taken.",
+      {
+        step: string("The step the operation is at."),
+        kind: oneOf("What the operation does.", [
+          "upgrade",
+          "rescale",
+          "restart",
+          "suspend",
+          "resume",
+          "delete",
+        ]),
+        fromRun: string("Id of the run being replaced."),
+        toSpecHash: string("Hash of the spec being applied."),
+        savepoint: string("Name of the StreamSavepoint taken for the operation."),
+        savepointPath: string("Path of that savepoint once completed."),
+        startTime: time("When the operation started."),
+        attempt: integer("How many times the current step has been tried."),
+        lastError: string("Why the last attempt failed."),
+      },
+    ),
+    lastStableSpecHash: string("Hash of the last spec whose run became Ready."),
+    lastStableSpec: free("The last spec whose run became Ready (what a rollback returns to)."),
+    autoscaler: object("AutoscalerStatus", "The autoscaler's last decision.", {
+      recommendedParallelism: integer("Parallelism the autoscaler recommends."),
+      reason: string("Why."),
+      time: time("When the decision was made."),
+      inputs: free("The metrics and limits the decision was made from."),
+      lastRescaleTime: time("When the autoscaler last rescaled the job."),
+      rescalesInLastHour: integer("Rescales by the autoscaler within the last hour."),
+    }),
+  },
+);
+
+export const streamJobSchema: Schema = object(
+  "StreamJob",
+  "A stateful stream-processing job: its runtime pods, savepoints, upgrades and autoscaling.",
+  { ...objectMeta("StreamJob"), spec: jobSpec, status: jobStatus },
+  { required: ["spec"] },
+);
+
+// ---------------------------------------------------------------------------------------------
+// StreamSavepoint
+
+const savepointSpec = object(
+  "StreamSavepointSpec",
+  "Which job to take a savepoint of, and how.",
+  {
+    jobName: string("Name of the StreamJob in the same namespace.", {
+      minLength: 1,
+      "x-kubernetes-validations": [{ rule: "self == oldSelf", message: "is immutable" }],
+    }),
+    stop: boolean("Stop the job with the savepoint (it stays suspended).", { default: false }),
+    trigger: oneOf("Why the savepoint is taken.", SAVEPOINT_TRIGGERS, "manual"),
+  },
+  { required: ["jobName"] },
+);
+
+const savepointStatus = object(
+  "StreamSavepointStatus",
+  "Progress and result of the savepoint, written by the operator.",
+  {
+    state: oneOf("Progress of the savepoint.", ["Pending", "InProgress", "Completed", "Failed"]),
+    path: string("Location of the completed savepoint (s3://bucket/path/)."),
+    sizeBytes: integer("Total size of the savepoint's objects in bytes."),
+    startTime: time("When the savepoint was started."),
+    completionTime: time("When the savepoint completed or failed."),
+    run: string("Id of the run the savepoint was taken from."),
+    message: string("Details, such as why it failed."),
+  },
+);
+
+export const streamSavepointSchema: Schema = object(
+  "StreamSavepoint",
+  "A savepoint of a StreamJob: asked for by a user or taken by the operator; its status is the result.",
+  { ...objectMeta("StreamSavepoint"), spec: savepointSpec, status: savepointStatus },
+  { required: ["spec"] },
+);
+
+// ---------------------------------------------------------------------------------------------
+// The resources: names, subresources and printer columns of each CRD.
+
+export interface PrinterColumn {
+  name: string;
+  type: "string" | "integer" | "number" | "boolean" | "date";
+  jsonPath: string;
+  description?: string;
+}
+
+export interface Resource {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  schema: Schema;
+  scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath: string };
+  printerColumns: PrinterColumn[];
+}
+
+export const streamJobResource: Resource = {
+  kind: "StreamJob",
+  plural: "streamjobs",
+  singular: "streamjob",
+  shortNames: ["sj"],
+  schema: streamJobSchema,
+  scale: {
+    specReplicasPath: ".spec.parallelism",
+    statusReplicasPath: ".status.parallelism",
+    labelSelectorPath: ".status.selector",
+  },
+  printerColumns: [
+    { name: "State", type: "string", jsonPath: ".status.state" },
+    { name: "Parallelism", type: "integer", jsonPath: ".status.parallelism" },
+    { name: "Desired", type: "integer", jsonPath: ".spec.parallelism" },
+    { name: "Lag", type: "integer", jsonPath: ".status.lag" },
+    { name: "Last-Savepoint", type: "date", jsonPath: ".status.lastSavepoint.time" },
+    { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+  ],
+};
+
+export const streamSavepointResource: Resource = {
+  kind: "StreamSavepoint",
+  plural: "streamsavepoints",
+  singular: "streamsavepoint",
+  shortNames: ["ssp"],
+  schema: streamSavepointSchema,
+  printerColumns: [
+    { name: "Job", type: "string", jsonPath: ".spec.jobName" },
+    { name: "Trigger", type: "string", jsonPath: ".spec.trigger" },
+    { name: "State", type: "string", jsonPath: ".status.state" },
+    { name: "Path", type: "string", jsonPath: ".status.path" },
+    { name: "Size", type: "integer", jsonPath: ".status.sizeBytes" },
+    { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+  ],
+};
+
+export const resources = [streamJobResource, streamSavepointResource];
