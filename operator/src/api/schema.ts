@@ -363,7 +363,7 @@ const jobSpec = object(
       },
       {
         rule: "!has(self.failures) || self.failures != 'dead-letter' || has(self.deadLetterTopic)",
-        message: "deadLetterTopic is required when failures is dead-letter",
+        message: "is required when failures is dead-letter",
         fieldPath: ".deadLetterTopic",
       },
     ],
