@@ -417,6 +417,9 @@ const jobStatus = object(
       specHash: string("Hash of the spec the run was started from."),
       startTime: time("When the run started."),
       restoredFrom: string("Savepoint or checkpoint path the run restored from; empty if none."),
+      spec: free(
+        "The spec fields the run's pods are built from (image, job, Kafka, parallelism, storage, resources, pod template, restart nonce): a run is rebuilt from these, whatever the StreamJob's spec has become since.",
+      ),
     }),
     parallelism: integer("Number of pods currently running (the scale subresource's replicas)."),
     selector: string("Label selector of the job's pods (for the scale subresource)."),

@@ -218,6 +218,8 @@ export interface RunStatus {
   startTime?: string;
   /** Savepoint or checkpoint path the run restored from; empty if none. */
   restoredFrom?: string;
+  /** The spec fields the run's pods are built from (image, job, Kafka, parallelism, storage, resources, pod template, restart nonce): a run is rebuilt from these, whatever the StreamJob's spec has become since. */
+  spec?: Record<string, unknown>;
 }
 
 /** A completed savepoint. */
