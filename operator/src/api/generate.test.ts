@@ -1,0 +1,77 @@
+// The committed CRDs, types and reference page are exactly what schema.ts generates, and the
+// schema is complete enough for `kubectl explain` and for ajv.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { Ajv } from "ajv";
+import { parse } from "yaml";
+import { repoRoot } from "../../../test-e2e/cluster/layout.ts";
+import { crd, generatedFiles, typescript } from "./generate.ts";
+import { resources, type Schema, streamJobResource } from "./schema.ts";
+import { toJsonSchema } from "./validate.ts";
+
+/** Every field (property) of a schema with its dotted path, through objects and array items. */
+function* fields(schema: Schema, path: string): Generator<[string, Schema]> {
+  const holder = schema.items ?? schema;
+  for (const [name, property] of Object.entries(holder.properties ?? {})) {
+    const child = `${path}${schema.items ? "[]" : ""}.${name}`;
+    yield [child, property];
+    yield* fields(property, child);
+  }
+}
+
+describe("generated files", () => {
+  for (const [path, content] of generatedFiles()) {
+    test(`${path} is up to date with the schema`, () => {
+      let committed: string;
+      try {
+        committed = readFileSync(join(repoRoot, path), "utf8");
+      } catch {
+        assert.fail(`${path} is missing: run \`npm run generate\``);
+      }
+      assert.ok(
+        committed === content,
+        `${path} is out of date with operator/src/api/schema.ts: run \`npm run generate\``,
+      );
+    });
+  }
+
+  test("the CRD YAML parses back to the CRD built from the schema", () => {
+    const file = generatedFiles().get("crds/streamjobs.weir.dev.yaml") ?? "";
+    assert.deepEqual(parse(file), JSON.parse(JSON.stringify(crd(streamJobResource))));
+  });
+
+  test("the types name every titled object once and mark defaulted fields as present", () => {
+    const types = typescript();
+    assert.match(types, /export interface StreamJobSpec \{/);
+    assert.equal(types.match(/export interface SavepointRecord \{/g)?.length, 1);
+    assert.match(types, /\n {2}parallelism: number;/, "parallelism has a default");
+    assert.match(types, /\n {2}restartNonce\?: number;/, "restartNonce has none");
+    assert.match(types, /requests\?: Record<string, number \| string>;/, "int-or-string");
+  });
+});
+
+describe("schema", () => {
+  for (const resource of resources) {
+    test(`${resource.kind}: every field has a description (kubectl explain documents it)`, () => {
+      const undocumented = [...fields(resource.schema, resource.kind)]
+        .filter(([, schema]) => !schema.description)
+        .map(([path]) => path);
+      assert.deepEqual(undocumented, []);
+    });
+
+    test(`${resource.kind}: every field has a type (a structural schema)`, () => {
+      const untyped = [...fields(resource.schema, resource.kind)]
+        .filter(([, schema]) => !schema.type && !schema["x-kubernetes-int-or-string"])
+        .map(([path]) => path);
+      assert.deepEqual(untyped, []);
+    });
+
+    test(`${resource.kind}: ajv compiles the schema in strict mode`, () => {
+      const ajv = new Ajv({ strict: true });
+      ajv.addFormat("date-time", true);
+      assert.doesNotThrow(() => ajv.compile(toJsonSchema(resource.schema)));
+    });
+  }
+});
