@@ -1,0 +1,108 @@
+// Carries out a Decision: the status first (so the step about to be taken is on record), then
+// the actions in order, then the Events. Every write is idempotent: a pod that already exists
+// or is already gone is what was wanted. A 409 on the StreamJob (someone changed it since it
+// was read) surfaces as a Conflict, and the work queue retries from a fresh read.
+import { isDeepStrictEqual } from "node:util";
+import {
+  ApiException,
+  type CoreV1Api,
+  type CustomObjectsApi,
+  type KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
+import { GROUP, type StreamJob, VERSION } from "../api/types.ts";
+import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
+import type { Decision, EventSpec } from "../decide/reconcile.ts";
+
+export interface ActClients {
+  core: CoreV1Api;
+  custom: CustomObjectsApi;
+  objects: KubernetesObjectApi;
+  /** Records an Event on the job; never throws (a lost Event must not fail a reconcile). */
+  event(job: StreamJob, event: EventSpec): Promise<void>;
+}
+
+const STREAMJOBS = { group: GROUP, version: VERSION, plural: "streamjobs" } as const;
+const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+export function statusCode(error: unknown): number | undefined {
+  return error instanceof ApiException ? error.code : undefined;
+}
+
+async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (error) {
+    if (codes.includes(statusCode(error) ?? 0)) return undefined;
+    throw error;
+  }
+}
+
+export async function applyDecision(
+  job: StreamJob,
+  decision: Decision,
+  clients: ActClients,
+): Promise<void> {
+  const name = job.metadata?.name ?? "";
+  const namespace = job.metadata?.namespace ?? "";
+  let resourceVersion = job.metadata?.resourceVersion;
+
+  const patchFinalizers = async (finalizers: string[]) => {
+    const patched = (await clients.custom.patchNamespacedCustomObject(
+      {
+        ...STREAMJOBS,
+        namespace,
+        name,
+        fieldManager: FIELD_MANAGER,
+        // The precondition makes a concurrent change a 409 instead of a lost finalizer.
+        body: { metadata: { finalizers, resourceVersion } },
+      },
+      mergePatch,
+    )) as StreamJob;
+    resourceVersion = patched.metadata?.resourceVersion;
+  };
+
+  if (decision.actions.some((a) => a.kind === "addFinalizer"))
+    await patchFinalizers([...(job.metadata?.finalizers ?? []), FINALIZER]);
+
+  if (!isDeepStrictEqual(decision.status, job.status ?? {})) {
+    const updated = (await clients.custom.replaceNamespacedCustomObjectStatus({
+      ...STREAMJOBS,
+      namespace,
+      name,
+      fieldManager: FIELD_MANAGER,
+      body: { ...job, metadata: { ...job.metadata, resourceVersion }, status: decision.status },
+    })) as StreamJob;
+    resourceVersion = updated.metadata?.resourceVersion;
+  }
+
+  for (const action of decision.actions) {
+    switch (action.kind) {
+      case "create":
+        await ignoring([409], () =>
+          clients.objects.create(action.object, undefined, undefined, FIELD_MANAGER),
+        );
+        break;
+      case "deletePod":
+        await ignoring([404], () =>
+          clients.core.deleteNamespacedPod({ name: action.name, namespace }),
+        );
+        break;
+      case "deleteConfigMaps":
+        await clients.core.deleteCollectionNamespacedConfigMap({
+          namespace,
+          labelSelector: `${LABEL_JOB}=${name}${action.keepRun ? `,${LABEL_RUN}!=${action.keepRun}` : ""}`,
+        });
+        break;
+      case "removeFinalizer":
+        await ignoring([404], () =>
+          patchFinalizers((job.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER)),
+        );
+        break;
+      case "addFinalizer":
+        break;
+    }
+  }
+  for (const event of decision.events) await clients.event(job, event);
+}

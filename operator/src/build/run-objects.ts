@@ -1,0 +1,215 @@
+// Pure builders of a run's objects: its ConfigMap (the runtime's configuration file) and its
+// pods (DESIGN.md, "Runtime and its contract with the operator"). Everything comes from the
+// StreamJob's identity and the run's RunSpec, so a pod deleted mid-run is rebuilt as it was.
+import type {
+  V1ConfigMap,
+  V1EnvVar,
+  V1OwnerReference,
+  V1Pod,
+  V1ResourceRequirements,
+} from "@kubernetes/client-node";
+import { API_VERSION, type StreamJob } from "../api/types.ts";
+import { parseDuration } from "../api/validate.ts";
+import type { RunSpec } from "../decide/run-spec.ts";
+import {
+  ANNOTATION_SPEC_HASH,
+  configMapName,
+  jobLabels,
+  LABEL_RUN,
+  LABEL_SUBTASK,
+  podName,
+} from "./names.ts";
+
+/** Where the runtime serves its control API (the contract's port). */
+export const CONTROL_PORT = 9249;
+const CONFIG_DIR = "/etc/weir";
+const CONFIG_FILE = `${CONFIG_DIR}/config.json`;
+
+/** What identifies a run: the job it belongs to, its id, its spec and that spec's hash. */
+export interface RunRef {
+  job: StreamJob;
+  id: string;
+  spec: RunSpec;
+  specHash: string;
+  /** A savepoint or checkpoint path the run starts from (`WEIR_RESTORE_FROM`). */
+  restoreFrom?: string;
+}
+
+/** Environment names the operator sets; a podTemplate may not override them. */
+export const RESERVED_ENV = [
+  "WEIR_JOB",
+  "WEIR_RUN",
+  "WEIR_SUBTASK",
+  "WEIR_PARALLELISM",
+  "WEIR_RESTORE_FROM",
+  "WEIR_CONFIG",
+  "POD_IP",
+  "S3_ACCESS_KEY",
+  "S3_SECRET_KEY",
+];
+
+function ownerReference(job: StreamJob): V1OwnerReference {
+  return {
+    apiVersion: API_VERSION,
+    kind: "StreamJob",
+    name: job.metadata?.name ?? "",
+    uid: job.metadata?.uid ?? "",
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function runLabels(run: RunRef): Record<string, string> {
+  return { ...jobLabels(run.job.metadata?.name ?? ""), [LABEL_RUN]: run.id };
+}
+
+/** The runtime's configuration file (placement.ts's RuntimeConfig), one per run. */
+export function runtimeConfig(run: RunRef): Record<string, unknown> {
+  const { spec } = run;
+  return {
+    kafka: { bootstrap: spec.kafka.bootstrapServers },
+    ...(spec.storage
+      ? {
+          storage: {
+            endpoint: spec.storage.endpoint,
+            bucket: spec.storage.bucket,
+            prefix: spec.storage.prefix,
+            region: spec.storage.region,
+          },
+        }
+      : {}),
+    checkpointIntervalMs: parseDuration(spec.checkpoints?.interval ?? "10s"),
+    allowNonRestoredState: spec.allowNonRestoredState ?? false,
+    ...(spec.failures
+      ? { failures: { policy: spec.failures, deadLetterTopic: spec.deadLetterTopic } }
+      : {}),
+    job: spec.job.config ?? {},
+  };
+}
+
+export function buildConfigMap(run: RunRef): V1ConfigMap {
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name: configMapName(run.job.metadata?.name ?? "", run.id),
+      namespace: run.job.metadata?.namespace,
+      labels: runLabels(run),
+      ownerReferences: [ownerReference(run.job)],
+    },
+    data: { "config.json": `${JSON.stringify(runtimeConfig(run), null, 2)}\n` },
+  };
+}
+
+/**
+ * Subtask `subtask` of the run. Secure by default (non-root, read-only root filesystem, no
+ * privilege escalation, no capabilities, RuntimeDefault seccomp, no service-account token:
+ * the runtime never calls the Kubernetes API); the podTemplate's security settings are
+ * merged over these defaults field by field.
+ */
+export function buildPod(run: RunRef, subtask: number): V1Pod {
+  const { job, spec } = run;
+  const name = job.metadata?.name ?? "";
+  const namespace = job.metadata?.namespace ?? "";
+  const template = spec.podTemplate ?? {};
+  const templateSpec = template.spec ?? {};
+  const storageSecret = spec.storage?.credentialsSecret;
+  const env: V1EnvVar[] = [
+    { name: "WEIR_JOB", value: `${namespace}/${name}` },
+    { name: "WEIR_RUN", value: run.id },
+    { name: "WEIR_SUBTASK", value: String(subtask) },
+    { name: "WEIR_PARALLELISM", value: String(spec.parallelism) },
+    { name: "WEIR_RESTORE_FROM", value: run.restoreFrom ?? "" },
+    { name: "WEIR_CONFIG", value: CONFIG_FILE },
+    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    ...(storageSecret
+      ? [
+          secretEnv("S3_ACCESS_KEY", storageSecret, "accessKey"),
+          secretEnv("S3_SECRET_KEY", storageSecret, "secretKey"),
+        ]
+      : []),
+    ...((templateSpec.env ?? []) as V1EnvVar[]),
+  ];
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: podName(name, run.id, subtask),
+      namespace,
+      labels: { ...template.metadata?.labels, ...runLabels(run), [LABEL_SUBTASK]: String(subtask) },
+      annotations: { ...template.metadata?.annotations, [ANNOTATION_SPEC_HASH]: run.specHash },
+      ownerReferences: [ownerReference(job)],
+    },
+    spec: {
+      restartPolicy: "Always",
+      enableServiceLinks: false,
+      automountServiceAccountToken: false,
+      ...(templateSpec.serviceAccountName
+        ? { serviceAccountName: templateSpec.serviceAccountName }
+        : {}),
+      ...(templateSpec.nodeSelector ? { nodeSelector: templateSpec.nodeSelector } : {}),
+      ...(templateSpec.tolerations ? { tolerations: templateSpec.tolerations } : {}),
+      ...(templateSpec.affinity ? { affinity: templateSpec.affinity } : {}),
+      ...(templateSpec.priorityClassName
+        ? { priorityClassName: templateSpec.priorityClassName }
+        : {}),
+      terminationGracePeriodSeconds: templateSpec.terminationGracePeriodSeconds ?? 60,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        fsGroup: 65532,
+        seccompProfile: { type: "RuntimeDefault" },
+        ...templateSpec.securityContext,
+      },
+      containers: [
+        {
+          name: "runtime",
+          image: spec.image,
+          imagePullPolicy: spec.imagePullPolicy ?? "IfNotPresent",
+          args: [spec.job.entry, ...(spec.job.args ?? [])],
+          env,
+          ports: [{ name: "control", containerPort: CONTROL_PORT, protocol: "TCP" }],
+          // The schema's int-or-string quantities are what the API takes for resources.
+          ...(spec.resources ? { resources: spec.resources as V1ResourceRequirements } : {}),
+          volumeMounts: [
+            { name: "config", mountPath: CONFIG_DIR, readOnly: true },
+            // The root filesystem is read-only; the runtime and Node may still need scratch space.
+            { name: "tmp", mountPath: "/tmp" },
+          ],
+          startupProbe: {
+            httpGet: { path: "/healthz", port: "control" },
+            periodSeconds: 1,
+            failureThreshold: 120,
+          },
+          readinessProbe: {
+            httpGet: { path: "/readyz", port: "control" },
+            periodSeconds: 2,
+            failureThreshold: 3,
+          },
+          livenessProbe: {
+            httpGet: { path: "/healthz", port: "control" },
+            periodSeconds: 10,
+            failureThreshold: 3,
+          },
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            runAsNonRoot: true,
+            privileged: false,
+            capabilities: { drop: ["ALL"] },
+            ...templateSpec.containerSecurityContext,
+          },
+        },
+      ],
+      volumes: [
+        { name: "config", configMap: { name: configMapName(name, run.id) } },
+        { name: "tmp", emptyDir: { sizeLimit: "256Mi" } },
+      ],
+    },
+  };
+}
+
+function secretEnv(name: string, secret: string, key: string): V1EnvVar {
+  return { name, valueFrom: { secretKeyRef: { name: secret, key } } };
+}
