@@ -132,7 +132,7 @@ test("the run's ConfigMap is the runtime's configuration file", () => {
     },
     checkpointIntervalMs: 2000,
     allowNonRestoredState: false,
-    job: { input: "in" },
+    job: { config: { input: "in" } },
   });
   assert.doesNotMatch(
     configMap.data?.["config.json"] ?? "",

@@ -8,6 +8,7 @@ import type {
   V1Pod,
   V1ResourceRequirements,
 } from "@kubernetes/client-node";
+import type { RuntimeConfig } from "../../../runtime/src/placement.ts";
 import { API_VERSION, type StreamJob } from "../api/types.ts";
 import { parseDuration } from "../api/validate.ts";
 import type { RunSpec } from "../decide/run-spec.ts";
@@ -63,27 +64,27 @@ function runLabels(run: RunRef): Record<string, string> {
   return { ...jobLabels(run.job.metadata?.name ?? ""), [LABEL_RUN]: run.id };
 }
 
-/** The runtime's configuration file (placement.ts's RuntimeConfig), one per run. */
-export function runtimeConfig(run: RunRef): Record<string, unknown> {
+/**
+ * The runtime's configuration file, one per run: typed by the runtime's own RuntimeConfig, so
+ * the two sides of the contract cannot drift apart. No credentials: those come from the Secret.
+ */
+export function runtimeConfig(run: RunRef): RuntimeConfig {
   const { spec } = run;
+  const storage = spec.storage;
   return {
     kafka: { bootstrap: spec.kafka.bootstrapServers },
-    ...(spec.storage
-      ? {
-          storage: {
-            endpoint: spec.storage.endpoint,
-            bucket: spec.storage.bucket,
-            prefix: spec.storage.prefix,
-            region: spec.storage.region,
-          },
-        }
-      : {}),
+    storage: {
+      endpoint: storage?.endpoint ?? "",
+      bucket: storage?.bucket ?? "",
+      prefix: storage?.prefix,
+      region: storage?.region,
+    },
     checkpointIntervalMs: parseDuration(spec.checkpoints?.interval ?? "10s"),
     allowNonRestoredState: spec.allowNonRestoredState ?? false,
     ...(spec.failures
-      ? { failures: { policy: spec.failures, deadLetterTopic: spec.deadLetterTopic } }
+      ? { failures: { action: spec.failures, deadLetterTopic: spec.deadLetterTopic } }
       : {}),
-    job: spec.job.config ?? {},
+    job: { config: spec.job.config ?? {} },
   };
 }
 
