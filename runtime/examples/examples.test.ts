@@ -11,20 +11,20 @@ import {
 import { TaskState } from "../src/state/keyed-state.ts";
 import clicksPerUser from "./clicks-per-user.ts";
 import filterEnrich from "./filter-enrich.ts";
-import wordCount from "./word-count.ts";
-
-interface Shown {
-  topic: string;
-  key: string | null;
-  value: unknown;
-  timestamp: number;
-}
+import {
+  clicksPerUserGolden,
+  filterEnrichGolden,
+  type GoldenInput,
+  type GoldenOutput,
+  wordCountGolden,
+} from "./golden.ts";
+import wordCount, { wordCount as wordCountJob } from "./word-count.ts";
 
 /**
  * Feeds each input record as its own batch through every stage: what a stage produces to the
  * next stage's (repartition) topic is that stage's input. Ends with a final watermark flush.
  */
-function runJob(job: Job, inputs: { value: string; timestamp?: number }[]): Shown[] {
+function runJob(job: Job, inputs: GoldenInput[]): GoldenOutput[] {
   const compiled = compile(job);
   const tasks = compiled.stages.map((stage) =>
     createTask(stage, new TaskState(), { partitions: [0], now: 0 }),
@@ -97,51 +97,11 @@ test("word-count: running counts per word, through a repartition topic", () => {
       },
     ],
   });
-  const out = runJob(wordCount, [
-    { value: "The cat", timestamp: 1 },
-    { value: "the dog,  the END", timestamp: 2 },
-  ]);
-  assert.deepEqual(out, [
-    { topic: "word-counts", key: "the", value: { key: "the", value: 1 }, timestamp: 1 },
-    { topic: "word-counts", key: "cat", value: { key: "cat", value: 1 }, timestamp: 1 },
-    { topic: "word-counts", key: "the", value: { key: "the", value: 2 }, timestamp: 2 },
-    { topic: "word-counts", key: "dog", value: { key: "dog", value: 1 }, timestamp: 2 },
-    { topic: "word-counts", key: "the", value: { key: "the", value: 3 }, timestamp: 2 },
-    { topic: "word-counts", key: "end", value: { key: "end", value: 1 }, timestamp: 2 },
-  ]);
+  assert.deepEqual(runJob(wordCount, wordCountGolden.inputs), wordCountGolden.outputs);
 });
 
 test("clicks-per-user: 60 s event-time windows with lateness and a late side output", () => {
-  const click = (user: string, ts: number) => ({ value: JSON.stringify({ user, url: "/", ts }) });
-  const out = runJob(clicksPerUser, [
-    click("u1", 1000),
-    click("u2", 2000),
-    click("u1", 30_000),
-    click("u1", 61_000), // watermark 55999: nothing complete yet
-    click("u2", 70_000), // watermark 64999: [0, 60000) fires
-    click("u1", 50_000), // late but within 10 s of lateness: updates u1's window at once
-    click("u1", 80_000), // watermark 74999: [0, 60000) is cleaned up
-    click("u2", 10_000), // too late: side output
-  ]);
-  const win = (user: string, start: number, clicks: number) => ({
-    topic: "clicks-per-user",
-    key: user,
-    value: { user, start, end: start + 60_000, clicks },
-    timestamp: start + 59_999,
-  });
-  assert.deepEqual(out, [
-    win("u1", 0, 2),
-    win("u2", 0, 1),
-    win("u1", 0, 3),
-    {
-      topic: "clicks-per-user-clicks-per-minute-late",
-      key: "u2",
-      value: { user: "u2", url: "/", ts: 10_000 },
-      timestamp: 10_000,
-    },
-    win("u1", 60_000, 2),
-    win("u2", 60_000, 1),
-  ]);
+  assert.deepEqual(runJob(clicksPerUser, clicksPerUserGolden.inputs), clicksPerUserGolden.outputs);
   assert.deepEqual(compile(clicksPerUser).stages[1]?.sinkTopics, [
     "clicks-per-user",
     "clicks-per-user-clicks-per-minute-late",
@@ -150,34 +110,14 @@ test("clicks-per-user: 60 s event-time windows with lateness and a late side out
 
 test("filter-enrich: drops bad and bot events, adds the domain", () => {
   assert.equal(compile(filterEnrich).stages.length, 1);
-  const out = runJob(filterEnrich, [
-    { value: JSON.stringify({ user: "ann", url: "https://example.com/a" }), timestamp: 5 },
-    { value: JSON.stringify({ user: "", url: "https://example.com/" }) },
-    { value: JSON.stringify({ user: "bob", url: "not a url" }) },
-    { value: JSON.stringify({ user: "bot", url: "https://x.org/", agent: "Googlebot/2.1" }) },
-    { value: JSON.stringify([1, 2]) },
-    {
-      value: JSON.stringify({ user: "cy", url: "http://shop.test:8080/p?q=1", agent: "Firefox" }),
-      timestamp: 9,
-    },
-  ]);
-  assert.deepEqual(out, [
-    {
-      topic: "page-views-enriched",
-      key: "ann",
-      value: { user: "ann", url: "https://example.com/a", domain: "example.com" },
-      timestamp: 5,
-    },
-    {
-      topic: "page-views-enriched",
-      key: "cy",
-      value: {
-        user: "cy",
-        url: "http://shop.test:8080/p?q=1",
-        agent: "Firefox",
-        domain: "shop.test",
-      },
-      timestamp: 9,
-    },
-  ]);
+  assert.deepEqual(runJob(filterEnrich, filterEnrichGolden.inputs), filterEnrichGolden.outputs);
+});
+
+test("an example's config renames the job and its topics", () => {
+  const renamed = wordCountJob({ name: "wc-test", input: "in", output: "out" }).describe();
+  assert.equal(renamed.name, "wc-test");
+  assert.deepEqual(renamed.internalTopics, ["wc-test-counts-repartition"]);
+  assert.equal(renamed.stages[0]?.sourceTopic, "in");
+  assert.deepEqual(renamed.stages[1]?.sinkTopics, ["out"]);
+  assert.throws(() => wordCountJob({ input: 42 }), /job config input must be a string, got 42/);
 });

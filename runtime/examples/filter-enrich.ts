@@ -1,5 +1,13 @@
 // Stateless: drops malformed or bot events and adds a `domain` field taken from the URL.
-import { job, kafkaSink, kafkaSource } from "../src/api/job.ts";
+// Its config (StreamJob spec.job.config) may rename the job and its topics.
+import {
+  configString,
+  type Job,
+  type JobConfig,
+  job,
+  kafkaSink,
+  kafkaSource,
+} from "../src/api/job.ts";
 
 export interface PageView {
   user: string;
@@ -19,9 +27,20 @@ function isValid(event: unknown): event is PageView {
   );
 }
 
-export default job("filter-enrich")
-  .source(kafkaSource<unknown>({ topic: "page-views", value: "json" }))
-  .filter(isValid)
-  .filter((event) => !/bot|crawler|spider/i.test(event.agent ?? ""))
-  .map((event): EnrichedPageView => ({ ...event, domain: new URL(event.url).hostname }))
-  .sink(kafkaSink({ topic: "page-views-enriched", key: (out) => out.user }));
+export function filterEnrich(config: JobConfig = {}): Job {
+  return job(configString(config, "name", "filter-enrich"))
+    .source(
+      kafkaSource<unknown>({ topic: configString(config, "input", "page-views"), value: "json" }),
+    )
+    .filter(isValid)
+    .filter((event) => !/bot|crawler|spider/i.test(event.agent ?? ""))
+    .map((event): EnrichedPageView => ({ ...event, domain: new URL(event.url).hostname }))
+    .sink(
+      kafkaSink({
+        topic: configString(config, "output", "page-views-enriched"),
+        key: (out) => out.user,
+      }),
+    );
+}
+
+export default filterEnrich();

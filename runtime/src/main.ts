@@ -7,32 +7,42 @@
 //   WEIR_JOB            <namespace>/<name>
 //   WEIR_SUBTASK        index of this pod, 0-based        WEIR_PARALLELISM  number of pods
 //   WEIR_CONFIG         path of the job configuration (JSON): kafka.bootstrap, storage.*,
-//                       checkpointIntervalMs
+//                       checkpointIntervalMs, allowNonRestoredState, failures, job.config
 //   S3_ACCESS_KEY, S3_SECRET_KEY   storage credentials (from the job's Secret)
 //   POD_IP              where the control API listens (port 9249)
+//
+// Exit status: 0 after SIGTERM (checkpointed and committed), 3 when a record failed under the
+// "fail" policy (the JSON error on stderr names task, offset and operator), 1 otherwise.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Admin } from "@platformatic/kafka";
-import { Client } from "minio";
-import { Counter, Gauge, Registry } from "prom-client";
-import type { Job } from "./api/job.ts";
+import type { JobModule } from "./api/job.ts";
+import { EndOffsets } from "./connectors/kafka/end-offsets.ts";
 import { CONTROL_PORT, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
+import { RecordFailed, resolveFailurePolicy } from "./engine/failures.ts";
 import { compile, createTask } from "./engine/pipeline.ts";
 import { TaskRunner } from "./engine/task-runner.ts";
+import { type MetricsSource, runtimeMetrics, taskStatus } from "./metrics.ts";
 import { placement, type RuntimeConfig, required } from "./placement.ts";
 import { checkCompatibility, type SnapshotMetadata } from "./state/metadata.ts";
 import { SnapshotStore } from "./state/snapshot-store.ts";
+import { storageClient } from "./state/storage-client.ts";
+
+const EXIT_RECORD_FAILED = 3;
 
 async function main(): Promise<void> {
   const entry = process.argv[2];
   if (!entry) throw new Error("usage: main.ts <job module>");
   const config = JSON.parse(readFileSync(required("WEIR_CONFIG"), "utf8")) as RuntimeConfig;
   const place = placement(process.env);
+  const exported = ((await import(pathToFileURL(resolve(entry)).href)) as { default: JobModule })
+    .default;
   const job = compile(
-    ((await import(pathToFileURL(resolve(entry)).href)) as { default: Job }).default,
+    typeof exported === "function" ? exported(config.job?.config ?? {}) : exported,
   );
+  const failures = resolveFailurePolicy(job.failures, config.failures);
   const jobRef = { namespace: place.namespace, name: place.name };
   const bootstrapBrokers = config.kafka.bootstrap;
 
@@ -43,7 +53,11 @@ async function main(): Promise<void> {
   if (!first) throw new Error(`job ${job.name} has no stages`);
   const sourceMetadata = await admin.metadata({ topics: [first.sourceTopic] });
   const partitionCount = sourceMetadata.topics.get(first.sourceTopic)?.partitionsCount ?? 0;
-  const internal = job.describe().internalTopics;
+  // The dead-letter topic too, so that the first poison record does not fail the task.
+  const internal = [
+    ...job.describe().internalTopics,
+    ...(failures.action === "dead-letter" ? [failures.topic] : []),
+  ];
   const existing = new Set((await admin.metadata({ topics: [] })).topics.keys());
   const missing = internal.filter((topic) => !existing.has(topic));
   if (missing.length > 0) {
@@ -56,15 +70,13 @@ async function main(): Promise<void> {
   }
   await admin.close();
 
-  const endpoint = new URL(config.storage.endpoint);
   const store = new SnapshotStore({
-    client: new Client({
-      endPoint: endpoint.hostname,
-      port: Number(endpoint.port || (endpoint.protocol === "https:" ? 443 : 80)),
-      useSSL: endpoint.protocol === "https:",
+    client: storageClient({
+      endpoint: config.storage.endpoint,
       accessKey: required("S3_ACCESS_KEY"),
       secretKey: required("S3_SECRET_KEY"),
-      region: config.storage.region ?? "us-east-1",
+      ...(config.storage.region === undefined ? {} : { region: config.storage.region }),
+      ...(config.storage.timeoutMs === undefined ? {} : { timeoutMs: config.storage.timeoutMs }),
     }),
     bucket: config.storage.bucket,
     prefix: config.storage.prefix ?? "weir",
@@ -85,10 +97,20 @@ async function main(): Promise<void> {
     );
   }
 
-  const runners = job.stages.flatMap((stage) =>
-    partitionsOf(partitionCount, place.parallelism, place.subtask).map((partition) => {
-      const task = { topic: stage.sourceTopic, partition };
-      return new TaskRunner({
+  const tasks = job.stages.flatMap((stage) =>
+    partitionsOf(partitionCount, place.parallelism, place.subtask).map((partition) => ({
+      stage,
+      task: { topic: stage.sourceTopic, partition },
+    })),
+  );
+  const offsets = new EndOffsets({
+    bootstrapBrokers,
+    clientId: `weir-${place.name}-offsets`,
+    tasks: tasks.map((t) => t.task),
+  });
+  const runners = tasks.map(
+    ({ stage, task }) =>
+      new TaskRunner({
         job: jobRef,
         task,
         bootstrapBrokers,
@@ -99,34 +121,14 @@ async function main(): Promise<void> {
         retainCheckpoints: 3,
         restoreFrom,
         dropOperators,
+        failures,
+        startOffset: () => offsets.startOffset(task, stage.source.startFrom),
         createProcessor: (state) =>
-          createTask(stage, state, { partitions: [partition], now: Date.now() }),
-      });
-    }),
+          createTask(stage, state, { partitions: [task.partition], now: Date.now() }),
+      }),
   );
-
-  const metrics = new Registry();
-  // Counters summed over this pod's tasks when Prometheus scrapes.
-  const taskTotal = (name: string, help: string, of: (runner: TaskRunner) => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [metrics],
-      collect() {
-        this.reset();
-        this.inc(runners.reduce((sum, runner) => sum + of(runner), 0));
-      },
-    });
-  taskTotal("weir_records_in_total", "Records read by this pod's tasks", (r) => r.recordsIn);
-  taskTotal("weir_records_out_total", "Records emitted by this pod's tasks", (r) => r.recordsOut);
-  taskTotal(
-    "weir_record_failures_total",
-    "Records that failed to decode or threw in user code",
-    (r) => r.failures,
-  );
-  new Gauge({ name: "weir_tasks", help: "Tasks this pod runs", registers: [metrics] }).set(
-    runners.length,
-  );
+  const observed: MetricsSource = { runners, end: (task) => offsets.end(task), now: Date.now };
+  const metrics = runtimeMetrics(observed);
 
   let started = false;
   const control = new ControlServer({
@@ -136,12 +138,8 @@ async function main(): Promise<void> {
       job: jobRef,
       subtask: place.subtask,
       parallelism: place.parallelism,
-      tasks: runners.map((r) => ({
-        ...r.task,
-        recordsIn: r.recordsIn,
-        recordsOut: r.recordsOut,
-        restoredFrom: r.plan?.kind,
-      })),
+      failures,
+      tasks: taskStatus(observed),
     }),
     metrics,
     // This pod's part of the savepoint: every task's state at a batch boundary, committed with
@@ -160,7 +158,24 @@ async function main(): Promise<void> {
   });
   await control.listen(process.env.POD_IP ?? "127.0.0.1", CONTROL_PORT);
 
-  await Promise.all(runners.map((r) => r.start()));
+  await offsets.start();
+  // A task that fails ends the process: under "fail" a poison record stops it, named, with
+  // nothing of its batch committed; the pod's restart policy decides what happens next.
+  const failed = (error: unknown) => {
+    const details =
+      error instanceof RecordFailed
+        ? { msg: "task failed: record failed under the fail policy", ...error.details }
+        : { msg: "task failed", error: error instanceof Error ? error.message : String(error) };
+    process.stderr.write(`${JSON.stringify(details)}\n`);
+    process.exit(error instanceof RecordFailed ? EXIT_RECORD_FAILED : 1);
+  };
+  await Promise.all(
+    runners.map((r) =>
+      r.start().then(() => {
+        r.running.catch(failed);
+      }),
+    ),
+  );
   started = true;
   process.stdout.write(
     `${JSON.stringify({ msg: "running", job: jobRef, tasks: runners.map((r) => `${r.task.topic}-${r.task.partition}`) })}\n`,
@@ -169,7 +184,7 @@ async function main(): Promise<void> {
   process.once("SIGTERM", () => {
     // Finish the records in hand, checkpoint, commit, and leave within the grace period.
     Promise.all(runners.map((r) => r.stop()))
-      .then(() => control.close())
+      .then(() => Promise.all([control.close(), offsets.close()]))
       .then(
         () => process.exit(0),
         (error: unknown) => {

@@ -1,12 +1,24 @@
 // What a runtime process learns from its environment (the operator–runtime contract in
 // DESIGN.md): its job, its place among the job's pods, and where its configuration is.
+import type { FailureSettings, JobConfig } from "./api/job.ts";
 
 export interface RuntimeConfig {
   kafka: { bootstrap: string[] };
-  storage: { endpoint: string; bucket: string; prefix?: string; region?: string };
+  storage: {
+    endpoint: string;
+    bucket: string;
+    prefix?: string;
+    region?: string;
+    /** A storage request silent this long fails (and its checkpoint is retried). */
+    timeoutMs?: number;
+  };
   checkpointIntervalMs?: number;
   /** Start from a savepoint even if it holds state of steps the job no longer has. */
   allowNonRestoredState?: boolean;
+  /** Overrides the job's onFailure() settings, field by field. */
+  failures?: FailureSettings;
+  /** Handed to a job module that exports a function of its config (StreamJob spec.job). */
+  job?: { config?: JobConfig };
 }
 
 export function required(name: string): string {

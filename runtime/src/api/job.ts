@@ -10,6 +10,7 @@
 // Building a job only records what to do: `runtime/src/engine/pipeline.ts` compiles it into
 // stages and runs one stage for one task. Functions here never run user code.
 
+import { resolveFailurePolicy } from "../engine/failures.ts";
 import type { Window, WindowAssigner } from "../engine/time.ts";
 import type { OperatorState } from "../state/keyed-state.ts";
 
@@ -253,9 +254,40 @@ function requireFormat(what: string, format: unknown): void {
   }
 }
 
+/**
+ * What to do with a record that fails to decode or throws in user code: send it to a
+ * dead-letter topic (with the error and its source offset, exactly once like other outputs),
+ * skip it (counted and logged), or fail the task (the process exits naming the offset).
+ * Default: "dead-letter" when `deadLetterTopic` is set, else "skip". The runtime
+ * configuration's `failures` key overrides this field by field.
+ */
+export interface FailureSettings {
+  action?: "dead-letter" | "skip" | "fail";
+  deadLetterTopic?: string;
+}
+
+/** The job's `config` (StreamJob `spec.job.config`) a job module may be built from. */
+export type JobConfig = Readonly<Record<string, unknown>>;
+
+/**
+ * What a job module exports as default: the job, or a function building it from its config
+ * (e.g. topic names), which the runtime calls with `job.config` of its configuration file.
+ */
+export type JobModule = Job | ((config: JobConfig) => Job);
+
+/** A string setting of a job's config, or `fallback` when unset. */
+export function configString(config: JobConfig, name: string, fallback: string): string {
+  const value = config[name] ?? fallback;
+  if (typeof value !== "string") {
+    throw new Error(`job config ${name} must be a string, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 interface Draft {
   name: string;
   source: Source<unknown>;
+  failures: FailureSettings;
 }
 
 export class Stream<T> {
@@ -311,6 +343,7 @@ export class Stream<T> {
       this.#draft.source,
       this.#steps,
       sinks.map((s) => s.spec),
+      this.#draft.failures,
     );
   }
 }
@@ -386,14 +419,28 @@ export class KeyedStream<T> {
 
 export class JobBuilder {
   readonly name: string;
+  readonly #failures: FailureSettings;
 
-  constructor(name: string) {
+  constructor(name: string, failures: FailureSettings = {}) {
     requireName("job", name);
+    if (failures.deadLetterTopic !== undefined && !TOPIC.test(failures.deadLetterTopic)) {
+      throw new Error(`onFailure: invalid topic ${JSON.stringify(failures.deadLetterTopic)}`);
+    }
+    resolveFailurePolicy(failures); // throws on a setting that makes no policy
     this.name = name;
+    this.#failures = failures;
+  }
+
+  /** What to do with records that fail to decode or throw in user code (see FailureSettings). */
+  onFailure(failures: FailureSettings): JobBuilder {
+    return new JobBuilder(this.name, { ...failures });
   }
 
   source<T>(source: Source<T>): Stream<T> {
-    return new Stream<T>({ name: this.name, source: source as Source<unknown> }, []);
+    return new Stream<T>(
+      { name: this.name, source: source as Source<unknown>, failures: this.#failures },
+      [],
+    );
   }
 }
 
@@ -450,6 +497,7 @@ export class Job {
   readonly steps: readonly StepSpec[];
   readonly sinks: readonly SinkSpec[];
   readonly stages: readonly Stage[];
+  readonly failures: FailureSettings;
 
   /** @internal created by Stream.sink; validates the whole job. */
   constructor(
@@ -457,11 +505,13 @@ export class Job {
     source: Source<unknown>,
     steps: readonly StepSpec[],
     sinks: readonly SinkSpec[],
+    failures: FailureSettings = {},
   ) {
     this.name = name;
     this.source = source;
     this.steps = steps;
     this.sinks = sinks;
+    this.failures = failures;
     const seen = new Set<string>();
     for (const step of steps) {
       if (!isStateful(step)) continue;

@@ -89,6 +89,7 @@ describe("stateless steps and sinks", () => {
       logRecords: 2,
       failures: 0,
       lateRecords: 0,
+      lateDropped: 0,
     });
   });
 
@@ -142,6 +143,7 @@ describe("failures are returned, never lost", () => {
       logRecords: 0,
       failures: 3,
       lateRecords: 0,
+      lateDropped: 0,
     });
   });
 
@@ -332,6 +334,7 @@ describe("windows", () => {
       t.process([json({ user: "a", ts: 25_000 }, 0)], 0);
       const out = t.process([json({ user: "a", ts: 3000 }, 0)], 0);
       assert.equal(t.metrics().lateRecords, 1);
+      assert.equal(t.metrics().lateDropped, lateRecords === "drop" ? 1 : 0);
       assert.deepEqual(
         show(out),
         lateRecords === "drop"

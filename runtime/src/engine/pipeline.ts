@@ -8,6 +8,7 @@
 // a function of the batches alone, whatever the order windows and timers are looked at.
 import { deserialize, serialize } from "node:v8";
 import {
+  type FailureSettings,
   type Format,
   isStateful,
   type Job,
@@ -84,11 +85,14 @@ export interface TaskMetrics {
   failures: number;
   /** Records too late for every window they belong to (dropped or side-output). */
   lateRecords: number;
+  /** Of those, the ones dropped (no side output). */
+  lateDropped: number;
 }
 
 export interface CompiledJob {
   name: string;
   operatorNames: string[];
+  failures: FailureSettings;
   stages: readonly Stage[];
   describe(): JobDescription;
 }
@@ -97,6 +101,7 @@ export function compile(job: Job): CompiledJob {
   return {
     name: job.name,
     operatorNames: job.operatorNames(),
+    failures: job.failures,
     stages: job.stages,
     describe: () => job.describe(),
   };
@@ -186,6 +191,7 @@ export class TaskPipeline {
     logRecords: 0,
     failures: 0,
     lateRecords: 0,
+    lateDropped: 0,
   };
 
   constructor(stage: Stage, taskState: TaskState, options: TaskOptions) {
@@ -529,7 +535,10 @@ export class TaskPipeline {
     const id = (w: Window) => `${w.start}:${w.end}`;
     const late = (e: Element, key: string) => {
       this.#metrics.lateRecords++;
-      if (step.lateRecords !== "side-output") return;
+      if (step.lateRecords !== "side-output") {
+        this.#metrics.lateDropped++;
+        return;
+      }
       this.#produce({
         topic: lateTopic(this.stage.job, step.name),
         key: Buffer.from(key, "utf8"),

@@ -3,15 +3,17 @@
 // interval upload the task's state for the current offset and only then commit the
 // transaction with that offset. A crash at any point leaves either the previous committed
 // transaction (and the checkpoint taken at its offset) or the new one: never half of one.
-import type { Message } from "@platformatic/kafka";
+import type { MessageToProduce as KafkaMessageToProduce, Message } from "@platformatic/kafka";
 import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
-import type { Failure, InputRecord, OutputRecord } from "./pipeline.ts";
+import { deadLetter, type FailurePolicy, failureKind, RecordFailed } from "./failures.ts";
+import type { Failure, InputRecord, OutputRecord, TaskMetrics } from "./pipeline.ts";
 import { planRestore, type RestorePlan } from "./restore.ts";
 
 type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
+type MessageToProduce = KafkaMessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
 /** What the runner asks of a job's operators for one task; their state lives in `TaskState`. */
 /** A result may carry the records that failed (pipeline.ts's StepResult does). */
@@ -20,7 +22,19 @@ type Processed = OutputRecord[] & { failures?: Failure[] };
 export interface TaskProcessor {
   process(records: InputRecord[], now: number): Processed;
   /** Fires what time alone makes due (processing-time timers, idle-partition watermarks). */
-  advanceTime?(now: number): OutputRecord[];
+  advanceTime?(now: number): Processed;
+  /** The task's event-time watermark (pipeline.ts's TaskPipeline has one). */
+  readonly watermark?: number;
+  metrics?(): Pick<TaskMetrics, "lateRecords" | "lateDropped">;
+}
+
+/** A task's last stored checkpoint (for status and metrics). */
+export interface CheckpointStats {
+  offset: bigint;
+  /** When it committed, by the runner's clock. */
+  at: number;
+  bytes: number;
+  durationMs: number;
 }
 
 export interface TaskRunnerOptions {
@@ -37,7 +51,10 @@ export interface TaskRunnerOptions {
   restoreFrom?: SnapshotMetadata;
   /** Stateful steps of the savepoint the job no longer has (see checkCompatibility). */
   dropOperators?: readonly string[];
-  startFrom?: "earliest" | "latest";
+  /** Where a task without committed offset starts (default 0; main.ts looks up earliest/latest). */
+  startOffset?: () => Promise<bigint>;
+  /** What to do with records that fail (default: skip and count). */
+  failures?: FailurePolicy;
   checkpointIntervalMs?: number;
   maxBatch?: number;
   /** How many checkpoints of this task to keep. */
@@ -87,8 +104,17 @@ export class TaskRunner {
   plan: RestorePlan | undefined;
   recordsIn = 0;
   recordsOut = 0;
-  failures = 0;
+  /** Failed records (and timers) by kind: see failureKind. */
+  readonly failures = { decode: 0, user: 0, encode: 0 };
+  deadLetters = 0;
+  /** Records that produced nothing by policy: failures skipped. (Late drops: processorMetrics.) */
+  skipped = 0;
   checkpointFailures = 0;
+  /** Time spent processing batches and firing timers (not waiting for input or storage). */
+  busyMs = 0;
+  lastCheckpoint: CheckpointStats | undefined;
+  /** Since when the stored state covers everything processed (restore, or a checkpoint). */
+  checkpointedAt = 0;
 
   constructor(options: TaskRunnerOptions) {
     this.#options = options;
@@ -100,6 +126,30 @@ export class TaskRunner {
 
   get task(): TaskRef {
     return this.#options.task;
+  }
+
+  /** The next offset to process. */
+  get position(): bigint {
+    return this.#position;
+  }
+
+  /** Event-time watermark of the task, when its job has event time. */
+  get watermark(): number | undefined {
+    return this.#processor?.watermark;
+  }
+
+  get processorMetrics(): Pick<TaskMetrics, "lateRecords" | "lateDropped"> {
+    return this.#processor?.metrics?.() ?? { lateRecords: 0, lateDropped: 0 };
+  }
+
+  /** Rough bytes of the task's state (see TaskState.sizeEstimate). */
+  stateBytes(): number {
+    return this.#state.sizeEstimate();
+  }
+
+  /** Settles when the task stops; rejects when it fails (e.g. RecordFailed under "fail"). */
+  get running(): Promise<void> {
+    return this.#loop ?? Promise.resolve();
   }
 
   /** Restores, starts reading, and keeps processing until `stop`. */
@@ -124,10 +174,12 @@ export class TaskRunner {
       for (const name of this.#options.dropOperators ?? []) this.#state.dropOperator(name);
     }
     this.#processor = this.#options.createProcessor(this.#state);
-    // A fresh task reads from the start ("latest" would need the partition's end offset,
-    // which the source does not expose yet).
-    const offset = plan.kind === "fresh" ? 0n : BigInt(plan.offset);
+    // A fresh task starts where its source's start position says; later, its committed offset
+    // (with the checkpoint taken there) rules.
+    const offset =
+      plan.kind === "fresh" ? ((await this.#options.startOffset?.()) ?? 0n) : BigInt(plan.offset);
     this.#position = offset;
+    this.checkpointedAt = this.#now();
     const stream = await this.#reader.start(offset);
     this.#pumping = this.#pump(stream);
     this.#loop = this.#run();
@@ -138,9 +190,11 @@ export class TaskRunner {
     let nextCheckpoint = this.#now() + interval;
     while (!this.#stopping) {
       const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
+      const busySince = performance.now();
       if (batch.length > 0) await this.#process(batch);
-      const due = this.#processor?.advanceTime?.(this.#now()) ?? [];
-      if (due.length > 0) await this.#emit(due);
+      const due = this.#processor?.advanceTime?.(this.#now());
+      if (due) await this.#emit(due, this.#handleFailures(due.failures ?? []));
+      this.busyMs += performance.now() - busySince;
       if (this.#now() >= nextCheckpoint) {
         // A checkpoint that cannot be stored (storage down) is retried at the next interval
         // with the state of then: the transaction stays open meanwhile, so nothing is lost or
@@ -238,8 +292,7 @@ export class TaskRunner {
       offset: m.offset,
     }));
     const outputs: Processed = this.#processor?.process(records, this.#now()) ?? [];
-    this.#reportFailures(outputs.failures ?? []);
-    await this.#emit(outputs);
+    await this.#emit(outputs, this.#handleFailures(outputs.failures ?? []));
     this.recordsIn += records.length;
     this.#uncommitted += records.length;
     this.#lastInput = batch.at(-1);
@@ -247,34 +300,45 @@ export class TaskRunner {
   }
 
   /**
-   * Records that failed to decode or threw in user code are counted and logged with where
-   * they came from, never dropped silently. (Dead-letter topics and the fail-the-task
-   * policy come with the runtime's error settings.)
+   * Applies the failure policy to records that failed to decode or threw in user code: never
+   * a silent loss. Each is counted by kind and logged with where it came from; then it goes to
+   * the dead-letter topic (returned, to be sent in the open transaction with the outputs), is
+   * skipped, or fails the task before anything of its batch commits.
    */
-  #reportFailures(failures: Failure[]): void {
-    this.failures += failures.length;
+  #handleFailures(failures: Failure[]): MessageToProduce[] {
+    const { task, failures: policy = { action: "skip" } } = this.#options;
     for (const failure of failures) {
+      this.failures[failureKind(failure)]++;
       process.stderr.write(
         `${JSON.stringify({
           msg: "record failed",
-          task: `${this.#options.task.topic}-${this.#options.task.partition}`,
+          task: `${task.topic}-${task.partition}`,
           offset: failure.record ? String(failure.record.offset) : undefined,
           operator: failure.operator,
           error: failure.error.message,
+          action: policy.action,
         })}\n`,
       );
+      if (policy.action === "fail") throw new RecordFailed(failure, task);
     }
+    if (policy.action === "dead-letter") {
+      this.deadLetters += failures.length;
+      return failures.map((f) => deadLetter(f, task, policy.topic, this.#now()));
+    }
+    this.skipped += failures.length;
+    return [];
   }
 
-  async #emit(outputs: OutputRecord[]): Promise<void> {
-    await this.#writer.send(
-      outputs.map((o) => ({
+  async #emit(outputs: OutputRecord[], deadLetters: MessageToProduce[] = []): Promise<void> {
+    await this.#writer.send([
+      ...outputs.map((o) => ({
         topic: o.topic,
         value: o.value,
         ...(o.key ? { key: o.key } : {}),
         timestamp: BigInt(o.timestamp),
       })),
-    );
+      ...deadLetters,
+    ]);
     this.recordsOut += outputs.length;
   }
 
@@ -287,10 +351,14 @@ export class TaskRunner {
 
   /** State for the current offset first, then the transaction that moves the offset there. */
   async checkpoint(): Promise<void> {
-    if (!this.#lastInput || this.#uncommitted === 0) return;
+    if (!this.#lastInput || this.#uncommitted === 0) {
+      this.checkpointedAt = this.#now();
+      return;
+    }
     const { task, store, jobOperators } = this.#options;
     const next = this.#position;
     const offsets = { [`${task.topic}-${task.partition}`]: next };
+    const started = performance.now();
     const state = this.#state.snapshot(this.#now());
     try {
       await store.write("checkpoint", checkpointId(task, next), jobOperators, [
@@ -304,16 +372,30 @@ export class TaskRunner {
       );
     }
     await this.#commit();
+    this.checkpointedAt = this.#now();
+    this.lastCheckpoint = {
+      offset: next,
+      at: this.checkpointedAt,
+      bytes: state.length,
+      durationMs: performance.now() - started,
+    };
     if (this.#options.retainCheckpoints !== undefined) {
-      await store.retain(
-        "checkpoint",
-        this.#options.retainCheckpoints,
-        (checkpoint) =>
-          checkpoint.tasks.some(
-            (t) => t.task.topic === task.topic && t.task.partition === task.partition,
-          ),
-        checkpointIdPrefix(task),
-      );
+      // Old checkpoints left behind by a storage failure here are removed next time.
+      await store
+        .retain(
+          "checkpoint",
+          this.#options.retainCheckpoints,
+          (checkpoint) =>
+            checkpoint.tasks.some(
+              (t) => t.task.topic === task.topic && t.task.partition === task.partition,
+            ),
+          checkpointIdPrefix(task),
+        )
+        .catch((error: unknown) => {
+          process.stderr.write(
+            `${JSON.stringify({ msg: "checkpoint retention failed", task: `${task.topic}-${task.partition}`, error: String(error) })}\n`,
+          );
+        });
     }
   }
 
