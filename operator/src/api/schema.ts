@@ -479,6 +479,7 @@ const savepointSpec = object(
   {
     jobName: string("Name of the StreamJob in the same namespace.", {
       minLength: 1,
+      maxLength: 253,
       "x-kubernetes-validations": [{ rule: "self == oldSelf", message: "is immutable" }],
     }),
     stop: boolean("Stop the job with the savepoint (it stays suspended).", { default: false }),
