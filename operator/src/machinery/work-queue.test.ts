@@ -91,7 +91,7 @@ describe("WorkQueue", () => {
     const delays: number[] = [];
     const queue = new WorkQueue(w.worker, {
       backoff: { baseMs: 100, capMs: 350, jitter: 0 },
-      hooks: { onRetry: (_key, _error, _attempt, delayMs) => delays.push(delayMs) },
+      hooks: [{ onRetry: (_key, _error, _attempt, delayMs) => delays.push(delayMs) }],
     });
     queue.add("a");
     for (const expected of [100, 200, 350, 350]) {
@@ -117,7 +117,7 @@ describe("WorkQueue", () => {
     const delays = new Map<string, number>();
     const queue = new WorkQueue(w.worker, {
       backoff: { baseMs: 100, capMs: 10_000, jitter: 0 },
-      hooks: { onRetry: (key, _error, _attempt, delayMs) => delays.set(key, delayMs) },
+      hooks: [{ onRetry: (key, _error, _attempt, delayMs) => delays.set(key, delayMs) }],
     });
     queue.add("a");
     await w.fail("a");
@@ -205,14 +205,16 @@ describe("WorkQueue", () => {
     const queue = new WorkQueue(w.worker, {
       concurrency: 1,
       backoff: { baseMs: 10, capMs: 10, jitter: 0 },
-      hooks: {
-        onAdd: () => adds++,
-        onDepth: (depth) => depths.push(depth),
-        onProcessed: (_key, outcome, seconds) => {
-          assert.ok(seconds >= 0);
-          outcomes.push(outcome);
+      hooks: [
+        {
+          onAdd: () => adds++,
+          onDepth: (depth) => depths.push(depth),
+          onProcessed: (_key, outcome, seconds) => {
+            assert.ok(seconds >= 0);
+            outcomes.push(outcome);
+          },
         },
-      },
+      ],
     });
     queue.add("a");
     queue.add("b");

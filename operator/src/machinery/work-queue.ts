@@ -31,7 +31,8 @@ export interface WorkQueueOptions {
   concurrency?: number;
   /** Per-key retry back-off after a worker throws. Default 1 s doubling to 5 min, 20% jitter. */
   backoff?: Backoff;
-  hooks?: WorkQueueHooks;
+  /** Each set of hooks sees every observation (e.g. metrics and logging). */
+  hooks?: WorkQueueHooks[];
 }
 
 export const DEFAULT_QUEUE_BACKOFF: Backoff = { baseMs: 1_000, capMs: 300_000, jitter: 0.2 };
@@ -50,7 +51,7 @@ export class WorkQueue {
   readonly #worker: Worker;
   readonly #concurrency: number;
   readonly #backoff: Backoff;
-  readonly #hooks: WorkQueueHooks;
+  readonly #hooks: WorkQueueHooks[];
 
   /** Keys waiting for a worker, in order; `#waiting` is the same set for lookups. */
   readonly #order: string[] = [];
@@ -67,7 +68,7 @@ export class WorkQueue {
     this.#concurrency = options.concurrency ?? 2;
     if (!(this.#concurrency >= 1)) throw new Error("concurrency must be at least 1");
     this.#backoff = options.backoff ?? DEFAULT_QUEUE_BACKOFF;
-    this.#hooks = options.hooks ?? {};
+    this.#hooks = options.hooks ?? [];
   }
 
   /** Keys waiting for a worker (not those being processed or scheduled for later). */
@@ -82,7 +83,7 @@ export class WorkQueue {
 
   add(key: string): void {
     if (this.#shuttingDown) return;
-    this.#hooks.onAdd?.(key);
+    this.#notify((hooks) => hooks.onAdd?.(key));
     this.#cancelScheduled(key);
     if (this.#processing.has(key)) {
       this.#dirty.add(key);
@@ -91,7 +92,7 @@ export class WorkQueue {
     if (this.#waiting.has(key)) return;
     this.#waiting.add(key);
     this.#order.push(key);
-    this.#hooks.onDepth?.(this.#order.length);
+    this.#notify((hooks) => hooks.onDepth?.(this.#order.length));
     this.#pump();
   }
 
@@ -124,8 +125,19 @@ export class WorkQueue {
     this.#order.length = 0;
     this.#waiting.clear();
     this.#dirty.clear();
-    this.#hooks.onDepth?.(0);
+    this.#notify((hooks) => hooks.onDepth?.(0));
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+  }
+
+  /** Hooks observe; one that throws must not wedge a key, so its error is dropped. */
+  #notify(call: (hooks: WorkQueueHooks) => void): void {
+    for (const hooks of this.#hooks) {
+      try {
+        call(hooks);
+      } catch {
+        // observation only
+      }
+    }
   }
 
   #cancelScheduled(key: string): void {
@@ -140,7 +152,7 @@ export class WorkQueue {
       const key = this.#order.shift();
       if (key === undefined) return;
       this.#waiting.delete(key);
-      this.#hooks.onDepth?.(this.#order.length);
+      this.#notify((hooks) => hooks.onDepth?.(this.#order.length));
       this.#processing.add(key);
       const run = this.#process(key);
       this.#inFlight.add(run);
@@ -160,11 +172,14 @@ export class WorkQueue {
     } catch (error) {
       const attempt = (this.#failures.get(key) ?? 0) + 1;
       this.#failures.set(key, attempt);
-      retryDelay = backoffDelay(attempt, this.#backoff);
+      const delay = backoffDelay(attempt, this.#backoff);
+      retryDelay = delay;
       outcome = "error";
-      this.#hooks.onRetry?.(key, error, attempt, retryDelay);
+      this.#notify((hooks) => hooks.onRetry?.(key, error, attempt, delay));
     }
-    this.#hooks.onProcessed?.(key, outcome, (performance.now() - started) / 1000);
+    this.#notify((hooks) =>
+      hooks.onProcessed?.(key, outcome, (performance.now() - started) / 1000),
+    );
     this.#processing.delete(key);
     const dirty = this.#dirty.delete(key);
     if (this.#shuttingDown) return;
