@@ -455,7 +455,7 @@ export type StageSink = SinkSpec | { kind: "repartition"; topic: string };
 
 export interface StageSource {
   topic: string;
-  /** An internal repartition topic: keys are UTF-8 keys, values v8-serialized elements. */
+  /** An internal repartition topic: keys are UTF-8 keys, values elements (element-codec.ts). */
   internal: boolean;
   keyFormat: Format;
   valueFormat: Format | "internal";

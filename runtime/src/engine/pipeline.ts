@@ -6,7 +6,6 @@
 // Time model: the watermark advances only between batches (end of `process`, `advanceTime`).
 // Within a batch, lateness is judged against the watermark at its start; that keeps the result
 // a function of the batches alone, whatever the order windows and timers are looked at.
-import { deserialize, serialize } from "node:v8";
 import {
   type FailureSettings,
   type Format,
@@ -21,6 +20,7 @@ import {
   type TimerContext,
 } from "../api/job.ts";
 import type { OperatorState, TaskState, ValueState } from "../state/keyed-state.ts";
+import { decodeElement, encodeElement } from "./element-codec.ts";
 import { isLate, NO_WATERMARK, SessionWindows, WatermarkTracker, type Window } from "./time.ts";
 
 export interface InputRecord {
@@ -328,7 +328,7 @@ export class TaskPipeline {
       }
       return {
         key: record.key.toString("utf8"),
-        value: deserialize(record.value),
+        value: decodeElement(record.value),
         timestamp: record.timestamp,
       };
     }
@@ -373,7 +373,7 @@ export class TaskPipeline {
             this.#produce({
               topic: sink.topic,
               key: Buffer.from(e.key, "utf8"),
-              value: serialize(e.value),
+              value: encodeElement(e.value),
               timestamp: e.timestamp,
             });
           },
