@@ -546,6 +546,11 @@ export class TaskPipeline {
         timestamp: e.timestamp,
       });
     };
+    // The lowest watermark at which some window fires or is purged: below it, onAdvance has
+    // nothing to do and does not scan every key's windows after each batch. Unknown (-∞) at
+    // start and after a failed advance, so the next advance scans.
+    let nextDue = Number.NEGATIVE_INFINITY;
+    const dueAt = (w: WindowEntry) => (w.fired ? w.end - 1 + lateness : w.end - 1);
     // A window that already fired fires again at once for each late record within lateness.
     const update = (key: string, w: WindowEntry, ctx: Ctx, emit: Emit) => {
       if (w.end - 1 <= ctx.watermark) {
@@ -553,6 +558,7 @@ export class TaskPipeline {
         fire(key, w, emit);
       }
       windows.set(key, id(w), w, ctx.now);
+      nextDue = Math.min(nextDue, dueAt(w));
     };
     const addSession = (e: Element, key: string, ctx: Ctx, emit: Emit) => {
       const gap = (assigner as { gapMs?: number }).gapMs ?? 0;
@@ -597,13 +603,17 @@ export class TaskPipeline {
         }
       },
       onAdvance: (ctx, emit) => {
+        if (ctx.watermark < nextDue) return;
+        let next = Number.POSITIVE_INFINITY;
         const due: [string, WindowEntry][] = [];
         for (const key of windows.keys(ctx.now)) {
           for (const [, w] of windows.entries(key, ctx.now)) {
             if (w.end - 1 <= ctx.watermark) due.push([key, w]);
+            else next = Math.min(next, dueAt(w));
           }
         }
         due.sort((a, b) => a[1].end - b[1].end || a[1].start - b[1].start || cmp(a[0], b[0]));
+        nextDue = Number.NEGATIVE_INFINITY;
         for (const [key, w] of due) {
           if (!w.fired) {
             w.fired = true;
@@ -611,7 +621,9 @@ export class TaskPipeline {
             windows.set(key, id(w), w, ctx.now);
           }
           if (w.end - 1 + lateness <= ctx.watermark) windows.delete(key, id(w));
+          else next = Math.min(next, dueAt(w));
         }
+        nextDue = next;
       },
     };
   }
