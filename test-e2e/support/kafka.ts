@@ -1,9 +1,9 @@
 // Reading what a test's Kafka topic holds: every end-to-end test checks output this way.
 import {
+  type Admin,
   Consumer,
   FetchIsolationLevels,
   Producer,
-  stringDeserializers,
   stringSerializers,
 } from "@platformatic/kafka";
 import { clusterEnv, uniqueName } from "./cluster.ts";
@@ -12,6 +12,16 @@ export interface ReadOptions {
   /** read_committed (the default: what an exactly-once consumer sees) or read_uncommitted. */
   committed?: boolean;
   timeoutMs?: number;
+}
+
+/** A record as a test reads it back: key and value as strings (null when absent). */
+export interface ReadRecord {
+  partition: number;
+  offset: bigint;
+  key: string | null;
+  value: string | null;
+  timestamp: bigint;
+  headers: Record<string, string>;
 }
 
 /**
@@ -25,26 +35,43 @@ export async function readTopic(
   done: (values: string[]) => boolean,
   options: ReadOptions = {},
 ): Promise<string[]> {
+  const values: string[] = [];
+  await readRecords(
+    topic,
+    (records) => {
+      values.push(records.at(-1)?.value ?? "");
+      return done(values);
+    },
+    options,
+  );
+  return values;
+}
+
+/** Like readTopic, with each record's key, timestamp and headers; `done` runs after each one. */
+export async function readRecords(
+  topic: string,
+  done: (records: ReadRecord[]) => boolean,
+  options: ReadOptions = {},
+): Promise<ReadRecord[]> {
   const timeoutMs = options.timeoutMs ?? 60_000;
   const consumer = new Consumer({
     groupId: uniqueName("weir-test-reader"),
     clientId: "weir-test-reader",
     bootstrapBrokers: [clusterEnv().kafkaBootstrap],
-    deserializers: stringDeserializers,
     isolationLevel:
       options.committed === false
         ? FetchIsolationLevels.READ_UNCOMMITTED
         : FetchIsolationLevels.READ_COMMITTED,
     maxWaitTime: 200,
   });
-  const values: string[] = [];
+  const records: ReadRecord[] = [];
   const seen = new Set<string>();
   try {
     const stream = await consumer.consume({ topics: [topic], mode: "earliest", autocommit: false });
     const deadline = setTimeout(
       () =>
         stream.destroy(
-          new Error(`${topic}: still reading after ${timeoutMs} ms, got ${values.length} values`),
+          new Error(`${topic}: still reading after ${timeoutMs} ms, got ${records.length} values`),
         ),
       timeoutMs,
     );
@@ -53,8 +80,17 @@ export async function readTopic(
         const position = `${message.partition}:${message.offset}`;
         if (seen.has(position)) continue;
         seen.add(position);
-        values.push(message.value);
-        if (done(values)) break;
+        records.push({
+          partition: message.partition,
+          offset: message.offset,
+          key: message.key?.toString() ?? null,
+          value: message.value?.toString() ?? null,
+          timestamp: message.timestamp,
+          headers: Object.fromEntries(
+            [...(message.headers ?? new Map())].map(([k, v]) => [String(k), String(v)]),
+          ),
+        });
+        if (done(records)) break;
       }
     } finally {
       clearTimeout(deadline);
@@ -62,7 +98,7 @@ export async function readTopic(
   } finally {
     await consumer.close(true);
   }
-  return values;
+  return records;
 }
 
 /**
@@ -79,4 +115,11 @@ export function inputProducer(): Producer<string, string, string, string> {
     producerId: -1n,
     producerEpoch: -1,
   });
+}
+
+/** Deletes every topic whose name starts with `<name>-` for one of `names` (tests' unique names). */
+export async function deleteTopicsOf(admin: Admin, names: readonly string[]): Promise<void> {
+  const all = [...(await admin.metadata({ topics: [] })).topics.keys()];
+  const topics = all.filter((topic) => names.some((name) => topic.startsWith(`${name}-`)));
+  if (topics.length > 0) await admin.deleteTopics({ topics });
 }

@@ -1,6 +1,7 @@
 // Running the runtime process as a pod would (without a cluster around it): for tests that
 // drive the runtime's contract directly.
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,9 +29,14 @@ export function startRuntime(options: {
   checkpointIntervalMs?: number;
   /** Options for node itself (e.g. `--cpu-prof`). */
   nodeArgs?: string[];
+  /** Merged over the configuration file's defaults (`storage` field by field). */
+  config?: Record<string, unknown> & { storage?: Record<string, unknown> };
+  /** "pipe" to read what the process writes to stderr (see exitOf). */
+  stderr?: "inherit" | "pipe";
 }): RuntimePod {
   const env = clusterEnv();
   const config = join(mkdtempSync(join(tmpdir(), "weir-runtime-")), "config.json");
+  const { storage, ...settings } = options.config ?? {};
   writeFileSync(
     config,
     JSON.stringify({
@@ -40,15 +46,17 @@ export function startRuntime(options: {
         bucket: env.s3Bucket,
         prefix: options.prefix ?? "runtime-tests",
         region: env.s3Region,
+        ...storage,
       },
       checkpointIntervalMs: options.checkpointIntervalMs ?? 500,
+      ...settings,
     }),
   );
   const child = spawn(
     process.execPath,
     [...(options.nodeArgs ?? []), join(repo, "runtime", "src", "main.ts"), options.module],
     {
-      stdio: ["ignore", "ignore", "inherit"],
+      stdio: ["ignore", "ignore", options.stderr ?? "inherit"],
       env: {
         ...process.env,
         ...options.env,
@@ -77,4 +85,46 @@ export async function runtimeReady(pod: RuntimePod, timeoutMs = 30_000): Promise
     },
     timeoutMs,
   );
+}
+
+/** The pod's metrics as Prometheus prints them: series (with its labels) → value. */
+export async function scrape(pod: RuntimePod): Promise<Map<string, number>> {
+  const text = (await httpGet(`${pod.url}/metrics`)).body;
+  const series = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const split = line.lastIndexOf(" ");
+    series.set(line.slice(0, split), Number(line.slice(split + 1)));
+  }
+  return series;
+}
+
+/** The pod's /v1/status. */
+export async function runtimeStatus(pod: RuntimePod): Promise<{
+  tasks: { topic: string; partition: number; position: string; lag?: number; recordsIn: number }[];
+}> {
+  return JSON.parse((await httpGet(`${pod.url}/v1/status`)).body);
+}
+
+/**
+ * How a process started with `stderr: "pipe"` ended: its exit code and what it wrote to
+ * stderr. Call it right after starting the process, so that no output is missed.
+ */
+export async function exitOf(pod: RuntimePod): Promise<{ code: number | null; stderr: string }> {
+  let stderr = "";
+  pod.process.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code] =
+    pod.process.exitCode === null ? await once(pod.process, "exit") : [pod.process.exitCode];
+  // The pipe may still hold the last lines after "exit".
+  if (pod.process.stderr && !pod.process.stderr.readableEnded)
+    await once(pod.process.stderr, "end");
+  return { code, stderr };
+}
+
+/** A loopback address of its own for a test's pod (every pod's control API is on port 9249). */
+export function podIp(): string {
+  const byte = () => 1 + Math.floor(Math.random() * 250);
+  return `127.77.${byte()}.${byte()}`;
 }

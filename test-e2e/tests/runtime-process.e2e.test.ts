@@ -129,7 +129,7 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
     running.map(async (pod) => {
       const text = (await httpGet(`${pod.url}/metrics`)).body;
       assert.match(text, /^weir_records_in_total \d+/m);
-      return Number(/^weir_record_failures_total (\d+)/m.exec(text)?.[1]);
+      return Number(/^weir_record_failures_total\{kind="decode"\} (\d+)/m.exec(text)?.[1]);
     }),
   );
   assert.equal(

@@ -1,0 +1,136 @@
+// The Kafka source of the runtime process against the real broker: where a fresh job starts
+// (`latest` skips what the topic held before; after that the committed offset rules), and the
+// live backlog per source partition the autoscaler reads (metrics and /v1/status).
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { Admin } from "@platformatic/kafka";
+import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { deleteTopicsOf, inputProducer, readRecords } from "../support/kafka.ts";
+import {
+  podIp,
+  type RuntimePod,
+  runtimeReady,
+  runtimeStatus,
+  scrape,
+  startRuntime,
+} from "../support/runtime.ts";
+import { eventually } from "../support/wait.ts";
+
+const admin = new Admin({
+  clientId: "weir-test-admin",
+  bootstrapBrokers: [clusterEnv().kafkaBootstrap],
+});
+const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-count-job.ts");
+const pods: RuntimePod[] = [];
+const jobs: string[] = [];
+
+after(async () => {
+  for (const pod of pods) pod.process.kill("SIGKILL");
+  await deleteTopicsOf(admin, jobs).catch(() => {});
+  await admin.close();
+});
+
+async function countJob(startFrom: "earliest" | "latest") {
+  const name = uniqueName("source");
+  jobs.push(name);
+  const input = `${name}-in`;
+  const output = `${name}-out`;
+  await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+  const start = async () => {
+    const pod = startRuntime({
+      module: fixture,
+      job: name,
+      subtask: 0,
+      parallelism: 1,
+      ip: podIp(),
+      config: { job: { config: { name, input, output, startFrom } } },
+    });
+    pods.push(pod);
+    await runtimeReady(pod);
+    return pod;
+  };
+  const produce = async (words: string[]) => {
+    const producer = inputProducer();
+    await producer.send({
+      messages: words.map((word) => ({
+        topic: input,
+        partition: 0,
+        value: JSON.stringify({ word }),
+      })),
+    });
+    await producer.close();
+  };
+  return { input, output, start, produce };
+}
+
+const read = async (topic: string, n: number) =>
+  (await readRecords(topic, (records) => records.length >= n)).map((r) =>
+    JSON.parse(r.value ?? ""),
+  );
+
+test("latest: a fresh job skips what the topic held; restarted, it resumes from its commit", async () => {
+  const job = await countJob("latest");
+  await job.produce(["old", "old", "old"]);
+  const first = await job.start();
+  await job.produce(["new", "new"]);
+  assert.deepEqual(await read(job.output, 2), [
+    { key: "new", value: 1 },
+    { key: "new", value: 2 },
+  ]);
+  first.process.kill("SIGTERM");
+  await eventually("the first run to stop", async () =>
+    first.process.exitCode === null ? undefined : first.process.exitCode,
+  );
+
+  // Input that arrives while it is stopped is not skipped: "latest" applied to the first start only.
+  await job.produce(["new", "late"]);
+  await job.start();
+  assert.deepEqual((await read(job.output, 4)).slice(2), [
+    { key: "new", value: 3 },
+    { key: "late", value: 1 },
+  ]);
+});
+
+test("backlog per source partition: live in metrics and /v1/status while the task is stopped", async () => {
+  const job = await countJob("earliest");
+  const pod = await job.start();
+  await job.produce(["a", "b", "c"]);
+  await read(job.output, 3);
+  const backlog = `weir_source_backlog_records{topic="${job.input}",partition="0"}`;
+  await eventually("backlog 0 once caught up", async () =>
+    (await scrape(pod)).get(backlog) === 0 ? true : undefined,
+  );
+
+  // Stop reading (a stop-with-savepoint), then 5 more records arrive: the backlog shows them.
+  await fetch(`${pod.url}/v1/savepoints`, {
+    method: "POST",
+    body: JSON.stringify({ id: "pause", stop: true }),
+  });
+  await eventually("the task to stop reading", async () => {
+    const state = (await (await fetch(`${pod.url}/v1/savepoints/pause`)).json()) as {
+      state: string;
+    };
+    return state.state === "completed" ? true : undefined;
+  });
+  await job.produce(["d", "e", "f", "g", "h"]);
+  await eventually("backlog 5", async () =>
+    (await scrape(pod)).get(backlog) === 5 ? true : undefined,
+  );
+  const task = (await runtimeStatus(pod)).tasks.find((t) => t.topic === job.input);
+  assert.equal(task?.lag, 5, "/v1/status carries the task's lag");
+  assert.equal(task?.position, "3");
+
+  const metrics = await scrape(pod);
+  assert.ok((metrics.get("weir_busy_seconds_total") ?? 0) > 0, "busy time is counted");
+  assert.equal(metrics.get("weir_records_in_total"), 3);
+  assert.ok(
+    (metrics.get(`weir_checkpoint_size_bytes{topic="${job.input}",partition="0"}`) ?? 0) > 0,
+    "the last checkpoint's size",
+  );
+  assert.ok(
+    (metrics.get(`weir_state_size_bytes{topic="${job.input}",partition="0"}`) ?? 0) > 0,
+    "the task's state size",
+  );
+  pod.process.kill("SIGTERM");
+});

@@ -1,0 +1,151 @@
+// The object store hangs during checkpoints (SIGSTOP: connections open, nothing answers) and
+// later dies outright (SIGKILL), while input keeps arriving. A MinIO of the test's own: the
+// cluster's is shared and never touched. The runtime must keep processing (storage calls time
+// out instead of blocking the task), retry the checkpoint, never write the `_metadata.json` of
+// a snapshot without all its files, resume checkpoints once storage is back, and a
+// read_committed reader must see every running count exactly once.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { buffer } from "node:stream/consumers";
+import { after, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Admin } from "@platformatic/kafka";
+import { parseMetadata } from "../../runtime/src/state/metadata.ts";
+import { clusterEnv, uniqueName } from "../support/cluster.ts";
+import { deleteTopicsOf, inputProducer, readTopic } from "../support/kafka.ts";
+import { PrivateMinio } from "../support/minio.ts";
+import { podIp, type RuntimePod, runtimeReady, scrape, startRuntime } from "../support/runtime.ts";
+import { eventually } from "../support/wait.ts";
+
+const admin = new Admin({
+  clientId: "weir-test-admin",
+  bootstrapBrokers: [clusterEnv().kafkaBootstrap],
+});
+const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-count-job.ts");
+const name = uniqueName("outage");
+const input = `${name}-in`;
+const output = `${name}-out`;
+const words = ["alpha", "beta", "gamma", "delta"];
+const pods: RuntimePod[] = [];
+let minio: PrivateMinio | undefined;
+
+after(async () => {
+  for (const pod of pods) pod.process.kill("SIGKILL");
+  await minio?.remove();
+  await deleteTopicsOf(admin, [name]).catch(() => {});
+  await admin.close();
+});
+
+/**
+ * Every `_metadata.json` in the bucket names only objects that exist with their size. (A
+ * snapshot retention removed between listing and checking no longer has metadata: skipped.)
+ */
+async function assertNoSnapshotWithoutItsFiles(store: PrivateMinio): Promise<number> {
+  const client = store.client();
+  const objects = new Map<string, number>();
+  for await (const item of client.listObjectsV2(store.bucket, "", true))
+    if (item.name) objects.set(item.name, item.size ?? 0);
+  let checked = 0;
+  for (const key of [...objects.keys()].filter((k) => k.endsWith("/_metadata.json"))) {
+    let text: string;
+    try {
+      text = (await buffer(await client.getObject(store.bucket, key))).toString();
+    } catch {
+      continue;
+    }
+    for (const task of parseMetadata(text, key).tasks) {
+      const size = objects.get(task.key);
+      assert.equal(size, task.bytes, `${key} names ${task.key}: it exists with its size`);
+    }
+    checked++;
+  }
+  return checked;
+}
+
+test("storage hanging or dead during checkpoints: processing goes on, checkpoints retry, exactly once", async () => {
+  minio = await PrivateMinio.start();
+  await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+  const pod = startRuntime({
+    module: fixture,
+    job: name,
+    subtask: 0,
+    parallelism: 1,
+    ip: podIp(),
+    config: {
+      job: { config: { name, input, output } },
+      storage: { endpoint: minio.endpoint, timeoutMs: 1_000 },
+    },
+  });
+  pods.push(pod);
+  await runtimeReady(pod);
+
+  // Input keeps arriving throughout: 10 records every 100 ms.
+  const producer = inputProducer();
+  let sent = 0;
+  let producing = true;
+  const feeding = (async () => {
+    while (producing) {
+      await producer.send({
+        messages: Array.from({ length: 10 }, (_, i) => ({
+          topic: input,
+          partition: 0,
+          value: JSON.stringify({ word: words[(sent + i) % words.length] }),
+        })),
+      });
+      sent += 10;
+      await sleep(100);
+    }
+  })();
+  const series = async (metric: string) => (await scrape(pod)).get(metric) ?? 0;
+  const age = `weir_checkpoint_age_seconds{topic="${input}",partition="0"}`;
+
+  await readTopic(output, (values) => values.length >= 100);
+  assert.ok((await assertNoSnapshotWithoutItsFiles(minio)) > 0, "checkpoints were stored");
+
+  for (const outage of ["hang", "kill"] as const) {
+    if (outage === "hang") minio.hang();
+    else await minio.kill();
+    const before = await series("weir_records_in_total");
+    const failuresBefore = await series("weir_checkpoint_failures_total");
+    // Processing continues while every checkpoint fails (each after the storage timeout).
+    await eventually(`${outage}: records keep being processed`, async () =>
+      (await series("weir_records_in_total")) >= before + 100 ? true : undefined,
+    );
+    await eventually(`${outage}: the checkpoint fails and is retried`, async () =>
+      (await series("weir_checkpoint_failures_total")) >= failuresBefore + 2 ? true : undefined,
+    );
+    await eventually(`${outage}: the checkpoint age shows the outage`, async () =>
+      (await series(age)) >= 2 ? true : undefined,
+    );
+
+    if (outage === "hang") minio.resume();
+    else await minio.restart();
+    // Checkpoints resume: the age drops back, and the snapshots are whole.
+    await eventually(`${outage}: checkpoints resume`, async () =>
+      (await series(age)) < 1.5 ? true : undefined,
+    );
+    await assertNoSnapshotWithoutItsFiles(minio);
+  }
+
+  producing = false;
+  await feeding;
+  await producer.close();
+  // Every word's running count 1..n exactly once, to read_committed, across both outages.
+  const values = await readTopic(output, (read) => read.length >= sent, { timeoutMs: 90_000 });
+  const counts = new Map<string, number[]>();
+  for (const value of values) {
+    const { key, value: n } = JSON.parse(value) as { key: string; value: number };
+    counts.set(key, [...(counts.get(key) ?? []), n]);
+  }
+  for (const word of words) {
+    const n = sent / words.length;
+    assert.deepEqual(
+      counts.get(word),
+      Array.from({ length: n }, (_, i) => i + 1),
+      `${word}: 1..${n} exactly once, in order`,
+    );
+  }
+  assert.equal(values.length, sent);
+  assert.ok((await assertNoSnapshotWithoutItsFiles(minio)) > 0);
+  pod.process.kill("SIGTERM");
+});
