@@ -4,7 +4,6 @@
 // was read) surfaces as a Conflict, and the work queue retries from a fresh read.
 import { isDeepStrictEqual } from "node:util";
 import {
-  ApiException,
   type CoreV1Api,
   type CustomObjectsApi,
   type KubernetesObjectApi,
@@ -14,6 +13,7 @@ import {
 import { GROUP, type StreamJob, VERSION } from "../api/types.ts";
 import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
 import type { Decision, EventSpec } from "../decide/reconcile.ts";
+import { statusCodeOf } from "../machinery/api.ts";
 
 export interface ActClients {
   core: CoreV1Api;
@@ -26,15 +26,11 @@ export interface ActClients {
 const STREAMJOBS = { group: GROUP, version: VERSION, plural: "streamjobs" } as const;
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
-export function statusCode(error: unknown): number | undefined {
-  return error instanceof ApiException ? error.code : undefined;
-}
-
 async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T | undefined> {
   try {
     return await call();
   } catch (error) {
-    if (codes.includes(statusCode(error) ?? 0)) return undefined;
+    if (codes.includes(statusCodeOf(error) ?? 0)) return undefined;
     throw error;
   }
 }

@@ -1,0 +1,222 @@
+// The StreamJob controller: informers on StreamJobs and their pods feed a work queue of job
+// keys; one reconcile of a key is observe → decide → act. Pods are read from the informer's
+// cache; the StreamJob itself is read fresh each time, so a status write never rests on a stale
+// copy, and a 409 is retried from a fresh read.
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  KubernetesObjectApi,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { applyDecision } from "./act/apply-decision.ts";
+import { GROUP, STREAMJOB_PLURAL, type StreamJob, VERSION } from "./api/types.ts";
+import { validateStreamJob } from "./api/validate.ts";
+import { LABEL_JOB } from "./build/names.ts";
+import { decide } from "./decide/reconcile.ts";
+import { operatorChecks } from "./decide/spec-checks.ts";
+import { objectKey, type ResourceType, splitKey, statusCodeOf } from "./machinery/api.ts";
+import { retryOnConflict } from "./machinery/conflict.ts";
+import { EventRecorder } from "./machinery/events.ts";
+import { Informer } from "./machinery/informer.ts";
+import { workQueueHooks } from "./machinery/metrics.ts";
+import { WorkQueue, type WorkResult } from "./machinery/work-queue.ts";
+import { observePod } from "./observe/pods.ts";
+
+const STREAMJOB_TYPE: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: STREAMJOB_PLURAL,
+  kind: "StreamJob",
+};
+const POD_TYPE: ResourceType = { group: "", version: "v1", plural: "pods", kind: "Pod" };
+
+export interface ControllerOptions {
+  kubeConfig: KubeConfig;
+  /** Namespaces to watch; undefined = all. */
+  namespaces: string[] | undefined;
+  registry: Registry;
+  log: Logger;
+  /** Reconciles in parallel (never two of one job). */
+  concurrency?: number;
+}
+
+export class StreamJobController {
+  readonly #options: ControllerOptions;
+  readonly #jobs: Informer<StreamJob>[];
+  readonly #pods: Informer<V1Pod>[];
+  readonly #queue: WorkQueue;
+  readonly #custom: CustomObjectsApi;
+  readonly #core: CoreV1Api;
+  readonly #objects: KubernetesObjectApi;
+  readonly #events: EventRecorder;
+  readonly #reconciles: Counter<"result">;
+  readonly #duration: Histogram;
+  #leading = false;
+
+  constructor(options: ControllerOptions) {
+    this.#options = options;
+    const { kubeConfig, registry } = options;
+    this.#custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#core = kubeConfig.makeApiClient(CoreV1Api);
+    this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.#events = new EventRecorder(kubeConfig, {
+      component: "weir-operator",
+      logger: options.log,
+    });
+    const scopes = options.namespaces ?? [undefined];
+    const logger = options.log;
+    this.#jobs = scopes.map(
+      (namespace) => new Informer<StreamJob>(kubeConfig, STREAMJOB_TYPE, { namespace, logger }),
+    );
+    // Only the pods of jobs: the selector "weir.dev/job" matches any value of the label.
+    this.#pods = scopes.map(
+      (namespace) =>
+        new Informer<V1Pod>(kubeConfig, POD_TYPE, { namespace, labelSelector: LABEL_JOB, logger }),
+    );
+    this.#queue = new WorkQueue((key) => this.#reconcile(key), {
+      concurrency: options.concurrency ?? 4,
+      hooks: [workQueueHooks(registry, "streamjobs")],
+    });
+    // Only the leader reconciles; a stand-by replica keeps its caches warm.
+    const enqueue = (key: string) => {
+      if (this.#leading) this.#queue.add(key);
+    };
+    for (const informer of this.#jobs) {
+      informer.on("add", (job) => enqueue(objectKey(job)));
+      informer.on("update", (job) => enqueue(objectKey(job)));
+      informer.on("delete", (job) => enqueue(objectKey(job)));
+    }
+    const enqueueOwner = (pod: V1Pod) => {
+      const job = pod.metadata?.labels?.[LABEL_JOB];
+      if (job) enqueue(`${pod.metadata?.namespace}/${job}`);
+    };
+    for (const informer of this.#pods) {
+      informer.on("add", enqueueOwner);
+      informer.on("update", enqueueOwner);
+      informer.on("delete", enqueueOwner);
+    }
+
+    this.#reconciles = new Counter({
+      name: "weir_operator_reconciles_total",
+      help: "StreamJob reconciles by result (success, conflict, error)",
+      labelNames: ["result"],
+      registers: [registry],
+    });
+    this.#duration = new Histogram({
+      name: "weir_operator_reconcile_duration_seconds",
+      help: "Time one StreamJob reconcile took",
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    const jobs = this.#jobs;
+    new Gauge({
+      name: "weir_operator_streamjobs",
+      help: "StreamJobs by state",
+      labelNames: ["state"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const informer of jobs)
+          for (const job of informer.list()) this.inc({ state: job.status?.state ?? "Pending" });
+      },
+    });
+  }
+
+  /** Fills the caches; reconciling starts with `run`, once this replica leads. */
+  async start(): Promise<void> {
+    const informers = [...this.#jobs, ...this.#pods];
+    for (const informer of informers) informer.start();
+    await Promise.all(informers.map((informer) => informer.synced));
+  }
+
+  /** Reconciles every known job, and from then on whatever changes. */
+  run(): void {
+    this.#leading = true;
+    for (const informer of this.#jobs)
+      for (const job of informer.list()) this.#queue.add(objectKey(job));
+  }
+
+  synced(): boolean {
+    return [...this.#jobs, ...this.#pods].every((informer) => informer.hasSynced());
+  }
+
+  async stop(): Promise<void> {
+    await this.#queue.shutdown();
+    await Promise.all([...this.#jobs, ...this.#pods].map((informer) => informer.stop()));
+  }
+
+  async #reconcile(key: string): Promise<WorkResult> {
+    const { namespace = "", name } = splitKey(key);
+    const log = this.#options.log.child({ namespace, job: name });
+    const stopTimer = this.#duration.startTimer();
+    try {
+      const result = await retryOnConflict(
+        () => this.#read(namespace, name),
+        (job) => (job ? this.#reconcileJob(job, log) : Promise.resolve(undefined)),
+      );
+      this.#reconciles.inc({ result: "success" });
+      return result;
+    } catch (error) {
+      this.#reconciles.inc({ result: statusCodeOf(error) === 409 ? "conflict" : "error" });
+      log.error({ err: describeError(error) }, "reconcile failed; retrying with back-off");
+      throw error;
+    } finally {
+      stopTimer();
+    }
+  }
+
+  async #read(namespace: string, name: string): Promise<StreamJob | undefined> {
+    try {
+      return (await this.#custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: STREAMJOB_PLURAL,
+        namespace,
+        name,
+      })) as StreamJob;
+    } catch (error) {
+      // Gone: its pods and ConfigMaps go with it (owner references).
+      if (statusCodeOf(error) === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async #reconcileJob(job: StreamJob, baseLog: Logger): Promise<WorkResult> {
+    const checked = validateStreamJob(job);
+    const defaulted = checked.ok ? checked.job : job;
+    const specErrors = checked.ok ? operatorChecks(defaulted) : checked.errors;
+    const { namespace, name, uid } = job.metadata;
+    const pods = this.#pods
+      .flatMap((informer) => informer.list())
+      .filter(
+        (pod) =>
+          pod.metadata?.namespace === namespace && pod.metadata?.labels?.[LABEL_JOB] === name,
+      )
+      .map((pod) => observePod(pod, uid));
+    const decision = decide({ job: defaulted, pods, specErrors, now: new Date() });
+    const log = baseLog.child({ run: decision.status.run?.id });
+    await applyDecision(job, decision, {
+      core: this.#core,
+      custom: this.#custom,
+      objects: this.#objects,
+      event: (target, event) =>
+        this.#events.record(target, event.type, event.reason, event.message),
+    });
+    for (const event of decision.events) log.info({ reason: event.reason }, event.message);
+    if (decision.status.state !== job.status?.state)
+      log.info({ from: job.status?.state, to: decision.status.state }, "state changed");
+    return { requeueAfter: decision.requeueAfterMs };
+  }
+}
+
+/** An error as a log field: its message and HTTP status, never a request body (secrets). */
+function describeError(error: unknown): { message: string; status?: number } {
+  const status = statusCodeOf(error);
+  return {
+    message: error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error),
+    ...(status ? { status } : {}),
+  };
+}

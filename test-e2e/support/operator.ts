@@ -1,0 +1,138 @@
+// The operator as a test runs it: `node operator/src/main.ts` against the local cluster with the
+// admin kubeconfig, its JSON log lines kept for assertions; and the StreamJob a test applies.
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { join } from "node:path";
+import { CustomObjectsApi } from "@kubernetes/client-node";
+import type { StreamJob } from "../../operator/src/api/types.ts";
+import { httpGet } from "../cluster/probe.ts";
+import { adminKubeConfig, cli, clusterEnv } from "./cluster.ts";
+import { eventually } from "./wait.ts";
+
+const repo = join(import.meta.dirname, "..", "..");
+let nextPort = 18_080 + Math.floor(Math.random() * 500) * 2;
+
+export interface OperatorProcess {
+  process: ChildProcess;
+  identity: string;
+  url: string;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  /** SIGTERM, and waits for the exit (graceful: releases the Lease). */
+  stop(): Promise<void>;
+  /** SIGKILL, and waits for the exit (the Lease is left to expire). */
+  kill(): Promise<void>;
+}
+
+/** Starts an operator watching `namespace`, leader-elected on a Lease in that namespace. */
+export async function startOperator(namespace: string, identity: string): Promise<OperatorProcess> {
+  const port = nextPort;
+  nextPort += 2;
+  const child = spawn(
+    process.execPath,
+    [
+      join(repo, "operator", "src", "main.ts"),
+      `--namespace=${namespace}`,
+      `--leader-election-namespace=${namespace}`,
+      `--http-address=127.0.0.1:${port}`,
+    ],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, KUBECONFIG: clusterEnv().kubeconfig, POD_NAME: identity },
+    },
+  );
+  const logs: Record<string, unknown>[] = [];
+  let buffered = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  });
+  const exited = once(child, "exit");
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  const operator: OperatorProcess = {
+    process: child,
+    identity,
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    stop: () => end("SIGTERM"),
+    kill: () => end("SIGKILL"),
+  };
+  await eventually("the operator to serve /readyz", async () => {
+    if (child.exitCode !== null) throw new Error(`operator ${identity} exited (${child.exitCode})`);
+    const answer = await httpGet(`${operator.url}/readyz`).catch(() => undefined);
+    return answer?.status === 200 ? true : undefined;
+  });
+  return operator;
+}
+
+/** Server-side applies the generated CRDs (idempotent) and waits until they are served. */
+export async function installCrds(): Promise<void> {
+  await cli("kubectl", ["apply", "--server-side", "--force-conflicts", "-f", join(repo, "crds")]);
+  await cli("kubectl", [
+    "wait",
+    "--for=condition=Established",
+    "crd/streamjobs.weir.dev",
+    "crd/streamsavepoints.weir.dev",
+    "--timeout=60s",
+  ]);
+}
+
+const custom = () => adminKubeConfig().makeApiClient(CustomObjectsApi);
+const streamjobs = { group: "weir.dev", version: "v1alpha1", plural: "streamjobs" } as const;
+
+export async function readJob(namespace: string, name: string): Promise<StreamJob> {
+  return (await custom().getNamespacedCustomObject({
+    ...streamjobs,
+    namespace,
+    name,
+  })) as StreamJob;
+}
+
+/** Merge-patches a StreamJob's spec as a user would (`kubectl patch --type=merge`). */
+export async function patchJobSpec(
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<void> {
+  await cli("kubectl", [
+    "patch",
+    "sj",
+    name,
+    "-n",
+    namespace,
+    "--type=merge",
+    "-p",
+    JSON.stringify({ spec }),
+  ]);
+}
+
+/** Waits until the job reports `Ready=True` for its current generation; returns it. */
+export async function jobReady(
+  namespace: string,
+  name: string,
+  timeoutMs = 120_000,
+): Promise<StreamJob> {
+  return eventually(
+    `StreamJob ${namespace}/${name} to be Ready`,
+    async () => {
+      const job = await readJob(namespace, name);
+      const ready = job.status?.conditions?.find((c) => c.type === "Ready");
+      return ready?.status === "True" && job.status?.observedGeneration === job.metadata.generation
+        ? job
+        : undefined;
+    },
+    timeoutMs,
+  );
+}
