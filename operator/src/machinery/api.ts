@@ -61,11 +61,15 @@ export function statusCodeOf(failure: unknown): number | undefined {
   return undefined;
 }
 
-/** GET `path` and parse the JSON body; a non-2xx answer throws client-node's ApiException. */
+/**
+ * GET `path` and parse the JSON body; a non-2xx answer throws client-node's ApiException. Gives
+ * up after `timeoutMs`: a connection that died silently must not hang the caller forever.
+ */
 export async function getJson<T>(
   kubeConfig: KubeConfig,
   path: string,
   query: Record<string, string | undefined> = {},
+  timeoutMs = 60_000,
 ): Promise<T> {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
@@ -75,6 +79,7 @@ export async function getJson<T>(
   }
   const request = new RequestContext(url.toString(), HttpMethod.GET);
   request.setHeaderParam("Accept", "application/json");
+  request.setSignal(AbortSignal.timeout(timeoutMs));
   await kubeConfig.applySecurityAuthentication(request);
   const response = await httpLibraryFor(kubeConfig).send(request).toPromise();
   const body = await response.body.text();
