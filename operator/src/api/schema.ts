@@ -118,7 +118,8 @@ const objectMeta = (kind: string): Record<string, Schema> => ({
     "APIVersion defines the versioned schema of this representation of an object (weir.dev/v1alpha1).",
   ),
   kind: string(`Kind is the REST resource this object represents (${kind}).`),
-  metadata: { type: "object", description: "Standard object metadata." },
+  // The API server allows nothing on metadata but its type (it owns ObjectMeta's schema).
+  metadata: { type: "object" },
 });
 
 export const SAVEPOINT_TRIGGERS = ["manual", "upgrade", "rescale", "periodic", "suspend", "delete"];
