@@ -106,11 +106,16 @@ export async function runtimeStatus(pod: RuntimePod): Promise<{
   return JSON.parse((await httpGet(`${pod.url}/v1/status`)).body);
 }
 
+/** A JSON line the runtime logged to stderr. */
+export type LogLine = { msg: string } & Record<string, unknown>;
+
 /**
- * How a process started with `stderr: "pipe"` ended: its exit code and what it wrote to
- * stderr. Call it right after starting the process, so that no output is missed.
+ * How a process started with `stderr: "pipe"` ended: its exit code, what it wrote to stderr,
+ * and the JSON lines of that. Call it right after starting the process, so nothing is missed.
  */
-export async function exitOf(pod: RuntimePod): Promise<{ code: number | null; stderr: string }> {
+export async function exitOf(
+  pod: RuntimePod,
+): Promise<{ code: number | null; stderr: string; logs: LogLine[] }> {
   let stderr = "";
   pod.process.stderr?.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -120,7 +125,11 @@ export async function exitOf(pod: RuntimePod): Promise<{ code: number | null; st
   // The pipe may still hold the last lines after "exit".
   if (pod.process.stderr && !pod.process.stderr.readableEnded)
     await once(pod.process.stderr, "end");
-  return { code, stderr };
+  const logs = stderr
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as LogLine);
+  return { code, stderr, logs };
 }
 
 /** A loopback address of its own for a test's pod (every pod's control API is on port 9249). */

@@ -168,13 +168,9 @@ test("fail: the process exits 3 naming the offset, each time; skip then gets pas
   await produceWithPoison(job.input);
   for (let attempt = 1; attempt <= 2; attempt++) {
     const pod = job.start({ failures: { action: "fail" }, stderr: "pipe" });
-    const { code, stderr } = await exitOf(pod);
+    const { code, stderr, logs } = await exitOf(pod);
     assert.equal(code, 3, `attempt ${attempt}: exit status of a record failed under "fail"`);
-    const error = stderr
-      .split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => JSON.parse(line))
-      .find((line) => /fail policy/.test(line.msg));
+    const error = logs.find((line) => /fail policy/.test(line.msg));
     assert.ok(error, `attempt ${attempt}: a JSON error line in ${stderr}`);
     assert.deepEqual(
       { task: error.task, offset: error.offset, operator: error.operator, kind: error.kind },

@@ -86,10 +86,10 @@ test("a savepoint with state of a removed step is refused, and restored with all
   const restoreFrom = { WEIR_RESTORE_FROM: store.path("savepoint", "sp-1") };
 
   // Version 2 has no "totals": refused, naming the step and the way out.
-  const { code, stderr } = await exitOf(start(false, { env: restoreFrom }));
+  const { code, stderr, logs } = await exitOf(start(false, { env: restoreFrom }));
   assert.equal(code, 1);
   assert.match(
-    stderr,
+    String(logs.find((line) => line.msg === "failed")?.error ?? stderr),
     /savepoint sp-1 holds state of operators the job no longer has: "totals" \(1 of 1 tasks\); set allowNonRestoredState/,
   );
 
