@@ -20,6 +20,7 @@ import {
   type RuntimePod,
   runtimeReady,
   runtimeStatus,
+  scrape,
   startRuntime,
 } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
@@ -51,6 +52,8 @@ interface ExampleRun {
   paced?: boolean;
   /** Appended input that ends the run: moves the watermark past every golden window. */
   end?: string[];
+  /** What the pod's metrics say once the golden output is in (`name`: the job's). */
+  metrics?: (metrics: Map<string, number>, name: string) => void;
 }
 
 async function runExample(run: ExampleRun): Promise<void> {
@@ -116,6 +119,7 @@ async function runExample(run: ExampleRun): Promise<void> {
       `${run.example}: ${topic} holds the golden output, in order, exactly once`,
     );
   }
+  run.metrics?.(await scrape(pod), name);
   pod.process.kill("SIGTERM");
 }
 
@@ -144,4 +148,12 @@ test("clicks-per-user through Kafka: late and out-of-order clicks land in the go
     paced: true,
     // Far in event time: completes the last golden windows, never fires its own.
     end: [JSON.stringify({ user: "zz", url: "/", ts: 1e12 })],
+    metrics: (metrics, name) => {
+      const windows = `{topic="${name}-clicks-per-minute-repartition",partition="0"}`;
+      assert.equal(metrics.get("weir_late_records_total"), 1, "the click too late for lateness");
+      assert.equal(metrics.get('weir_dropped_records_total{reason="late"}'), 0, "side output");
+      // Event time ends at 1e12 ms (2001) less the 5 s bound: decades behind the clock.
+      const lag = metrics.get(`weir_watermark_lag_seconds${windows}`) ?? 0;
+      assert.ok(Math.abs(lag - (Date.now() - (1e12 - 5_001)) / 1000) < 60, `watermark lag ${lag}`);
+    },
   }));
