@@ -140,10 +140,10 @@ export class LeaderElector {
   /** Steps down the moment the renew deadline passes, even while a request hangs. */
   #armDeadline(): void {
     clearTimeout(this.#deadline);
+    // Re-armed by every renewal, so when it fires none came in time. (Not `!isLeader()`: a timer
+    // may fire a fraction of a millisecond before performance.now() says the deadline passed.)
     const remaining = this.#renewedAt + this.#renewDeadlineMs - performance.now();
-    this.#deadline = setTimeout(() => {
-      if (this.#leading && !this.isLeader()) void this.#stepDown("lost");
-    }, remaining);
+    this.#deadline = setTimeout(() => void this.#stepDown("lost"), Math.max(0, remaining));
   }
 
   async #stepDown(why: StoppedLeading): Promise<void> {
@@ -181,7 +181,8 @@ export class LeaderElector {
       }
       const spec = lease.spec ?? {};
       const holder = spec.holderIdentity ?? "";
-      this.#observe(holder, `${holder}|${spec.renewTime?.toISOString()}`, now);
+      // (client-node leaves MicroTime fields as the strings the API server sent.)
+      this.#observe(holder, `${holder}|${JSON.stringify(spec.renewTime)}`, now);
       const durationMs = (spec.leaseDurationSeconds ?? 0) * 1000;
       if (holder !== "" && holder !== identity && now < this.#observedAt + durationMs) return false;
       const renewed = await this.#api.replaceNamespacedLease({
@@ -191,7 +192,7 @@ export class LeaderElector {
         body: { ...lease, spec: { ...spec, ...this.#record(spec) } },
       });
       const record = renewed.spec ?? {};
-      this.#observe(identity, `${identity}|${record.renewTime?.toISOString()}`, now);
+      this.#observe(identity, `${identity}|${JSON.stringify(record.renewTime)}`, now);
       return true;
     };
     try {
