@@ -6,8 +6,28 @@ import type { TaskRunner } from "./engine/task-runner.ts";
 import { NO_WATERMARK } from "./engine/time.ts";
 import type { TaskRef } from "./state/metadata.ts";
 
+/** What metrics and status read of a task (a TaskRunner). */
+export type TaskFigures = Pick<
+  TaskRunner,
+  | "task"
+  | "position"
+  | "watermark"
+  | "processorMetrics"
+  | "stateBytes"
+  | "plan"
+  | "recordsIn"
+  | "recordsOut"
+  | "failures"
+  | "deadLetters"
+  | "skipped"
+  | "checkpointFailures"
+  | "busyMs"
+  | "lastCheckpoint"
+  | "checkpointedAt"
+>;
+
 export interface MetricsSource {
-  runners: readonly TaskRunner[];
+  runners: readonly TaskFigures[];
   /** The partition's high watermark at the last refresh. */
   end(task: TaskRef): bigint | undefined;
   now(): number;
@@ -43,10 +63,10 @@ export function taskStatus(source: MetricsSource) {
 export function runtimeMetrics(source: MetricsSource): Registry {
   const registry = new Registry();
   const { runners } = source;
-  const sum = (of: (r: TaskRunner) => number) => runners.reduce((total, r) => total + of(r), 0);
+  const sum = (of: (r: TaskFigures) => number) => runners.reduce((total, r) => total + of(r), 0);
 
   // Pod totals: counters summed over the tasks at scrape time.
-  const total = (name: string, help: string, of: (r: TaskRunner) => number) =>
+  const total = (name: string, help: string, of: (r: TaskFigures) => number) =>
     new Counter({
       name,
       help,
@@ -119,7 +139,7 @@ export function runtimeMetrics(source: MetricsSource): Registry {
   const perTask = (
     name: string,
     help: string,
-    of: (r: TaskRunner, now: number) => number | undefined,
+    of: (r: TaskFigures, now: number) => number | undefined,
   ) =>
     new Gauge({
       name,
