@@ -55,8 +55,9 @@ describe("generated files", () => {
 describe("schema", () => {
   for (const resource of resources) {
     test(`${resource.kind}: every field has a description (kubectl explain documents it)`, () => {
+      // Except metadata: the API server owns its schema and allows nothing but the type there.
       const undocumented = [...fields(resource.schema, resource.kind)]
-        .filter(([, schema]) => !schema.description)
+        .filter(([path, schema]) => !schema.description && path !== `${resource.kind}.metadata`)
         .map(([path]) => path);
       assert.deepEqual(undocumented, []);
     });

@@ -2,6 +2,7 @@
 // generated from schema.ts (types.generated.ts); fields with a default are not optional,
 // because the API server fills them in (and validateStreamJob does for objects from a file).
 import type { V1ObjectMeta } from "@kubernetes/client-node";
+import { streamJobResource, streamSavepointResource } from "./schema.ts";
 import type {
   StreamJobSpec,
   StreamJobStatus,
@@ -12,10 +13,10 @@ import type {
 export { API_VERSION, GROUP, VERSION } from "./schema.ts";
 export type * from "./types.generated.ts";
 
-export const STREAMJOB_KIND = "StreamJob";
-export const STREAMJOB_PLURAL = "streamjobs";
-export const STREAMSAVEPOINT_KIND = "StreamSavepoint";
-export const STREAMSAVEPOINT_PLURAL = "streamsavepoints";
+export const STREAMJOB_KIND = streamJobResource.kind;
+export const STREAMJOB_PLURAL = streamJobResource.plural;
+export const STREAMSAVEPOINT_KIND = streamSavepointResource.kind;
+export const STREAMSAVEPOINT_PLURAL = streamSavepointResource.plural;
 
 export interface StreamJob {
   apiVersion: "weir.dev/v1alpha1";
