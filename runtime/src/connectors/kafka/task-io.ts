@@ -28,6 +28,9 @@ export function taskGroupId(job: JobRef, task: TaskRef): string {
 
 type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
+/** Largest fetch response (the broker still sends a larger record batch whole). */
+const FETCH_MAX_BYTES = 256 * 1024;
+
 export interface TaskReaderOptions {
   bootstrapBrokers: string[];
   job: JobRef;
@@ -84,6 +87,10 @@ export class TaskReader {
       autocommit: false,
       isolationLevel: 1,
       maxWaitTime: 200,
+      // The client parses a response through a list of the socket's chunks, looking each read
+      // up from the first chunk: a fetch of the default 50 MB costs ~15 µs of CPU per record,
+      // one of 256 KB ~2.5 µs (measured on records of ~100 bytes).
+      maxBytes: FETCH_MAX_BYTES,
     });
     this.#stream = stream;
     const partition = this.#task.partition;
