@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Admin } from "@platformatic/kafka";
-import type { Job } from "../runtime/src/api/job.ts";
+import { type JobModule, jobOf } from "../runtime/src/api/job.ts";
 import { compile } from "../runtime/src/engine/pipeline.ts";
 import { readEnvFile } from "../test-e2e/cluster/cluster.ts";
 import { clusterPaths, repoRoot } from "../test-e2e/cluster/layout.ts";
@@ -21,7 +21,7 @@ if (!existsSync(clusterPaths.env)) {
   process.exit(1);
 }
 const env = readEnvFile();
-const job = compile(((await import(entry)) as { default: Job }).default);
+const job = compile(jobOf(((await import(entry)) as { default: JobModule }).default, {}));
 const bootstrap = env.KAFKA_BOOTSTRAP ?? "";
 
 const admin = new Admin({ clientId: "weir-job-runner", bootstrapBrokers: [bootstrap] });

@@ -41,4 +41,4 @@ export function clicksPerUser(config: JobConfig = {}): Job {
     );
 }
 
-export default clicksPerUser();
+export default clicksPerUser;

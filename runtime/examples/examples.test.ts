@@ -9,8 +9,8 @@ import {
   type OutputRecord,
 } from "../src/engine/pipeline.ts";
 import { TaskState } from "../src/state/keyed-state.ts";
-import clicksPerUser from "./clicks-per-user.ts";
-import filterEnrich from "./filter-enrich.ts";
+import { clicksPerUser as clicksPerUserJob } from "./clicks-per-user.ts";
+import { filterEnrich as filterEnrichJob } from "./filter-enrich.ts";
 import {
   clicksPerUserGolden,
   filterEnrichGolden,
@@ -18,7 +18,12 @@ import {
   type GoldenOutput,
   wordCountGolden,
 } from "./golden.ts";
-import wordCount, { wordCount as wordCountJob } from "./word-count.ts";
+import { wordCount as wordCountJob } from "./word-count.ts";
+
+// Each example with its default config (topics named as in the README).
+const wordCount = wordCountJob();
+const clicksPerUser = clicksPerUserJob();
+const filterEnrich = filterEnrichJob();
 
 /**
  * Feeds each input record as its own batch through every stage: what a stage produces to the

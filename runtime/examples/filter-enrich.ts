@@ -43,4 +43,4 @@ export function filterEnrich(config: JobConfig = {}): Job {
     );
 }
 
-export default filterEnrich();
+export default filterEnrich;

@@ -24,4 +24,4 @@ export function wordCount(config: JobConfig = {}): Job {
   );
 }
 
-export default wordCount();
+export default wordCount;

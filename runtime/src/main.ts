@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Admin } from "@platformatic/kafka";
-import type { JobModule } from "./api/job.ts";
+import { type JobModule, jobOf } from "./api/job.ts";
 import { EndOffsets } from "./connectors/kafka/end-offsets.ts";
 import { CONTROL_PORT, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
@@ -39,9 +39,7 @@ async function main(): Promise<void> {
   const place = placement(process.env);
   const exported = ((await import(pathToFileURL(resolve(entry)).href)) as { default: JobModule })
     .default;
-  const job = compile(
-    typeof exported === "function" ? exported(config.job?.config ?? {}) : exported,
-  );
+  const job = compile(jobOf(exported, config.job?.config ?? {}));
   const failures = resolveFailurePolicy(job.failures, config.failures);
   const jobRef = { namespace: place.namespace, name: place.name };
   const bootstrapBrokers = config.kafka.bootstrap;

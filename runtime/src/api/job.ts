@@ -275,6 +275,11 @@ export type JobConfig = Readonly<Record<string, unknown>>;
  */
 export type JobModule = Job | ((config: JobConfig) => Job);
 
+/** The job a module's default export stands for, given the job's config. */
+export function jobOf(exported: JobModule, config: JobConfig): Job {
+  return typeof exported === "function" ? exported(config) : exported;
+}
+
 /** A string setting of a job's config, or `fallback` when unset. */
 export function configString(config: JobConfig, name: string, fallback: string): string {
   const value = config[name] ?? fallback;
