@@ -2,9 +2,11 @@
 // admin kubeconfig, its JSON log lines kept for assertions; and the StreamJob a test applies.
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import type { StreamJob } from "../../operator/src/api/types.ts";
+import { clusterPaths } from "../cluster/layout.ts";
 import { httpGet } from "../cluster/probe.ts";
 import { adminKubeConfig, cli, clusterEnv } from "./cluster.ts";
 import { eventually } from "./wait.ts";
@@ -42,8 +44,13 @@ export async function startOperator(namespace: string, identity: string): Promis
     },
   );
   const logs: Record<string, unknown>[] = [];
+  // Kept for whoever investigates a failure: .cluster/logs/operator-<identity>.log
+  const logFile = createWriteStream(join(clusterPaths.logs, `operator-${identity}.log`), {
+    flags: "a",
+  });
   let buffered = "";
   child.stdout?.on("data", (chunk: Buffer) => {
+    logFile.write(chunk);
     buffered += chunk.toString("utf8");
     const lines = buffered.split("\n");
     buffered = lines.pop() ?? "";

@@ -115,10 +115,9 @@ before(async () => {
 });
 
 after(async () => {
+  // Jobs go while an operator still runs (their finalizers would hold the namespace otherwise).
+  await cli("kubectl", ["delete", "sj", "--all", "-n", namespace, "--timeout=90s"]).catch(() => {});
   await operator?.stop();
-  // The namespace goes with its jobs; without an operator their finalizers would hold it, so
-  // remove what is left while one still runs.
-  await cli("kubectl", ["delete", "sj", "--all", "-n", namespace, "--wait=false"]).catch(() => {});
   await core.deleteNamespace({ name: namespace }).catch(() => {});
   await admin.deleteTopics({ topics }).catch(() => {});
   await admin.close();
