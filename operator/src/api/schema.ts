@@ -208,6 +208,7 @@ const autoscaler = object(
     metricsWindow: duration("Length of the metrics window a decision is made on.", "2m"),
     maxRescalesPerHour: integer("At most this many rescales within any hour.", {
       minimum: 1,
+      maximum: 60,
       default: 6,
     }),
     deadBand: number("Relative change of parallelism below which nothing is done (0 <= x < 1).", {
@@ -460,6 +461,29 @@ const jobStatus = object(
       inputs: free("The metrics and limits the decision was made from."),
       lastRescaleTime: time("When the autoscaler last rescaled the job."),
       rescalesInLastHour: integer("Rescales by the autoscaler within the last hour."),
+      stuck: boolean(
+        "The backlog does not shrink although the job has capacity to spare (a stuck consumer, a failing sink): reported, not answered with more pods.",
+      ),
+      recommendations: array(
+        "The policy's own recommendations before the scale-down delay, oldest first, each holding from its time until the next (at most 100): a scale-down uses the highest of the last scaleDownDelay.",
+        object("AutoscalerRecommendation", "A recommendation and when it started to hold.", {
+          time: time("When the policy started to recommend it."),
+          parallelism: integer("The recommended parallelism."),
+        }),
+        { maxItems: 100 },
+      ),
+      rescales: array(
+        "The autoscaler's recent rescales, oldest first (at most 60): the rescale cap counts them, their measured downtime is planned for.",
+        object("AutoscalerRescale", "A rescale the autoscaler made.", {
+          time: time("When the rescale started."),
+          from: integer("Parallelism before."),
+          to: integer("Parallelism after."),
+          downtimeSeconds: number(
+            "Seconds the job processed nothing: from the old run's stop to the new run's first processed record.",
+          ),
+        }),
+        { maxItems: 60 },
+      ),
     }),
   },
 );

@@ -272,6 +272,12 @@ export interface AutoscalerStatus {
   lastRescaleTime?: string;
   /** Rescales by the autoscaler within the last hour. */
   rescalesInLastHour?: number;
+  /** The backlog does not shrink although the job has capacity to spare (a stuck consumer, a failing sink): reported, not answered with more pods. */
+  stuck?: boolean;
+  /** The policy's own recommendations before the scale-down delay, oldest first, each holding from its time until the next (at most 100): a scale-down uses the highest of the last scaleDownDelay. */
+  recommendations?: AutoscalerRecommendation[];
+  /** The autoscaler's recent rescales, oldest first (at most 60): the rescale cap counts them, their measured downtime is planned for. */
+  rescales?: AutoscalerRescale[];
 }
 
 /** Where savepoints (and the job's checkpoints) are stored: an S3-compatible bucket. */
@@ -324,6 +330,26 @@ export interface PodTemplateSpec {
   priorityClassName?: string;
   /** Seconds a pod has to stop gracefully (finish records, checkpoint, commit). */
   terminationGracePeriodSeconds?: number;
+}
+
+/** A recommendation and when it started to hold. */
+export interface AutoscalerRecommendation {
+  /** When the policy started to recommend it. */
+  time?: string;
+  /** The recommended parallelism. */
+  parallelism?: number;
+}
+
+/** A rescale the autoscaler made. */
+export interface AutoscalerRescale {
+  /** When the rescale started. */
+  time?: string;
+  /** Parallelism before. */
+  from?: number;
+  /** Parallelism after. */
+  to?: number;
+  /** Seconds the job processed nothing: from the old run's stop to the new run's first processed record. */
+  downtimeSeconds?: number;
 }
 
 /** A core/v1 EnvVar. */
