@@ -4,6 +4,7 @@
 //   --namespace NAME               watch this namespace (repeatable; default: all namespaces)
 //   --http-address HOST:PORT       /healthz, /readyz, /metrics (default: $POD_IP or 127.0.0.1, :8080)
 //   --leader-election-namespace NS where the Lease lives (default: $POD_NAMESPACE or "default")
+//   --leader-election-id NAME      the Lease's name (default: weir-operator)
 //   --no-leader-election           act without a Lease (only ever one replica!)
 //   --concurrency N                jobs reconciled in parallel (default 4)
 import { hostname } from "node:os";
@@ -16,13 +17,12 @@ import { OperatorHttpServer } from "./machinery/http.ts";
 import { LeaderElector } from "./machinery/leader-election.ts";
 import { instrumentKubeConfig } from "./machinery/metrics.ts";
 
-const LEASE_NAME = "weir-operator";
-
 const { values } = parseArgs({
   options: {
     namespace: { type: "string", multiple: true },
     "http-address": { type: "string" },
     "leader-election-namespace": { type: "string" },
+    "leader-election-id": { type: "string", default: "weir-operator" },
     "no-leader-election": { type: "boolean", default: false },
     concurrency: { type: "string", default: "4" },
   },
@@ -70,7 +70,7 @@ const elector = values["no-leader-election"]
   : new LeaderElector({
       kubeConfig,
       namespace: values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default",
-      name: LEASE_NAME,
+      name: values["leader-election-id"],
       identity,
       onStartedLeading: () => {
         leading = true;

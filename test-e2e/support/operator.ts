@@ -2,9 +2,10 @@
 // admin kubeconfig, its JSON log lines kept for assertions; and the StreamJob a test applies.
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CustomObjectsApi } from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import type { StreamJob } from "../../operator/src/api/types.ts";
 import { clusterPaths } from "../cluster/layout.ts";
 import { httpGet } from "../cluster/probe.ts";
@@ -26,8 +27,20 @@ export interface OperatorProcess {
   kill(): Promise<void>;
 }
 
-/** Starts an operator watching `namespace`, leader-elected on a Lease in that namespace. */
-export async function startOperator(namespace: string, identity: string): Promise<OperatorProcess> {
+export interface OperatorOptions {
+  /** The kubeconfig it runs with (default: the cluster admin's). */
+  kubeconfig?: string;
+  /** Where its Lease lives (default: the watched namespace) and the Lease's name. */
+  leaseNamespace?: string;
+  leaseName?: string;
+}
+
+/** Starts an operator watching `namespace`, leader-elected on a Lease. */
+export async function startOperator(
+  namespace: string,
+  identity: string,
+  options: OperatorOptions = {},
+): Promise<OperatorProcess> {
   const port = nextPort;
   nextPort += 2;
   const child = spawn(
@@ -35,12 +48,17 @@ export async function startOperator(namespace: string, identity: string): Promis
     [
       join(repo, "operator", "src", "main.ts"),
       `--namespace=${namespace}`,
-      `--leader-election-namespace=${namespace}`,
+      `--leader-election-namespace=${options.leaseNamespace ?? namespace}`,
+      `--leader-election-id=${options.leaseName ?? "weir-operator"}`,
       `--http-address=127.0.0.1:${port}`,
     ],
     {
       stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, KUBECONFIG: clusterEnv().kubeconfig, POD_NAME: identity },
+      env: {
+        ...process.env,
+        KUBECONFIG: options.kubeconfig ?? clusterEnv().kubeconfig,
+        POD_NAME: identity,
+      },
     },
   );
   const logs: Record<string, unknown>[] = [];
@@ -82,6 +100,43 @@ export async function startOperator(namespace: string, identity: string): Promis
     return answer?.status === 200 ? true : undefined;
   });
   return operator;
+}
+
+/** Where the plain manifests put the operator, and its service account. */
+export const OPERATOR_NAMESPACE = "weir-system";
+const OPERATOR_ACCOUNT = "weir-operator";
+
+/**
+ * Applies config/rbac (the operator's ServiceAccount and least-privilege RBAC) and writes a
+ * kubeconfig that authenticates as that ServiceAccount with a fresh token: an operator run
+ * with it can do exactly what the chart and the plain manifests allow, and no more.
+ */
+export async function operatorAccountKubeconfig(): Promise<string> {
+  const core = adminKubeConfig().makeApiClient(CoreV1Api);
+  await core
+    .createNamespace({ body: { metadata: { name: OPERATOR_NAMESPACE } } })
+    .catch((error: unknown) => {
+      if (!(error instanceof ApiException && error.code === 409)) throw error;
+    });
+  await cli("kubectl", ["apply", "--server-side", "-k", join(repo, "config", "rbac")]);
+  const token = await core.createNamespacedServiceAccountToken({
+    name: OPERATOR_ACCOUNT,
+    namespace: OPERATOR_NAMESPACE,
+    body: { spec: { expirationSeconds: 3600 } },
+  });
+  const admin = adminKubeConfig();
+  const cluster = admin.getCurrentCluster();
+  if (!cluster || !token.status?.token) throw new Error("no cluster or token");
+  const account = new KubeConfig();
+  account.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name: OPERATOR_ACCOUNT, token: token.status.token }],
+    contexts: [{ name: "operator", cluster: cluster.name, user: OPERATOR_ACCOUNT }],
+    currentContext: "operator",
+  });
+  const file = join(mkdtempSync(join(tmpdir(), "weir-operator-")), "kubeconfig");
+  writeFileSync(file, account.exportConfig(), { mode: 0o600 });
+  return file;
 }
 
 /** Server-side applies the generated CRDs (idempotent) and waits until they are served. */

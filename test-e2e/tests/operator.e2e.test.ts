@@ -17,7 +17,9 @@ import { inputProducer, readTopic } from "../support/kafka.ts";
 import {
   installCrds,
   jobReady,
+  OPERATOR_NAMESPACE,
   type OperatorProcess,
+  operatorAccountKubeconfig,
   patchJobSpec,
   readJob,
   startOperator,
@@ -25,12 +27,22 @@ import {
 import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
+const repo = join(import.meta.dirname, "..", "..");
 const kubeConfig = adminKubeConfig();
 const core = kubeConfig.makeApiClient(CoreV1Api);
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
 const namespace = uniqueName("operator");
 const topics: string[] = [];
 let operator: OperatorProcess | undefined;
+let accountKubeconfig = "";
+
+/** Operators run as the ServiceAccount of config/rbac, so every test also proves its RBAC is enough. */
+const start = (identity: string) =>
+  startOperator(namespace, identity, {
+    kubeconfig: accountKubeconfig,
+    leaseNamespace: OPERATOR_NAMESPACE,
+    leaseName: namespace,
+  });
 
 /** A StreamJob of the word-count example on topics of its own (3 partitions). */
 async function wordCountJob(name: string, spec: Record<string, unknown> = {}) {
@@ -111,13 +123,15 @@ before(async () => {
       stringData: { accessKey: env.s3AccessKey, secretKey: env.s3SecretKey },
     },
   });
-  operator = await startOperator(namespace, "operator-a");
+  accountKubeconfig = await operatorAccountKubeconfig();
+  operator = await start("operator-a");
 });
 
 after(async () => {
   // Jobs go while an operator still runs (their finalizers would hold the namespace otherwise).
   await cli("kubectl", ["delete", "sj", "--all", "-n", namespace, "--timeout=90s"]).catch(() => {});
   await operator?.stop();
+  await cli("kubectl", ["delete", "lease", namespace, "-n", OPERATOR_NAMESPACE]).catch(() => {});
   await core.deleteNamespace({ name: namespace }).catch(() => {});
   await admin.deleteTopics({ topics }).catch(() => {});
   await admin.close();
@@ -364,7 +378,7 @@ describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
     const before = await readJob(namespace, name);
     await operator?.kill();
     await patchJobSpec(namespace, name, { parallelism: 1 });
-    operator = await startOperator(namespace, "operator-b");
+    operator = await start("operator-b");
     const sj = await eventually(
       "one ready pod of a new run",
       async () => {
@@ -402,12 +416,38 @@ describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
   });
 });
 
+test("the samples run as they are on the local cluster", async () => {
+  const existing = new Set((await admin.metadata({ topics: [] })).topics.keys());
+  const sampleTopics = ["lines", "word-counts", "clicks", "clicks-per-user"];
+  const missing = sampleTopics.filter((t) => !existing.has(t));
+  if (missing.length > 0) await admin.createTopics({ topics: missing, partitions: 3, replicas: 1 });
+  for (const sample of ["word-count", "clicks-per-user"]) {
+    await cli("kubectl", [
+      "apply",
+      "-n",
+      namespace,
+      "-f",
+      join(repo, "config", "samples", `${sample}.yaml`),
+    ]);
+    await jobReady(namespace, sample);
+  }
+  await cli("kubectl", [
+    "delete",
+    "-n",
+    namespace,
+    "sj",
+    "word-count",
+    "clicks-per-user",
+    "--timeout=90s",
+  ]);
+});
+
 describe("two operators at once", { concurrency: false }, () => {
   test("only the leader acts; the other takes over when the leader stops", async () => {
-    const second = await startOperator(namespace, "operator-c");
+    const second = await start("operator-c");
     try {
       const lease = JSON.parse(
-        await cli("kubectl", ["get", "lease", "weir-operator", "-n", namespace, "-o", "json"]),
+        await cli("kubectl", ["get", "lease", namespace, "-n", OPERATOR_NAMESPACE, "-o", "json"]),
       );
       const leaderId = lease.spec.holderIdentity;
       assert.equal(leaderId, operator?.identity, "the first operator holds the Lease");
@@ -437,4 +477,44 @@ describe("two operators at once", { concurrency: false }, () => {
       operator = second;
     }
   });
+});
+
+test("the operator's service account may do what it uses and nothing else", async () => {
+  const can = async (verb: string, resource: string, ns = namespace) => {
+    const [plural = "", subresource] = resource.split("/");
+    return (
+      await cli("kubectl", [
+        "auth",
+        "can-i",
+        verb,
+        plural,
+        ...(subresource ? [`--subresource=${subresource}`] : []),
+        "-n",
+        ns,
+        `--as=system:serviceaccount:${OPERATOR_NAMESPACE}:weir-operator`,
+      ]).catch((error: { stdout?: string }) => error.stdout ?? "")
+    ).trim();
+  };
+  for (const [verb, resource] of [
+    ["watch", "streamjobs.weir.dev"],
+    ["update", "streamjobs.weir.dev/status"],
+    ["create", "pods"],
+    ["delete", "pods"],
+    ["create", "configmaps"],
+    ["create", "events.events.k8s.io"],
+  ] as const)
+    assert.equal(await can(verb, resource), "yes", `${verb} ${resource}`);
+  for (const [verb, resource] of [
+    ["update", "streamjobs.weir.dev"],
+    ["delete", "streamjobs.weir.dev"],
+    ["get", "secrets"],
+    ["list", "secrets"],
+    ["get", "configmaps"],
+    ["create", "deployments.apps"],
+    ["patch", "pods"],
+    ["create", "pods/exec"],
+  ] as const)
+    assert.equal(await can(verb, resource), "no", `${verb} ${resource}`);
+  assert.equal(await can("update", "leases.coordination.k8s.io", OPERATOR_NAMESPACE), "yes");
+  assert.equal(await can("update", "leases.coordination.k8s.io", namespace), "no");
 });
