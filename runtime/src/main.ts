@@ -151,6 +151,7 @@ async function main(): Promise<void> {
         path: store.path("savepoint", id),
         files: entries.map((entry) => entry.key),
         bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
+        operators: job.operatorNames,
       };
     },
   });

@@ -35,6 +35,7 @@ const server = new ControlServer({
       path: `s3://bucket/sp/${request.id}`,
       files: ["task-0"],
       bytes: 10,
+      operators: ["counts"],
     };
   },
 });

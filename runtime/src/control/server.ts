@@ -12,7 +12,14 @@ export const CONTROL_PORT = 9249;
 
 export type SavepointState =
   | { state: "in_progress" }
-  | { state: "completed"; path: string; files: string[]; bytes: number }
+  | {
+      state: "completed";
+      path: string;
+      files: string[];
+      bytes: number;
+      /** The job's stateful steps: what completing the savepoint fingerprints. */
+      operators: string[];
+    }
   | { state: "failed"; reason: string };
 
 export interface SavepointRequest {

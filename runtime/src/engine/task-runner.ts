@@ -236,13 +236,19 @@ export class TaskRunner {
   }
 
   async #takeSavepoint(id: string): Promise<TaskEntryInput> {
-    const { task, store } = this.#options;
-    const entry = await store.writeTask("savepoint", id, {
+    const { task, store, jobOperators } = this.#options;
+    const snapshot = {
       task,
       offsets: { [`${task.topic}-${task.partition}`]: this.#position },
       state: this.#state.snapshot(this.#now()),
       operators: this.#state.operatorNames(),
-    });
+    };
+    const entry = await store.writeTask("savepoint", id, snapshot);
+    // The same state as a checkpoint at that offset: should the savepoint as a whole fail
+    // (another pod's part missing), this task restarts from its committed offset like after
+    // any crash, which needs a checkpoint taken at exactly that offset.
+    if (this.#uncommitted > 0)
+      await store.write("checkpoint", checkpointId(task, this.#position), jobOperators, [snapshot]);
     await this.#commit();
     return entry;
   }
