@@ -392,6 +392,7 @@ const savepointRecord = object("SavepointRecord", "A completed savepoint.", {
   time: time("When the savepoint completed."),
   trigger: oneOf("Why the savepoint was taken.", SAVEPOINT_TRIGGERS),
   sizeBytes: integer("Total size of the savepoint's objects in bytes."),
+  run: string("Id of the run the savepoint was taken from."),
 });
 
 const jobStatus = object(
@@ -442,7 +443,12 @@ const jobStatus = object(
           "suspend",
           "resume",
           "delete",
+          "savepoint",
         ]),
+        mode: oneOf(
+          "How state crosses to the next run: savepoint (stop-with-savepoint), last-state (the latest checkpoints), stateless (none).",
+          ["savepoint", "last-state", "stateless"],
+        ),
         fromRun: string("Id of the run being replaced."),
         toSpecHash: string("Hash of the spec being applied."),
         savepoint: string("Name of the StreamSavepoint taken for the operation."),
@@ -450,6 +456,7 @@ const jobStatus = object(
         startTime: time("When the operation started."),
         attempt: integer("How many times the current step has been tried."),
         lastError: string("Why the last attempt failed."),
+        retryTime: time("When the failed step is tried again."),
       },
     ),
     lastStableSpecHash: string("Hash of the last spec whose run became Ready."),

@@ -234,6 +234,8 @@ export interface SavepointRecord {
   trigger?: "manual" | "upgrade" | "rescale" | "periodic" | "suspend" | "delete";
   /** Total size of the savepoint's objects in bytes. */
   sizeBytes?: number;
+  /** Id of the run the savepoint was taken from. */
+  run?: string;
 }
 
 /** The multi-step operation in flight; written before each step is taken. */
@@ -241,7 +243,9 @@ export interface UpgradeStatus {
   /** The step the operation is at. */
   step?: string;
   /** What the operation does. */
-  kind?: "upgrade" | "rescale" | "restart" | "suspend" | "resume" | "delete";
+  kind?: "upgrade" | "rescale" | "restart" | "suspend" | "resume" | "delete" | "savepoint";
+  /** How state crosses to the next run: savepoint (stop-with-savepoint), last-state (the latest checkpoints), stateless (none). */
+  mode?: "savepoint" | "last-state" | "stateless";
   /** Id of the run being replaced. */
   fromRun?: string;
   /** Hash of the spec being applied. */
@@ -256,6 +260,8 @@ export interface UpgradeStatus {
   attempt?: number;
   /** Why the last attempt failed. */
   lastError?: string;
+  /** When the failed step is tried again. */
+  retryTime?: string;
 }
 
 /** The autoscaler's last decision. */
