@@ -212,8 +212,18 @@ export class TaskRunner {
       const request = this.#savepointRequest;
       if (request) {
         this.#savepointRequest = undefined;
-        await this.#takeSavepoint(request.id).then(request.resolve, request.reject);
-        if (request.stop) await this.#finish(false);
+        const taken = await this.#takeSavepoint(request.id).then(
+          (entry) => {
+            request.resolve(entry);
+            return true;
+          },
+          (error: unknown) => {
+            request.reject(error);
+            return false;
+          },
+        );
+        // A savepoint that could not be stored stops nothing: the task goes on as it was.
+        if (request.stop && taken) await this.#finish(false);
       }
     }
   }
