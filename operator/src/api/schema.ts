@@ -473,22 +473,32 @@ const jobStatus = object(
       ),
       recommendations: array(
         "The policy's own recommendations before the scale-down delay, oldest first, each holding from its time until the next (at most 100): a scale-down uses the highest of the last scaleDownDelay.",
-        object("AutoscalerRecommendation", "A recommendation and when it started to hold.", {
-          time: time("When the policy started to recommend it."),
-          parallelism: integer("The recommended parallelism."),
-        }),
+        object(
+          "AutoscalerRecommendation",
+          "A recommendation and when it started to hold.",
+          {
+            time: time("When the policy started to recommend it."),
+            parallelism: integer("The recommended parallelism."),
+          },
+          { required: ["time", "parallelism"] },
+        ),
         { maxItems: 100 },
       ),
       rescales: array(
         "The autoscaler's recent rescales, oldest first (at most 60): the rescale cap counts them, their measured downtime is planned for.",
-        object("AutoscalerRescale", "A rescale the autoscaler made.", {
-          time: time("When the rescale started."),
-          from: integer("Parallelism before."),
-          to: integer("Parallelism after."),
-          downtimeSeconds: number(
-            "Seconds the job processed nothing: from the old run's stop to the new run's first processed record.",
-          ),
-        }),
+        object(
+          "AutoscalerRescale",
+          "A rescale the autoscaler made.",
+          {
+            time: time("When the rescale started."),
+            from: integer("Parallelism before."),
+            to: integer("Parallelism after."),
+            downtimeSeconds: number(
+              "Seconds the job processed nothing: from the old run's stop to the new run's first processed record.",
+            ),
+          },
+          { required: ["time", "from", "to"] },
+        ),
         { maxItems: 60 },
       ),
     }),

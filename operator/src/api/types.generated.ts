@@ -341,19 +341,19 @@ export interface PodTemplateSpec {
 /** A recommendation and when it started to hold. */
 export interface AutoscalerRecommendation {
   /** When the policy started to recommend it. */
-  time?: string;
+  time: string;
   /** The recommended parallelism. */
-  parallelism?: number;
+  parallelism: number;
 }
 
 /** A rescale the autoscaler made. */
 export interface AutoscalerRescale {
   /** When the rescale started. */
-  time?: string;
+  time: string;
   /** Parallelism before. */
-  from?: number;
+  from: number;
   /** Parallelism after. */
-  to?: number;
+  to: number;
   /** Seconds the job processed nothing: from the old run's stop to the new run's first processed record. */
   downtimeSeconds?: number;
 }
