@@ -1,11 +1,14 @@
-// `npm run generate`: writes the CRDs, types and reference page that follow from
-// operator/src/api/schema.ts (see operator/src/api/generate.ts).
+// `npm run generate`: writes the files that follow from a TypeScript source — the CRDs, types
+// and reference page from operator/src/api/schema.ts (operator/src/api/generate.ts), the RBAC
+// from operator/src/rbac.ts, and the chart's CRD templates (helm/generate.ts).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { chartFiles } from "../helm/generate.ts";
 import { generatedFiles } from "../operator/src/api/generate.ts";
+import { rbacFiles } from "../operator/src/rbac.ts";
 import { repoRoot } from "../test-e2e/cluster/layout.ts";
 
-for (const [path, content] of generatedFiles()) {
+for (const [path, content] of [...generatedFiles(), ...rbacFiles(), ...chartFiles()]) {
   const file = join(repoRoot, path);
   let current: string | undefined;
   try {

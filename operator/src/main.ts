@@ -7,6 +7,7 @@
 //   --leader-election-id NAME      the Lease's name (default: weir-operator)
 //   --no-leader-election           act without a Lease (only ever one replica!)
 //   --concurrency N                jobs reconciled in parallel (default 4)
+//   --log-level LEVEL              trace, debug, info (default), warn, error
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -25,10 +26,12 @@ const { values } = parseArgs({
     "leader-election-id": { type: "string", default: "weir-operator" },
     "no-leader-election": { type: "boolean", default: false },
     concurrency: { type: "string", default: "4" },
+    "log-level": { type: "string", default: "info" },
   },
 });
 
 const log = pino({
+  level: values["log-level"],
   base: { component: "weir-operator" },
   timestamp: pino.stdTimeFunctions.isoTime,
 });
