@@ -30,8 +30,8 @@ import { percentile, stopwatch, table } from "./measure.ts";
 import { summarizeProfiles } from "./profile.ts";
 
 // Sized for ~20 s of work each on a 2-core machine shared with the broker.
-const STATELESS_RECORDS = 600_000;
-const KEYED_RECORDS = 400_000;
+const STATELESS_RECORDS = 1_200_000;
+const KEYED_RECORDS = 700_000;
 /** Checkpoint interval of the throughput runs: output becomes visible at most this late. */
 const THROUGHPUT_INTERVAL_MS = 1_000;
 /** Latency runs: a short interval, and a longer one to show how latency follows it. */
