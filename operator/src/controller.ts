@@ -6,13 +6,21 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   type KubeConfig,
+  type KubernetesObject,
   KubernetesObjectApi,
   type V1Pod,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { applyDecision } from "./act/apply-decision.ts";
-import { GROUP, STREAMJOB_PLURAL, type StreamJob, VERSION } from "./api/types.ts";
+import {
+  GROUP,
+  STREAMJOB_PLURAL,
+  STREAMSAVEPOINT_PLURAL,
+  type StreamJob,
+  type StreamSavepoint,
+  VERSION,
+} from "./api/types.ts";
 import { validateStreamJob } from "./api/validate.ts";
 import { LABEL_JOB } from "./build/names.ts";
 import { decide } from "./decide/reconcile.ts";
@@ -23,7 +31,7 @@ import { EventRecorder } from "./machinery/events.ts";
 import { Informer } from "./machinery/informer.ts";
 import { workQueueHooks } from "./machinery/metrics.ts";
 import { WorkQueue, type WorkResult } from "./machinery/work-queue.ts";
-import { observePod } from "./observe/pods.ts";
+import { JobStorage, observeJob } from "./observe/observe-job.ts";
 
 const STREAMJOB_TYPE: ResourceType = {
   group: GROUP,
@@ -32,6 +40,12 @@ const STREAMJOB_TYPE: ResourceType = {
   kind: "StreamJob",
 };
 const POD_TYPE: ResourceType = { group: "", version: "v1", plural: "pods", kind: "Pod" };
+const STREAMSAVEPOINT_TYPE: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: STREAMSAVEPOINT_PLURAL,
+  kind: "StreamSavepoint",
+};
 
 export interface ControllerOptions {
   kubeConfig: KubeConfig;
@@ -47,6 +61,7 @@ export class StreamJobController {
   readonly #options: ControllerOptions;
   readonly #jobs: Informer<StreamJob>[];
   readonly #pods: Informer<V1Pod>[];
+  readonly #savepoints: Informer<StreamSavepoint>[];
   readonly #queue: WorkQueue;
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
@@ -76,6 +91,10 @@ export class StreamJobController {
       (namespace) =>
         new Informer<V1Pod>(kubeConfig, POD_TYPE, { namespace, labelSelector: LABEL_JOB, logger }),
     );
+    this.#savepoints = scopes.map(
+      (namespace) =>
+        new Informer<StreamSavepoint>(kubeConfig, STREAMSAVEPOINT_TYPE, { namespace, logger }),
+    );
     this.#queue = new WorkQueue((key) => this.#reconcile(key), {
       concurrency: options.concurrency ?? 4,
       hooks: [workQueueHooks(registry, "streamjobs")],
@@ -93,6 +112,12 @@ export class StreamJobController {
       const job = pod.metadata?.labels?.[LABEL_JOB];
       if (job) enqueue(`${pod.metadata?.namespace}/${job}`);
     };
+    const enqueueSavepointJob = (savepoint: StreamSavepoint) =>
+      enqueue(`${savepoint.metadata.namespace}/${savepoint.spec.jobName}`);
+    for (const informer of this.#savepoints) {
+      informer.on("add", enqueueSavepointJob);
+      informer.on("update", enqueueSavepointJob);
+    }
     for (const informer of this.#pods) {
       informer.on("add", enqueueOwner);
       informer.on("update", enqueueOwner);
@@ -127,7 +152,7 @@ export class StreamJobController {
 
   /** Fills the caches; reconciling starts with `run`, once this replica leads. */
   async start(): Promise<void> {
-    const informers = [...this.#jobs, ...this.#pods];
+    const informers = this.#informers();
     for (const informer of informers) informer.start();
     await Promise.all(informers.map((informer) => informer.synced));
   }
@@ -140,12 +165,16 @@ export class StreamJobController {
   }
 
   synced(): boolean {
-    return [...this.#jobs, ...this.#pods].every((informer) => informer.hasSynced());
+    return this.#informers().every((informer) => informer.hasSynced());
   }
 
   async stop(): Promise<void> {
     await this.#queue.shutdown();
-    await Promise.all([...this.#jobs, ...this.#pods].map((informer) => informer.stop()));
+    await Promise.all(this.#informers().map((informer) => informer.stop()));
+  }
+
+  #informers(): Pick<Informer<KubernetesObject>, "start" | "stop" | "hasSynced" | "synced">[] {
+    return [...this.#jobs, ...this.#pods, ...this.#savepoints];
   }
 
   async #reconcile(key: string): Promise<WorkResult> {
@@ -188,20 +217,33 @@ export class StreamJobController {
     const checked = validateStreamJob(job);
     const defaulted = checked.ok ? checked.job : job;
     const specErrors = checked.ok ? operatorChecks(defaulted) : checked.errors;
-    const { namespace, name, uid } = job.metadata;
-    const pods = this.#pods
-      .flatMap((informer) => informer.list())
-      .filter(
-        (pod) =>
-          pod.metadata?.namespace === namespace && pod.metadata?.labels?.[LABEL_JOB] === name,
-      )
-      .map((pod) => observePod(pod, uid));
-    const decision = decide({ job: defaulted, pods, specErrors, now: new Date() });
+    const storage = new JobStorage(defaulted, this.#core);
+    const observed = await observeJob(
+      {
+        job: defaulted,
+        specErrors,
+        pods: this.#pods.flatMap((informer) => informer.list()),
+        savepoints: this.#savepoints.flatMap((informer) => informer.list()),
+        core: this.#core,
+      },
+      storage,
+    );
+    let decision = decide(observed);
+    // Storage is checked only when the decision is about to take a savepoint: a bucket that
+    // is gone or credentials that are refused must stop it before any pod is asked.
+    const savepointing = decision.actions.some(
+      (a) => a.kind === "triggerSavepoint" || a.kind === "completeSavepoint",
+    );
+    if (savepointing && !observed.storageError) {
+      const problem = await storage.problem();
+      if (problem) decision = decide({ ...observed, storageError: problem });
+    }
     const log = baseLog.child({ run: decision.status.run?.id });
     await applyDecision(job, decision, {
       core: this.#core,
       custom: this.#custom,
       objects: this.#objects,
+      storage,
       event: (target, event) =>
         this.#events.record(target, event.type, event.reason, event.message),
     });

@@ -502,13 +502,16 @@ test("the operator's service account may do what it uses and nothing else", asyn
     ["delete", "pods"],
     ["create", "configmaps"],
     ["create", "events.events.k8s.io"],
+    ["create", "streamsavepoints.weir.dev"],
+    ["patch", "streamsavepoints.weir.dev/status"],
+    ["get", "secrets"],
   ] as const)
     assert.equal(await can(verb, resource), "yes", `${verb} ${resource}`);
   for (const [verb, resource] of [
     ["update", "streamjobs.weir.dev"],
     ["delete", "streamjobs.weir.dev"],
-    ["get", "secrets"],
     ["list", "secrets"],
+    ["watch", "secrets"],
     ["get", "configmaps"],
     ["create", "deployments.apps"],
     ["patch", "pods"],

@@ -14,16 +14,25 @@ import { GROUP, type StreamJob, VERSION } from "../api/types.ts";
 import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
 import type { Decision, EventSpec } from "../decide/reconcile.ts";
 import { statusCodeOf } from "../machinery/api.ts";
+import type { JobStorage } from "../observe/observe-job.ts";
+import { triggerSavepoint } from "../observe/runtime-control.ts";
 
 export interface ActClients {
   core: CoreV1Api;
   custom: CustomObjectsApi;
   objects: KubernetesObjectApi;
+  storage: JobStorage;
   /** Records an Event on the job; never throws (a lost Event must not fail a reconcile). */
   event(job: StreamJob, event: EventSpec): Promise<void>;
 }
 
 const STREAMJOBS = { group: GROUP, version: VERSION, plural: "streamjobs" } as const;
+const STREAMSAVEPOINTS = { group: GROUP, version: VERSION, plural: "streamsavepoints" } as const;
+
+/** `s3://<bucket>/<prefix>/<ns>/<job>/savepoints/<id>/` → `<id>`. */
+export function savepointIdFromPath(path: string): string | undefined {
+  return /\/savepoints\/([^/]+)\/?$/.exec(path)?.[1];
+}
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
 async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T | undefined> {
@@ -96,6 +105,43 @@ export async function applyDecision(
           patchFinalizers((job.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER)),
         );
         break;
+      case "triggerSavepoint":
+        // A pod that cannot be asked now is asked again at the next poll.
+        await triggerSavepoint(action.ip, action.id, action.stop).catch(() => {});
+        break;
+      case "completeSavepoint":
+        await (await clients.storage.store()).completeSavepoint(
+          action.id,
+          action.operators,
+          action.parallelism,
+        );
+        break;
+      case "savepointStatus":
+        await ignoring([404], () =>
+          clients.custom.patchNamespacedCustomObjectStatus(
+            {
+              ...STREAMSAVEPOINTS,
+              namespace,
+              name: action.name,
+              fieldManager: FIELD_MANAGER,
+              body: { status: action.status },
+            },
+            mergePatch,
+          ),
+        );
+        break;
+      case "deleteSavepoint": {
+        const id = action.path ? savepointIdFromPath(action.path) : undefined;
+        if (id) await (await clients.storage.store()).delete("savepoint", id);
+        await ignoring([404], () =>
+          clients.custom.deleteNamespacedCustomObject({
+            ...STREAMSAVEPOINTS,
+            namespace,
+            name: action.name,
+          }),
+        );
+        break;
+      }
       case "addFinalizer":
         break;
     }

@@ -9,6 +9,7 @@ import {
   decide,
   type Observed,
   type ObservedPod,
+  savepointIdOf,
 } from "./reconcile.ts";
 import { runSpecOf, specHash } from "./run-spec.ts";
 
@@ -86,7 +87,7 @@ function pod(run: string, subtask: number, extra: Partial<ObservedPod> = {}): Ob
 }
 
 function observe(job: StreamJob, pods: ObservedPod[] = [], specErrors: string[] = []): Observed {
-  return { job, pods, specErrors, now };
+  return { job, pods, specErrors, savepoints: [], now };
 }
 
 /** Applies a decision's status to the job, as the next reconcile would read it. */
@@ -212,9 +213,12 @@ describe("decide: replacing the run on a change", () => {
     ["parallelism", { parallelism: 3 }, "rescale"],
     ["restartNonce", { restartNonce: 7 }, "restart"],
   ] as const) {
-    test(`a change of ${what} stops every old pod first (${kind}), then starts the next run`, () => {
+    test(`a change of ${what} stops every old pod first (${kind}, last-state), then starts the next run`, () => {
       const job = runningJob();
-      const changed = { ...job, spec: { ...job.spec, ...change } } as StreamJob;
+      const changed = {
+        ...job,
+        spec: { ...job.spec, upgradeMode: "last-state", ...change },
+      } as StreamJob;
       const stopping = decide(observe(changed, [pod("r1", 0), pod("r1", 1)]));
       assert.deepEqual(deleted(stopping).sort(), ["wc-r1-0", "wc-r1-1"]);
       assert.deepEqual(created(stopping), [], "no new pod while an old one is there");
@@ -222,7 +226,7 @@ describe("decide: replacing the run on a change", () => {
       assert.equal(stopping.status.upgrade?.kind, kind);
       assert.equal(stopping.status.upgrade?.step, "stopping");
       assert.ok(
-        stopping.events.some((e) => e.reason === "Replacing" && e.message.startsWith(kind)),
+        stopping.events.some((e) => e.reason === "OperationStarted" && e.message.startsWith(kind)),
       );
 
       const terminating = decide(
@@ -267,7 +271,10 @@ describe("decide: replacing the run on a change", () => {
 describe("decide: suspend and resume", () => {
   test("suspended → every pod stops, then Suspended; running again → a new run", () => {
     const job = runningJob();
-    const suspended = { ...job, spec: { ...job.spec, state: "suspended" as const } };
+    const suspended = {
+      ...job,
+      spec: { ...job.spec, state: "suspended" as const, upgradeMode: "last-state" as const },
+    };
     const stopping = decide(observe(suspended, [pod("r1", 0), pod("r1", 1)]));
     assert.deepEqual(deleted(stopping).sort(), ["wc-r1-0", "wc-r1-1"]);
     assert.equal(stopping.status.upgrade?.kind, "suspend");
@@ -362,5 +369,322 @@ describe("decide: parallelism owner", () => {
   test("a dry run or a disabled autoscaler leaves spec.parallelism in charge", () => {
     assert.equal(decide(observe(withRecommendation(true, true, 3))).status.run?.parallelism, 2);
     assert.equal(decide(observe(withRecommendation(false, false, 3))).status.run?.parallelism, 2);
+  });
+});
+
+describe("decide: upgrades through a savepoint", () => {
+  const path = "s3://b/weir/team/wc/savepoints/x/";
+  const completed = (name: string) => ({
+    name,
+    state: { state: "completed" as const, path, files: [], bytes: 100, operators: ["counts"] },
+  });
+  const inProgress = (name: string) => ({ name, state: { state: "in_progress" as const } });
+
+  function startUpgrade() {
+    const job = runningJob();
+    const changed = { ...job, spec: { ...job.spec, image: "weir/runtime:2" } };
+    const first = decide(
+      observe(changed, [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })]),
+    );
+    return { changed, first };
+  }
+
+  test("a change first asks every pod of the running run for its part of a stop-with-savepoint", () => {
+    const { first } = startUpgrade();
+    assert.equal(first.status.upgrade?.step, "savepoint");
+    assert.equal(first.status.upgrade?.mode, "savepoint");
+    assert.deepEqual(deleted(first), [], "no pod goes before the savepoint is complete");
+    assert.ok(created(first).some((c) => c.startsWith("StreamSavepoint/wc-upgrade-")));
+    const triggers = first.actions.filter((a) => a.kind === "triggerSavepoint");
+    assert.deepEqual(
+      triggers.map((t) => (t.kind === "triggerSavepoint" ? [t.pod, t.ip, t.stop] : [])),
+      [
+        ["wc-r1-0", "127.1.0.1", true],
+        ["wc-r1-1", "127.1.0.2", true],
+      ],
+    );
+  });
+
+  test("once every part is in, the operator completes it; then the old run stops; the next run restores it", () => {
+    const { changed, first } = startUpgrade();
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const id = savepointIdOf(op);
+    const job = after(changed, first);
+    const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+
+    const waiting = decide({
+      ...observe(job, pods),
+      savepoint: { id, pods: [completed("wc-r1-0"), inProgress("wc-r1-1")], complete: false },
+    });
+    assert.deepEqual(
+      waiting.actions.filter(
+        (a) => a.kind === "triggerSavepoint" || a.kind === "completeSavepoint",
+      ),
+      [],
+    );
+
+    const parts = decide({
+      ...observe(job, pods),
+      savepoint: { id, pods: [completed("wc-r1-0"), completed("wc-r1-1")], complete: false },
+    });
+    assert.deepEqual(
+      parts.actions.find((a) => a.kind === "completeSavepoint"),
+      { kind: "completeSavepoint", id, operators: ["counts"], parallelism: 2 },
+    );
+
+    const done = decide({
+      ...observe(job, pods),
+      savepoint: { id, pods: [completed("wc-r1-0"), completed("wc-r1-1")], complete: true },
+    });
+    assert.equal(done.status.upgrade?.step, "stopping");
+    assert.equal(done.status.upgrade?.savepointPath, path);
+    assert.equal(done.status.lastSavepoint?.path, path);
+    assert.equal(done.status.lastSavepoint?.trigger, "upgrade");
+    assert.equal(done.status.lastSavepoint?.sizeBytes, 200);
+    assert.deepEqual(deleted(done).sort(), ["wc-r1-0", "wc-r1-1"]);
+    assert.ok(
+      done.actions.some((a) => a.kind === "savepointStatus" && a.status.state === "Completed"),
+    );
+
+    const next = decide(observe(after(changed, done)));
+    assert.equal(next.status.run?.id, "r2");
+    assert.equal(next.status.run?.restoredFrom, path);
+    const newPod = next.actions.find((a) => a.kind === "create" && a.object.kind === "Pod");
+    const env = (newPod as { object: V1Pod } | undefined)?.object.spec?.containers[0]?.env ?? [];
+    assert.equal(env.find((e) => e.name === "WEIR_RESTORE_FROM")?.value, path);
+  });
+
+  test("a pod that fails its part: the run resumes, Degraded says why, and the savepoint is retried after a back-off", () => {
+    const { changed, first } = startUpgrade();
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const job = after(changed, first);
+    const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+    const failed = decide({
+      ...observe(job, pods),
+      savepoint: {
+        id: savepointIdOf(op),
+        pods: [
+          completed("wc-r1-0"),
+          { name: "wc-r1-1", state: { state: "failed", reason: "storage refused" } },
+        ],
+        complete: false,
+      },
+    });
+    assert.equal(failed.status.upgrade?.step, "retry-wait");
+    assert.match(failed.status.upgrade?.lastError ?? "", /wc-r1-1: storage refused/);
+    assert.deepEqual(
+      deleted(failed).sort(),
+      ["wc-r1-0", "wc-r1-1"],
+      "stopped pods restart from their checkpoints",
+    );
+    assert.equal(condition(failed, "Degraded")?.reason, "SavepointFailed");
+    assert.ok(
+      failed.actions.some((a) => a.kind === "savepointStatus" && a.status.state === "Failed"),
+    );
+
+    // While waiting, the old run comes back as it was.
+    const waiting = decide(observe(after(changed, failed)));
+    assert.deepEqual(created(waiting), ["ConfigMap/wc-r1-config", "Pod/wc-r1-0", "Pod/wc-r1-1"]);
+    assert.equal(waiting.status.upgrade?.step, "retry-wait");
+
+    // After the back-off: a new attempt with a new savepoint.
+    const later = new Date(Date.parse(failed.status.upgrade?.retryTime ?? "") + 1);
+    const retry = decide({ ...observe(after(changed, failed), pods), now: later });
+    assert.equal(retry.status.upgrade?.step, "savepoint");
+    assert.equal(retry.status.upgrade?.attempt, 2);
+    assert.notEqual(retry.status.upgrade?.savepoint, first.status.upgrade?.savepoint);
+  });
+
+  test("storage that cannot be used stops the savepoint before any pod is asked", () => {
+    const job = runningJob();
+    const changed = { ...job, spec: { ...job.spec, image: "weir/runtime:2" } };
+    const d = decide({
+      ...observe(changed, [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })]),
+      storageError: "the bucket b does not exist",
+    });
+    assert.deepEqual(
+      d.actions.filter((a) => a.kind === "triggerSavepoint"),
+      [],
+    );
+    assert.equal(condition(d, "Degraded")?.reason, "SavepointFailed");
+    assert.match(condition(d, "Degraded")?.message ?? "", /bucket b does not exist/);
+  });
+
+  test("a savepoint that takes longer than savepoints.timeout fails", () => {
+    const { changed, first } = startUpgrade();
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const late = new Date(now.getTime() + 6 * 60_000);
+    const d = decide({
+      ...observe(after(changed, first), [
+        pod("r1", 0, { ip: "127.1.0.1" }),
+        pod("r1", 1, { ip: "127.1.0.2" }),
+      ]),
+      savepoint: {
+        id: savepointIdOf(op),
+        pods: [inProgress("wc-r1-0"), completed("wc-r1-1")],
+        complete: false,
+      },
+      now: late,
+    });
+    assert.match(d.status.upgrade?.lastError ?? "", /timed out after 5m waiting for wc-r1-0/);
+  });
+
+  test("a run that is not running well hands over its checkpoints instead (last-state)", () => {
+    const job = runningJob();
+    const changed = { ...job, spec: { ...job.spec, image: "weir/runtime:2" } };
+    const d = decide(observe(changed, [pod("r1", 0), pod("r1", 1, { ready: false })]));
+    assert.equal(d.status.upgrade?.mode, "last-state");
+    assert.equal(d.status.upgrade?.step, "stopping");
+  });
+
+  test("suspend takes a savepoint; resume starts from it", () => {
+    const job = runningJob();
+    const suspended = { ...job, spec: { ...job.spec, state: "suspended" as const } };
+    const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+    const first = decide(observe(suspended, pods));
+    assert.equal(first.status.upgrade?.kind, "suspend");
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const id = savepointIdOf(op);
+    const done = decide({
+      ...observe(after(suspended, first), pods),
+      savepoint: { id, pods: [completed("wc-r1-0"), completed("wc-r1-1")], complete: true },
+    });
+    assert.equal(done.status.lastSavepoint?.trigger, "suspend");
+    const rested = decide(observe(after(suspended, done)));
+    assert.equal(rested.status.state, "Suspended");
+    assert.equal(rested.status.upgrade?.step, "suspended");
+    const resumed = decide(observe({ ...job, status: rested.status }));
+    assert.equal(resumed.status.run?.restoredFrom, path);
+    assert.ok(
+      resumed.events.some((e) => e.reason === "RunStarted" && e.message.startsWith("resume")),
+    );
+  });
+});
+
+describe("decide: savepoints that leave the job running", () => {
+  test("a StreamSavepoint request is taken without stopping, then the job goes on", () => {
+    const job = runningJob();
+    const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+    const request = {
+      name: "before-migration",
+      trigger: "manual" as const,
+      stop: false,
+      state: undefined,
+    };
+    const first = decide({ ...observe(job, pods), savepoints: [request] });
+    assert.equal(first.status.upgrade?.kind, "savepoint");
+    assert.equal(first.status.upgrade?.savepoint, "before-migration");
+    assert.equal(first.status.state, "Running");
+    assert.ok(first.actions.every((a) => a.kind !== "triggerSavepoint" || a.stop === false));
+    assert.equal(first.actions.filter((a) => a.kind === "triggerSavepoint").length, 2);
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const completedPart = (name: string) => ({
+      name,
+      state: { state: "completed" as const, path: "s3://b/p/", files: [], bytes: 1, operators: [] },
+    });
+    const done = decide({
+      ...observe(after(job, first), pods),
+      savepoints: [{ ...request, state: "InProgress" }],
+      savepoint: {
+        id: savepointIdOf(op),
+        pods: [completedPart("wc-r1-0"), completedPart("wc-r1-1")],
+        complete: true,
+      },
+    });
+    assert.equal(done.status.upgrade, undefined);
+    assert.equal(done.status.lastSavepoint?.trigger, "manual");
+    assert.deepEqual(deleted(done), []);
+    assert.equal(done.status.state, "Running");
+  });
+
+  test("a request with stop: true is refused with what to do instead", () => {
+    const d = decide({
+      ...observe(runningJob(), [pod("r1", 0), pod("r1", 1)]),
+      savepoints: [{ name: "s", trigger: "manual", stop: true, state: undefined }],
+    });
+    const status = d.actions.find((a) => a.kind === "savepointStatus");
+    assert.ok(status && status.kind === "savepointStatus" && status.status.state === "Failed");
+    assert.match(status.status.message ?? "", /spec.state to suspended/);
+  });
+
+  test("savepoints.interval takes periodic savepoints", () => {
+    const job = runningJob();
+    job.spec.savepoints = {
+      ...job.spec.savepoints,
+      interval: "1h",
+    } as StreamJob["spec"]["savepoints"];
+    const early = decide(observe(job, [pod("r1", 0), pod("r1", 1)]));
+    assert.equal(early.status.upgrade, undefined);
+    const due = decide({
+      ...observe(job, [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })]),
+      now: new Date(now.getTime() + 3_600_001),
+    });
+    assert.equal(due.status.upgrade?.kind, "savepoint");
+    assert.ok(created(due).some((c) => c.startsWith("StreamSavepoint/wc-savepoint-")));
+  });
+
+  test("retention keeps maxCount, drops what is older than maxAge, never what is in use", () => {
+    const job = runningJob();
+    job.spec.savepoints = {
+      ...job.spec.savepoints,
+      retention: { maxCount: 2, maxAge: "1d".replace("d", "h") },
+    } as StreamJob["spec"]["savepoints"];
+    const old = (name: string, hoursAgo: number, p = `s3://b/${name}/`) => ({
+      name,
+      trigger: "periodic" as const,
+      stop: false,
+      state: "Completed" as const,
+      path: p,
+      time: new Date(now.getTime() - hoursAgo * 3_600_000).toISOString(),
+    });
+    const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+    const request = { name: "now", trigger: "manual" as const, stop: false, state: undefined };
+    const first = decide({ ...observe(job, pods), savepoints: [request] });
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const part = (name: string) => ({
+      name,
+      state: {
+        state: "completed" as const,
+        path: "s3://b/now/",
+        files: [],
+        bytes: 1,
+        operators: [],
+      },
+    });
+    const withRun = after(job, first);
+    withRun.status = {
+      ...withRun.status,
+      run: { ...withRun.status?.run, restoredFrom: "s3://b/in-use/" },
+    };
+    const done = decide({
+      ...observe(withRun, pods),
+      savepoints: [
+        { ...request, state: "InProgress" },
+        old("recent", 0.1),
+        old("older", 0.2),
+        old("in-use", 5),
+        old("ancient", 5),
+      ],
+      savepoint: {
+        id: savepointIdOf(op),
+        pods: [part("wc-r1-0"), part("wc-r1-1")],
+        complete: true,
+      },
+    });
+    const removed = done.actions
+      .filter((a) => a.kind === "deleteSavepoint")
+      .map((a) => (a.kind === "deleteSavepoint" ? a.name : ""));
+    assert.deepEqual(removed.sort(), ["ancient", "older"]);
+  });
+
+  test("a brand-new job starts from its initialSavepoint", () => {
+    const d = decide(observe(sampleJob({ initialSavepoint: "s3://b/old-job/savepoints/x/" })));
+    assert.equal(d.status.run?.restoredFrom, "s3://b/old-job/savepoints/x/");
   });
 });

@@ -1,17 +1,37 @@
-// The StreamJob reconciler's decision: from the job and what was observed of its pods to the
-// status to write and the actions to take — pure, no I/O. The status is written before the
-// actions are taken, so the step an operation is at is always on record: an operator that
-// dies mid-way finds it there and carries on.
+// The StreamJob reconciler's decision: from the job and what was observed of its pods and its
+// savepoints to the status to write and the actions to take — pure, no I/O. The status is
+// written before the actions are taken, so the step an operation is at is always on record: an
+// operator that dies mid-way finds it there and carries on.
 //
 // The job converges on one *run* at a time: `parallelism` pods `<job>-<run>-<i>` built from
-// the run's RunSpec (kept in status, so a run survives any later change of the spec). A new
-// run starts only once every pod of the previous one is gone: two runs never process at once.
+// the run's RunSpec (kept in status, so a run survives any later change of the spec). Moving
+// from one run to the next — or to suspended, or to deleted — is an *operation*
+// (`status.upgrade`) whose steps are:
+//
+//   savepoint   (mode savepoint) every pod takes its part of a stop-with-savepoint; once all
+//               parts are in, the operator completes it (`_metadata.json`); a failure resumes
+//               the old run and retries after a back-off (`retry-wait`)
+//   stopping    every pod of the old run is deleted (last-state and stateless start here)
+//   starting    the next run's pods exist, restoring from the savepoint (or their checkpoints)
+//   suspended   the job rests; resuming starts a run from where it stopped
+//
+// A new run starts only once every pod of the previous one is gone: two runs never process at
+// the same time. A savepoint that leaves the job running (manual or periodic) is an operation
+// of kind `savepoint` with only the first step.
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
-import type { StreamJob, StreamJobStatus } from "../api/types.ts";
-import { FINALIZER, jobSelector, nextRunId } from "../build/names.ts";
+import type {
+  SavepointRecord,
+  StreamJob,
+  StreamJobStatus,
+  StreamSavepoint,
+  StreamSavepointStatus,
+} from "../api/types.ts";
+import { parseDuration } from "../api/validate.ts";
+import { FINALIZER, jobLabels, jobSelector, nextRunId } from "../build/names.ts";
 import { buildConfigMap, buildPod, type RunRef } from "../build/run-objects.ts";
+import type { PodSavepointState } from "../observe/runtime-control.ts";
 import { type ConditionInput, conditionOf, setCondition } from "./conditions.ts";
-import { type ChangeKind, classifyChange, type RunSpec, runSpecOf, specHash } from "./run-spec.ts";
+import { classifyChange, type RunSpec, runSpecOf, specHash } from "./run-spec.ts";
 
 export interface ObservedPod {
   name: string;
@@ -24,8 +44,29 @@ export interface ObservedPod {
   phase: string;
   ready: boolean;
   terminating: boolean;
+  ip?: string;
   /** Why a container cannot run, when a person must act (ErrImagePull, CrashLoopBackOff, …). */
   problem?: string;
+}
+
+/** The savepoint in flight, as the pods of the run and the storage see it. */
+export interface ObservedSavepoint {
+  id: string;
+  /** Each live pod of the run being saved, and what it says about this savepoint. */
+  pods: { name: string; state: PodSavepointState }[];
+  /** `_metadata.json` is written: the savepoint exists. */
+  complete: boolean;
+}
+
+/** A StreamSavepoint of this job, as the reconciler needs it. */
+export interface ObservedSavepointRecord {
+  name: string;
+  trigger: StreamSavepoint["spec"]["trigger"];
+  stop: boolean;
+  state: StreamSavepointStatus["state"];
+  path?: string;
+  /** When it completed or failed (for retention). */
+  time?: string;
 }
 
 export interface Observed {
@@ -33,16 +74,28 @@ export interface Observed {
   pods: ObservedPod[];
   /** Why the spec cannot be run (schema and operator checks); empty when it can. */
   specErrors: string[];
+  /** The job's StreamSavepoints (manual requests and the history). */
+  savepoints: ObservedSavepointRecord[];
+  /** Present while a savepoint is in flight (`status.upgrade.step` is `savepoint`). */
+  savepoint?: ObservedSavepoint;
+  /** Why the job's storage cannot be used right now (checked before a savepoint starts). */
+  storageError?: string;
   now: Date;
 }
 
 export type Action =
   | { kind: "addFinalizer" }
   | { kind: "removeFinalizer" }
-  | { kind: "create"; object: V1Pod | V1ConfigMap }
+  | { kind: "create"; object: V1Pod | V1ConfigMap | StreamSavepoint }
   | { kind: "deletePod"; name: string }
   /** Removes the job's run ConfigMaps, except the one of `keepRun`. */
-  | { kind: "deleteConfigMaps"; keepRun?: string };
+  | { kind: "deleteConfigMaps"; keepRun?: string }
+  | { kind: "triggerSavepoint"; pod: string; ip: string; id: string; stop: boolean }
+  /** Writes the savepoint's `_metadata.json` from the parts of its `parallelism` pods. */
+  | { kind: "completeSavepoint"; id: string; operators: string[]; parallelism: number }
+  | { kind: "savepointStatus"; name: string; status: StreamSavepointStatus }
+  /** Deletes a savepoint's objects from the bucket and its StreamSavepoint. */
+  | { kind: "deleteSavepoint"; name: string; path?: string };
 
 export interface EventSpec {
   type: "Normal" | "Warning";
@@ -60,243 +113,723 @@ export interface Decision {
 
 type Run = NonNullable<StreamJobStatus["run"]>;
 type State = NonNullable<StreamJobStatus["state"]>;
+type Operation = NonNullable<StreamJobStatus["upgrade"]>;
+type OperationKind = NonNullable<Operation["kind"]>;
+type Mode = NonNullable<Operation["mode"]>;
+/** Where an operation leads: a run of this spec, a suspended job, or no job at all. */
+type Target = { spec: RunSpec; hash: string } | "suspended" | "deleted";
 
 const SETTLED_RESYNC_MS = 60_000;
 const BUSY_RESYNC_MS = 5_000;
+/** A savepoint in flight is polled this often. */
+const SAVEPOINT_POLL_MS = 1_000;
+const HISTORY_LENGTH = 20;
+const RETRY_BASE_MS = 10_000;
+const RETRY_CAP_MS = 10 * 60_000;
 
 export function decide(o: Observed): Decision {
-  const { job, pods, now } = o;
-  const previous = job.status ?? {};
-  const generation = job.metadata?.generation ?? 0;
-  const actions: Action[] = [];
-  const events: EventSpec[] = [];
-  const live = pods.filter((p) => !p.terminating);
-  const deletePods = (targets: ObservedPod[], why: string) => {
-    for (const pod of targets) {
-      actions.push({ kind: "deletePod", name: pod.name });
-      events.push({
-        type: "Normal",
-        reason: "DeletedPod",
-        message: `deleted pod ${pod.name}: ${why}`,
-      });
-    }
-  };
+  return new Reconcile(o).decide();
+}
 
-  if (job.metadata?.deletionTimestamp) {
-    deletePods(live, "the StreamJob is being deleted");
-    if (pods.length === 0) actions.push({ kind: "deleteConfigMaps" }, { kind: "removeFinalizer" });
-    const status: StreamJobStatus = { ...previous, state: "Deleting", parallelism: 0 };
-    return { status, actions, events, requeueAfterMs: BUSY_RESYNC_MS };
+/** One decision in the making: what it has decided so far, and the helpers to add to it. */
+class Reconcile {
+  readonly o: Observed;
+  readonly job: StreamJob;
+  readonly previous: StreamJobStatus;
+  readonly now: Date;
+  readonly actions: Action[] = [];
+  readonly events: EventSpec[] = [];
+  state: State;
+  run: Run | undefined;
+  op: Operation | undefined;
+  lastSavepoint: SavepointRecord | undefined;
+  history: SavepointRecord[];
+  readyPods = 0;
+  /** Degraded because of a failed step (beside an invalid spec or failing pods). */
+  stepProblem: ConditionInput | undefined;
+  /** Set by a step that needs a look sooner (a savepoint being polled, a retry, a periodic savepoint). */
+  requeueAfterMs: number | undefined;
+
+  constructor(o: Observed) {
+    this.o = o;
+    this.job = o.job;
+    this.previous = o.job.status ?? {};
+    this.now = o.now;
+    this.state = this.previous.state ?? "Deploying";
+    this.run = this.previous.run;
+    this.op = this.previous.upgrade;
+    this.lastSavepoint = this.previous.lastSavepoint;
+    this.history = this.previous.savepointHistory ?? [];
   }
-  if (!job.metadata?.finalizers?.includes(FINALIZER)) actions.push({ kind: "addFinalizer" });
 
-  const valid = o.specErrors.length === 0;
-  const activeRun = previous.run && previous.state !== "Suspended" ? previous.run : undefined;
-  // What should run: the spec as it is; with a spec the operator refuses, the last good run
-  // keeps going as it was; when suspended, nothing.
-  const desired: { spec: RunSpec; hash: string } | undefined = !valid
-    ? activeRun?.spec
-      ? { spec: runSpecFrom(activeRun), hash: activeRun.specHash ?? "" }
-      : undefined
-    : job.spec.state === "suspended"
-      ? undefined
-      : withHash(runSpecOf(job));
+  get name(): string {
+    return this.job.metadata.name ?? "";
+  }
 
-  let state: State;
-  let run: Run | undefined = previous.run;
-  let upgrade = previous.upgrade;
-  let readyPods = 0;
+  /** The run whose pods should exist (none while suspended). */
+  get activeRun(): Run | undefined {
+    return this.run && this.state !== "Suspended" && this.state !== "Failed" ? this.run : undefined;
+  }
 
-  if (!desired) {
-    // Suspended (or nothing valid to run): stop every pod.
-    deletePods(live, valid ? "the job is suspended" : "the spec cannot be run");
-    if (pods.length > 0) {
-      state = activeRun ? "Upgrading" : (previous.state ?? "Deploying");
-      if (valid && activeRun)
-        upgrade = upgrade?.kind === "suspend" ? upgrade : startOperation("suspend", activeRun, now);
-    } else {
-      state = valid ? "Suspended" : "Failed";
-      if (previous.state !== state && valid)
-        events.push({ type: "Normal", reason: "Suspended", message: "all pods stopped" });
-      upgrade = undefined;
-    }
-  } else if (activeRun && activeRun.specHash === desired.hash) {
-    // The run in place is the right one: keep exactly its pods, one per subtask.
-    const p = desired.spec.parallelism;
-    const ref = runRef(job, activeRun, desired);
-    const others = pods.filter((pod) => pod.run !== activeRun.id || !pod.ownedByJob);
-    deletePods(
+  get live(): ObservedPod[] {
+    return this.o.pods.filter((p) => !p.terminating);
+  }
+
+  decide(): Decision {
+    const { job } = this;
+    const valid = this.o.specErrors.length === 0;
+    if (!job.metadata.deletionTimestamp && !job.metadata.finalizers?.includes(FINALIZER))
+      this.actions.push({ kind: "addFinalizer" });
+    const active = this.activeRun;
+
+    // What the job should become. A refused spec keeps the last good run as it was.
+    const target: Target | undefined = job.metadata.deletionTimestamp
+      ? "deleted"
+      : !valid
+        ? active?.spec
+          ? { spec: runSpecFrom(active), hash: active.specHash ?? "" }
+          : undefined
+        : job.spec.state === "suspended"
+          ? "suspended"
+          : withHash(runSpecOf(job));
+
+    if (this.op?.kind === "savepoint" && target !== "deleted") this.savepointOnly();
+    else if (target === undefined) this.nothingToRun();
+    else if (active && !(typeof target === "object" && target.hash === active.specHash))
+      this.replace(active, target);
+    else if (target === "deleted") this.finishDeletion();
+    else if (target === "suspended") this.rest();
+    else if (active) this.maintain(active, target);
+    else this.startRun(target);
+
+    if (this.state === "Running" && !this.op) this.maybeStartSavepoint();
+    return this.finish(valid);
+  }
+
+  // --- the steps --------------------------------------------------------------------------
+
+  /** The run in place is the right one: keep exactly its pods, one per subtask. */
+  maintain(active: Run, spec: { spec: RunSpec; hash: string }): void {
+    const p = spec.spec.parallelism;
+    const pods = this.o.pods;
+    const others = pods.filter((pod) => pod.run !== active.id || !pod.ownedByJob);
+    this.deletePods(
       others.filter((pod) => !pod.terminating),
       "it belongs to another run",
     );
-    const mine = pods.filter((pod) => pod.run === activeRun.id && pod.ownedByJob);
     const keep = new Map<number, ObservedPod>();
     // A subtask whose pod is going (terminating, or deleted now) gets its pod back once it is gone.
     const going = new Set<number>();
-    for (const pod of mine) {
+    for (const pod of pods.filter((pod) => pod.run === active.id && pod.ownedByJob)) {
       const i = pod.subtask;
       if (pod.terminating) {
         if (i !== undefined) going.add(i);
       } else if (i === undefined || i >= p || keep.has(i)) {
-        deletePods([pod], "no such subtask in this run");
+        this.deletePods([pod], "no such subtask in this run");
       } else if (pod.phase === "Failed" || pod.phase === "Succeeded") {
-        deletePods([pod], `its phase is ${pod.phase}; it is replaced`);
+        this.deletePods([pod], `its phase is ${pod.phase}; it is replaced`);
         going.add(i);
       } else keep.set(i, pod);
     }
     // A missing pod is recreated, but never next to a pod of another run.
     if (others.length === 0) {
+      const ref = runRef(this.job, active, spec);
       const missing = range(p).filter((i) => !keep.has(i) && !going.has(i));
-      if (missing.length > 0) actions.push({ kind: "create", object: buildConfigMap(ref) });
+      if (missing.length > 0) this.actions.push({ kind: "create", object: buildConfigMap(ref) });
       for (const i of missing) {
         const pod = buildPod(ref, i);
-        actions.push({ kind: "create", object: pod });
-        events.push({
-          type: "Normal",
-          reason: "CreatedPod",
-          message: `created pod ${pod.metadata?.name}`,
-        });
+        this.actions.push({ kind: "create", object: pod });
+        this.event("Normal", "CreatedPod", `created pod ${pod.metadata?.name}`);
       }
     }
-    readyPods = [...keep.values()].filter((pod) => pod.ready).length;
-    const allReady = others.length === 0 && readyPods === p;
-    if (allReady) {
-      state = "Running";
-      if (previous.state !== "Running") {
-        const what = upgrade ? `${upgrade.kind} completed: ` : "";
-        events.push({
-          type: "Normal",
-          reason: "RunReady",
-          message: `${what}run ${activeRun.id} has all ${p} pods ready`,
-        });
+    this.readyPods = [...keep.values()].filter((pod) => pod.ready).length;
+    if (others.length === 0 && this.readyPods === p) {
+      if (this.previous.state !== "Running") {
+        const op = this.op;
+        const what = op?.kind && op.step === "starting" ? `${op.kind} completed: ` : "";
+        this.event("Normal", "RunReady", `${what}run ${active.id} has all ${p} pods ready`);
       }
-      upgrade = undefined;
+      this.state = "Running";
+      if (this.op?.step === "starting") this.op = undefined;
     } else {
-      state = upgrade ? "Upgrading" : "Deploying";
+      this.state = this.op ? "Upgrading" : "Deploying";
     }
-  } else if (pods.length > 0) {
-    // A new run is due: first every pod of the old one goes.
-    deletePods(live, `run ${activeRun?.id ?? "(previous)"} is replaced`);
-    if (activeRun) {
-      const change = classifyChange(runSpecFrom(activeRun), desired.spec);
-      // Different hashes mean some field differs; "none" cannot come out of it.
-      const kind = change === "none" ? "upgrade" : change;
-      if (upgrade?.toSpecHash !== desired.hash) {
-        upgrade = { ...startOperation(kind, activeRun, now), toSpecHash: desired.hash };
-        events.push({
-          type: "Normal",
-          reason: "Replacing",
-          message: `${kind}: stopping run ${activeRun.id} (spec ${activeRun.specHash} → ${desired.hash}) before starting the next`,
-        });
-      }
-      state = "Upgrading";
-    } else {
-      state = "Deploying";
+  }
+
+  /** No pod of the job is left and it should run: start the next run. */
+  startRun(spec: { spec: RunSpec; hash: string }): void {
+    if (this.o.pods.length > 0) {
+      // Pods of an earlier run are still going (e.g. after a resume during a stop).
+      this.deletePods(this.live, "a new run is due");
+      this.state = "Deploying";
+      return;
     }
-  } else {
-    // No pod of the job is left: start the new run.
+    const op = this.op;
+    // Where the run's state comes from: the operation's savepoint, or for a brand-new job its
+    // initial savepoint; otherwise each task restores its checkpoint at its committed offset.
+    const restoreFrom =
+      op?.mode === "savepoint"
+        ? op.savepointPath
+        : !this.previous.run
+          ? this.job.spec.initialSavepoint
+          : undefined;
     const next: Run = {
-      id: nextRunId(previous.run?.id),
-      spec: desired.spec as unknown as Record<string, unknown>,
-      specHash: desired.hash,
-      parallelism: desired.spec.parallelism,
-      image: desired.spec.image,
-      startTime: now.toISOString(),
+      id: nextRunId(this.previous.run?.id),
+      spec: spec.spec as unknown as Record<string, unknown>,
+      specHash: spec.hash,
+      parallelism: spec.spec.parallelism,
+      image: spec.spec.image,
+      startTime: this.now.toISOString(),
+      ...(restoreFrom ? { restoredFrom: restoreFrom } : {}),
     };
-    run = next;
-    const ref = runRef(job, next, desired);
-    actions.push(
+    this.run = next;
+    const ref = runRef(this.job, next, spec);
+    this.actions.push(
       { kind: "deleteConfigMaps", keepRun: next.id },
       { kind: "create", object: buildConfigMap(ref) },
     );
-    for (const i of range(desired.spec.parallelism))
-      actions.push({ kind: "create", object: buildPod(ref, i) });
-    const why = upgrade ? `${upgrade.kind}` : previous.state === "Suspended" ? "resume" : "start";
-    if (upgrade) upgrade = { ...upgrade, step: "starting" };
-    events.push({
-      type: "Normal",
-      reason: "RunStarted",
-      message: `${why}: started run ${next.id} with ${next.parallelism} pods of ${next.image} (spec ${next.specHash})`,
-    });
-    state = upgrade ? "Upgrading" : "Deploying";
+    for (const i of range(spec.spec.parallelism))
+      this.actions.push({ kind: "create", object: buildPod(ref, i) });
+    const why = op?.step === "suspended" ? "resume" : (op?.kind ?? "start");
+    if (op)
+      this.op = { ...op, kind: op.step === "suspended" ? "resume" : op.kind, step: "starting" };
+    this.event(
+      "Normal",
+      "RunStarted",
+      `${why}: started run ${next.id} with ${next.parallelism} pods of ${next.image} (spec ${next.specHash})${restoreFrom ? `, restoring ${restoreFrom}` : ""}`,
+    );
+    this.state = this.op ? "Upgrading" : "Deploying";
   }
 
-  const problems = live.filter((p) => p.problem).map((p) => `${p.name}: ${p.problem}`);
-  const degraded: ConditionInput = !valid
-    ? {
+  /**
+   * The active run must make way (for another spec, a suspension or the deletion): the
+   * operation goes through its steps, one decision at a time.
+   */
+  replace(active: Run, target: Target): void {
+    const kind = operationKind(active, target);
+    let op = this.op;
+    if (!op || op.fromRun !== active.id || op.step === "starting" || op.step === "suspended") {
+      op = this.beginOperation(kind, active);
+    } else if (op.kind !== kind || op.toSpecHash !== hashOf(target)) {
+      // The target moved while the operation was under way: its progress still counts.
+      op = { ...op, kind, ...(hashOf(target) ? { toSpecHash: hashOf(target) } : {}) };
+    }
+    this.op = op;
+    const busy: State = kind === "delete" ? "Deleting" : "Upgrading";
+    this.state = busy;
+
+    if (op.step === "retry-wait") {
+      // The old run goes on (its pods come back if the failed step stopped them) until the
+      // back-off is over.
+      this.maintain(active, { spec: runSpecFrom(active), hash: active.specHash ?? "" });
+      this.state = busy;
+      this.stepProblem = {
         type: "Degraded",
         status: "True",
-        reason: "InvalidSpec",
-        message: truncate(
-          `${o.specErrors.join("; ")}${activeRun ? ` (run ${activeRun.id} keeps running as it was)` : ""}`,
-        ),
+        reason: "SavepointFailed",
+        message: `${op.lastError ?? "savepoint failed"}; run ${active.id} goes on, retrying at ${op.retryTime}`,
+      };
+      if (Date.parse(op.retryTime ?? "") > this.now.getTime()) {
+        this.requeueAfterMs = Math.max(1_000, Date.parse(op.retryTime ?? "") - this.now.getTime());
+        return;
       }
-    : problems.length > 0
+      this.op = op = this.beginOperation(kind, active, (op.attempt ?? 1) + 1);
+    }
+    if (op.step === "savepoint") {
+      if (!this.takeSavepoint(active, op, true)) return;
+      op = this.op ?? op;
+    }
+    if (op.step === "stopping") {
+      this.deletePods(this.live, `run ${active.id} is replaced (${op.kind})`);
+      if (this.o.pods.length > 0) return;
+      if (target === "deleted") return this.finishDeletion();
+      if (target === "suspended") return this.rest();
+      this.startRun(target);
+    }
+  }
+
+  beginOperation(kind: OperationKind, active: Run, attempt = 1): Operation {
+    const mode = this.modeFor(kind, active);
+    const op: Operation = {
+      kind,
+      mode,
+      step: mode === "savepoint" ? "savepoint" : "stopping",
+      fromRun: active.id,
+      startTime: this.now.toISOString(),
+      attempt,
+    };
+    this.event(
+      "Normal",
+      "OperationStarted",
+      `${kind} of run ${active.id} (mode ${mode}${attempt > 1 ? `, attempt ${attempt}` : ""})`,
+    );
+    return op;
+  }
+
+  /**
+   * How state crosses to the next run. A savepoint needs a run that is running: a run that
+   * never became ready (or has pods down) hands over its checkpoints instead (last-state).
+   */
+  modeFor(kind: OperationKind, active: Run): Mode {
+    const mode = this.job.spec.upgradeMode;
+    if (mode !== "savepoint") return mode;
+    // Ran well once (its spec became stable) and all its pods are ready now.
+    const runningWell =
+      this.previous.lastStableSpecHash === active.specHash &&
+      this.live.filter((p) => p.run === active.id && p.ready).length === active.parallelism;
+    if (kind === "delete" && !this.job.spec.savepoints?.onDelete) return "last-state";
+    return runningWell ? "savepoint" : "last-state";
+  }
+
+  /**
+   * The savepoint step of `op` on the run `from`. Returns true once it is complete (the
+   * operation moved on to `stopping`, or ended for a savepoint that leaves the job running).
+   */
+  takeSavepoint(from: Run, op: Operation, stop: boolean): boolean {
+    const id = savepointIdOf(op);
+    const recordName = op.savepoint ?? `${this.name}-${id}`;
+    const seen = this.o.savepoint?.id === id ? this.o.savepoint : undefined;
+    if (!op.savepoint) {
+      // First time at this step: the StreamSavepoint that records it, then the pods.
+      const trigger = op.kind === "savepoint" ? "manual" : triggerOf(op.kind);
+      this.actions.push({
+        kind: "create",
+        object: savepointRecord(this.job, recordName, trigger, stop),
+      });
+      this.op = op = { ...op, savepoint: recordName };
+    }
+    const recorded = this.o.savepoints.find((s) => s.name === recordName);
+    if (recorded?.state !== "InProgress")
+      this.actions.push({
+        kind: "savepointStatus",
+        name: recordName,
+        status: { state: "InProgress", startTime: op.startTime, run: from.id },
+      });
+    this.requeueAfterMs = SAVEPOINT_POLL_MS;
+    if (this.o.storageError) {
+      this.failSavepoint(from, op, `storage: ${this.o.storageError}`, stop);
+      return false;
+    }
+    if (seen?.complete) {
+      const done = seen.pods.map((p) => p.state).filter(isCompleted);
+      const path = done[0]?.path ?? "";
+      const record: SavepointRecord = {
+        name: recordName,
+        path,
+        time: this.now.toISOString(),
+        trigger: op.kind === "savepoint" ? this.triggerOfRecord(recordName) : triggerOf(op.kind),
+        sizeBytes: done.reduce((sum, s) => sum + s.bytes, 0),
+        run: from.id,
+      };
+      this.lastSavepoint = record;
+      this.history = [record, ...this.history.filter((h) => h.name !== recordName)].slice(
+        0,
+        HISTORY_LENGTH,
+      );
+      this.actions.push({
+        kind: "savepointStatus",
+        name: recordName,
+        status: {
+          state: "Completed",
+          path,
+          sizeBytes: record.sizeBytes,
+          startTime: op.startTime,
+          completionTime: record.time,
+          run: from.id,
+        },
+      });
+      this.event(
+        "Normal",
+        "SavepointCompleted",
+        `savepoint ${recordName} of run ${from.id} completed: ${path} (${record.sizeBytes} bytes, ${Math.round((this.now.getTime() - Date.parse(op.startTime ?? "")) / 100) / 10} s)`,
+      );
+      this.retain(path);
+      this.op =
+        op.kind === "savepoint" ? undefined : { ...op, step: "stopping", savepointPath: path };
+      return true;
+    }
+    const states = seen?.pods ?? [];
+    const failed = states.find((p) => p.state.state === "failed");
+    if (failed && failed.state.state === "failed") {
+      this.failSavepoint(from, op, `pod ${failed.name}: ${failed.state.reason}`, stop);
+      return false;
+    }
+    const timeoutMs = parseDuration(this.job.spec.savepoints?.timeout ?? "5m");
+    if (this.now.getTime() - Date.parse(op.startTime ?? "") > timeoutMs) {
+      const waiting = states.filter((p) => p.state.state !== "completed").map((p) => p.name);
+      this.failSavepoint(
+        from,
+        op,
+        `timed out after ${this.job.spec.savepoints?.timeout ?? "5m"} waiting for ${waiting.join(", ") || "the pods"}`,
+        stop,
+      );
+      return false;
+    }
+    const completed = states.map((p) => p.state).filter(isCompleted);
+    if (completed.length === from.parallelism) {
+      this.actions.push({
+        kind: "completeSavepoint",
+        id,
+        operators: completed[0]?.operators ?? [],
+        parallelism: from.parallelism ?? 0,
+      });
+      return false;
+    }
+    // Ask every pod that has not heard of it yet (a pod that restarted meanwhile asks again).
+    const askable = new Set(states.filter((p) => p.state.state === "absent").map((p) => p.name));
+    for (const pod of this.live.filter((p) => p.run === from.id && p.ip)) {
+      if (!seen || askable.has(pod.name))
+        this.actions.push({ kind: "triggerSavepoint", pod: pod.name, ip: pod.ip ?? "", id, stop });
+    }
+    return false;
+  }
+
+  /**
+   * A savepoint that cannot be taken changes nothing for good: the run goes on (its pods
+   * restart from their checkpoints if the attempt stopped them), `Degraded` says why, and the
+   * operation is tried again after a back-off.
+   */
+  failSavepoint(from: Run, op: Operation, why: string, stop: boolean): void {
+    const attempt = op.attempt ?? 1;
+    const retryMs = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+    const retryTime = new Date(this.now.getTime() + retryMs).toISOString();
+    if (op.savepoint)
+      this.actions.push({
+        kind: "savepointStatus",
+        name: op.savepoint,
+        status: {
+          state: "Failed",
+          message: why,
+          startTime: op.startTime,
+          completionTime: this.now.toISOString(),
+          run: from.id,
+        },
+      });
+    this.event("Warning", "SavepointFailed", `savepoint of run ${from.id} failed: ${why}`);
+    this.stepProblem = {
+      type: "Degraded",
+      status: "True",
+      reason: "SavepointFailed",
+      message: why,
+    };
+    if (op.kind === "savepoint") {
+      // A savepoint that leaves the job running stopped nothing; a periodic one waits too.
+      this.op = { ...op, step: "retry-wait", lastError: why, retryTime };
+      return;
+    }
+    if (op.kind === "delete") {
+      // Deletion is not held hostage by storage: the checkpoints stay in the bucket.
+      this.op = { ...op, mode: "last-state", step: "stopping", lastError: why };
+      return;
+    }
+    if (stop)
+      this.deletePods(
+        this.live.filter((p) => p.run === from.id),
+        "resuming after a failed savepoint",
+      );
+    this.op = { ...op, step: "retry-wait", lastError: why, retryTime };
+    this.requeueAfterMs = retryMs;
+  }
+
+  /** A savepoint that leaves the job running (manual or periodic). */
+  savepointOnly(): void {
+    const op = this.op;
+    const active = this.activeRun;
+    if (!op || !active) {
+      this.op = undefined;
+      return;
+    }
+    this.maintain(active, { spec: runSpecFrom(active), hash: active.specHash ?? "" });
+    if (op.step === "retry-wait") {
+      this.stepProblem = {
+        type: "Degraded",
+        status: "True",
+        reason: "SavepointFailed",
+        message: op.lastError ?? "savepoint failed",
+      };
+      if (Date.parse(op.retryTime ?? "") <= this.now.getTime()) this.op = undefined;
+      else
+        this.requeueAfterMs = Math.max(1_000, Date.parse(op.retryTime ?? "") - this.now.getTime());
+      return;
+    }
+    this.takeSavepoint(active, op, false);
+  }
+
+  /** A running job with nothing under way: a requested or periodic savepoint may start. */
+  maybeStartSavepoint(): void {
+    const active = this.activeRun;
+    if (!active) return;
+    const requested = this.o.savepoints.filter((s) => s.trigger === "manual" && !s.state);
+    for (const s of requested.filter((r) => r.stop)) {
+      // The operator never writes the spec: stopping a job is `spec.state: suspended`, which
+      // takes a savepoint on its way (upgradeMode savepoint).
+      this.actions.push({
+        kind: "savepointStatus",
+        name: s.name,
+        status: {
+          state: "Failed",
+          message:
+            "stop: true is not supported: set the StreamJob's spec.state to suspended to stop it with a savepoint",
+          completionTime: this.now.toISOString(),
+        },
+      });
+    }
+    const manual = requested.find((s) => !s.stop);
+    const interval = this.job.spec.savepoints?.interval;
+    const last = Date.parse(this.lastSavepoint?.time ?? active.startTime ?? "");
+    const periodicDue =
+      interval !== undefined && this.now.getTime() - last >= parseDuration(interval);
+    if (!manual && !periodicDue) {
+      if (interval !== undefined)
+        this.requeueAfterMs = Math.max(1_000, last + parseDuration(interval) - this.now.getTime());
+      return;
+    }
+    this.op = {
+      kind: "savepoint",
+      mode: "savepoint",
+      step: "savepoint",
+      fromRun: active.id,
+      startTime: this.now.toISOString(),
+      attempt: 1,
+      ...(manual ? { savepoint: manual.name } : {}),
+    };
+    if (!manual) {
+      const id = savepointIdOf(this.op);
+      const name = `${this.name}-${id}`;
+      this.actions.push({
+        kind: "create",
+        object: savepointRecord(this.job, name, "periodic", false),
+      });
+      this.op = { ...this.op, savepoint: name };
+    }
+    this.event("Normal", "SavepointStarted", `savepoint ${this.op.savepoint} of run ${active.id}`);
+    this.takeSavepoint(active, this.op, false);
+  }
+
+  /** Suspended: no pod runs; the operation keeps where the next run starts from. */
+  rest(): void {
+    this.deletePods(this.live, "the job is suspended");
+    if (this.o.pods.length > 0) {
+      this.state = "Upgrading";
+      return;
+    }
+    if (this.state !== "Suspended") this.event("Normal", "Suspended", "all pods stopped");
+    this.state = "Suspended";
+    const op = this.op;
+    this.op =
+      op?.kind === "suspend" || op?.step === "suspended" ? { ...op, step: "suspended" } : op;
+  }
+
+  /** Nothing valid to run and no run in place. */
+  nothingToRun(): void {
+    this.deletePods(this.live, "the spec cannot be run");
+    this.state = "Failed";
+  }
+
+  finishDeletion(): void {
+    this.deletePods(this.live, "the StreamJob is being deleted");
+    this.state = "Deleting";
+    if (this.o.pods.length === 0)
+      this.actions.push({ kind: "deleteConfigMaps" }, { kind: "removeFinalizer" });
+  }
+
+  /**
+   * Keeps `retention.maxCount` completed savepoints and none older than `maxAge`; the newest
+   * completed one and any in use (the run's restore source, `justTaken`) always stay.
+   */
+  retain(justTaken: string): void {
+    const retention = this.job.spec.savepoints?.retention;
+    const maxCount = retention?.maxCount ?? 10;
+    const maxAgeMs = retention?.maxAge ? parseDuration(retention.maxAge) : undefined;
+    const inUse = new Set([justTaken, this.run?.restoredFrom, this.op?.savepointPath]);
+    const finished = this.o.savepoints
+      .filter((s) => s.state === "Completed" || s.state === "Failed")
+      .sort((a, b) => (b.time ?? "").localeCompare(a.time ?? ""));
+    // The one just taken is newer than all of them: it counts first.
+    let kept = 1;
+    for (const s of finished) {
+      const old =
+        maxAgeMs !== undefined && this.now.getTime() - Date.parse(s.time ?? "") > maxAgeMs;
+      if (inUse.has(s.path) || (kept < maxCount && !old)) {
+        if (s.state === "Completed") kept++;
+        continue;
+      }
+      this.actions.push({
+        kind: "deleteSavepoint",
+        name: s.name,
+        ...(s.path ? { path: s.path } : {}),
+      });
+    }
+  }
+
+  triggerOfRecord(name: string): SavepointRecord["trigger"] {
+    return this.o.savepoints.find((s) => s.name === name)?.trigger ?? "periodic";
+  }
+
+  deletePods(targets: ObservedPod[], why: string): void {
+    for (const pod of targets) {
+      if (this.actions.some((a) => a.kind === "deletePod" && a.name === pod.name)) continue;
+      this.actions.push({ kind: "deletePod", name: pod.name });
+      this.event("Normal", "DeletedPod", `deleted pod ${pod.name}: ${why}`);
+    }
+  }
+
+  event(type: EventSpec["type"], reason: string, message: string): void {
+    this.events.push({ type, reason, message });
+  }
+
+  // --- status -----------------------------------------------------------------------------
+
+  finish(valid: boolean): Decision {
+    const { job, previous, now, state, op } = this;
+    const generation = job.metadata.generation ?? 0;
+    const active = this.activeRun;
+    const problems = this.live.filter((p) => p.problem).map((p) => `${p.name}: ${p.problem}`);
+    const degraded: ConditionInput = !valid
       ? {
           type: "Degraded",
           status: "True",
-          reason: "PodsFailing",
-          message: truncate(problems.join("; ")),
+          reason: "InvalidSpec",
+          message: truncate(
+            `${this.o.specErrors.join("; ")}${active ? ` (run ${active.id} keeps running as it was)` : ""}`,
+          ),
         }
-      : { type: "Degraded", status: "False", reason: "AsExpected", message: "" };
-  const before = conditionOf(previous.conditions, "Degraded");
-  if (
-    degraded.status === "True" &&
-    (before?.message !== degraded.message || before?.observedGeneration !== generation)
-  ) {
-    events.push({ type: "Warning", reason: degraded.reason, message: degraded.message });
+      : (this.stepProblem ??
+        (problems.length > 0
+          ? {
+              type: "Degraded",
+              status: "True",
+              reason: "PodsFailing",
+              message: truncate(problems.join("; ")),
+            }
+          : { type: "Degraded", status: "False", reason: "AsExpected", message: "" }));
+    const before = conditionOf(previous.conditions, "Degraded");
+    if (
+      degraded.status === "True" &&
+      degraded.reason !== "SavepointFailed" &&
+      (before?.message !== degraded.message || before?.observedGeneration !== generation)
+    ) {
+      this.event("Warning", degraded.reason, degraded.message);
+    }
+    const ready: ConditionInput =
+      state === "Running"
+        ? {
+            type: "Ready",
+            status: "True",
+            reason: "RunReady",
+            message: `run ${active?.id}: ${this.readyPods}/${this.readyPods} pods ready`,
+          }
+        : {
+            type: "Ready",
+            status: "False",
+            reason: state,
+            message: notReadyMessage(state, this.readyPods, active),
+          };
+    const progressing: ConditionInput =
+      op && op.step !== "suspended" && op.step !== "retry-wait"
+        ? {
+            type: "Progressing",
+            status: "True",
+            reason: `${capitalize(op.kind ?? "upgrade")}${capitalize(op.step ?? "")}`,
+            message: `${op.kind} of run ${op.fromRun} (mode ${op.mode}) at step ${op.step}`,
+          }
+        : state === "Running" ||
+            state === "Suspended" ||
+            state === "Failed" ||
+            op?.step === "retry-wait"
+          ? {
+              type: "Progressing",
+              status: "False",
+              reason: op?.step === "retry-wait" ? "RetryWait" : state,
+              message: "",
+            }
+          : {
+              type: "Progressing",
+              status: "True",
+              reason: state,
+              message: `run ${active?.id ?? "(next)"} starting`,
+            };
+    let conditions = previous.conditions;
+    for (const c of [ready, progressing, degraded])
+      conditions = setCondition(conditions, c, generation, now);
+
+    const status: StreamJobStatus = dropUndefined({
+      ...previous,
+      observedGeneration: generation,
+      conditions,
+      state,
+      run: this.run,
+      upgrade: op,
+      parallelism: active?.parallelism ?? 0,
+      selector: jobSelector(this.name),
+      lastSavepoint: this.lastSavepoint,
+      savepointHistory: this.history.length > 0 ? this.history : undefined,
+      lastStableSpecHash: state === "Running" ? this.run?.specHash : previous.lastStableSpecHash,
+    });
+    const settled = (state === "Running" || state === "Suspended") && !op;
+    const fallback = settled ? SETTLED_RESYNC_MS : BUSY_RESYNC_MS;
+    return {
+      status,
+      actions: this.actions,
+      events: this.events,
+      requeueAfterMs: Math.min(this.requeueAfterMs ?? fallback, fallback),
+    };
   }
+}
 
-  const activeAfter = state === "Suspended" || state === "Failed" ? undefined : run;
-  const ready: ConditionInput =
-    state === "Running"
-      ? {
-          type: "Ready",
-          status: "True",
-          reason: "RunReady",
-          message: `run ${activeAfter?.id}: ${readyPods}/${readyPods} pods ready`,
-        }
-      : {
-          type: "Ready",
-          status: "False",
-          reason: state,
-          message: notReadyMessage(state, readyPods, activeAfter),
-        };
-  const progressing: ConditionInput =
-    state === "Running" || state === "Suspended" || state === "Failed"
-      ? { type: "Progressing", status: "False", reason: state, message: "" }
-      : {
-          type: "Progressing",
-          status: "True",
-          reason: upgrade
-            ? `${capitalize(upgrade.kind ?? "upgrade")}${capitalize(upgrade.step ?? "")}`
-            : state,
-          message: upgrade
-            ? `${upgrade.kind} at step ${upgrade.step}`
-            : `run ${activeAfter?.id ?? "(next)"} starting`,
-        };
+function operationKind(active: Run, target: Target): OperationKind {
+  if (target === "deleted") return "delete";
+  if (target === "suspended") return "suspend";
+  const change = classifyChange(runSpecFrom(active), target.spec);
+  // Different hashes mean some field differs; "none" cannot come out of it.
+  return change === "none" ? "upgrade" : change;
+}
 
-  let conditions = previous.conditions;
-  for (const c of [ready, progressing, degraded])
-    conditions = setCondition(conditions, c, generation, now);
+function hashOf(target: Target): string | undefined {
+  return typeof target === "object" ? target.hash : undefined;
+}
 
-  const status: StreamJobStatus = dropUndefined({
-    ...previous,
-    observedGeneration: generation,
-    conditions,
-    state,
-    run,
-    upgrade,
-    parallelism: activeAfter?.parallelism ?? 0,
-    selector: jobSelector(job.metadata?.name ?? ""),
-    lastStableSpecHash: state === "Running" ? run?.specHash : previous.lastStableSpecHash,
-  });
+function triggerOf(kind: OperationKind | undefined): SavepointRecord["trigger"] {
+  switch (kind) {
+    case "rescale":
+    case "suspend":
+    case "delete":
+      return kind;
+    case "savepoint":
+      return "manual";
+    default:
+      return "upgrade";
+  }
+}
+
+/** One id per attempt of an operation, stable across decisions (it comes from status). */
+export function savepointIdOf(op: Operation): string {
+  return `${op.kind}-${Date.parse(op.startTime ?? "").toString(36)}`;
+}
+
+function isCompleted(
+  state: PodSavepointState,
+): state is Extract<PodSavepointState, { state: "completed" }> {
+  return state.state === "completed";
+}
+
+function savepointRecord(
+  job: StreamJob,
+  name: string,
+  trigger: SavepointRecord["trigger"],
+  stop: boolean,
+): StreamSavepoint {
   return {
-    status,
-    actions,
-    events,
-    requeueAfterMs:
-      state === "Running" || state === "Suspended" ? SETTLED_RESYNC_MS : BUSY_RESYNC_MS,
+    apiVersion: "weir.dev/v1alpha1",
+    kind: "StreamSavepoint",
+    // No owner reference: the history (and a savepoint taken on delete) outlives the job;
+    // retention removes what is old.
+    metadata: {
+      name,
+      namespace: job.metadata.namespace,
+      labels: jobLabels(job.metadata.name ?? ""),
+    },
+    spec: { jobName: job.metadata.name ?? "", stop, trigger: trigger ?? "manual" },
   };
 }
 
@@ -317,16 +850,6 @@ function runRef(job: StreamJob, run: Run, desired: { spec: RunSpec; hash: string
     specHash: desired.hash,
     ...(run.restoredFrom ? { restoreFrom: run.restoredFrom } : {}),
   };
-}
-
-type Operation = NonNullable<StreamJobStatus["upgrade"]>;
-
-function startOperation(
-  kind: Exclude<ChangeKind, "none"> | "suspend",
-  from: Run,
-  now: Date,
-): Operation {
-  return { kind, step: "stopping", fromRun: from.id, startTime: now.toISOString(), attempt: 1 };
 }
 
 function notReadyMessage(state: State, readyPods: number, run: Run | undefined): string {

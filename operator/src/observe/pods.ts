@@ -29,6 +29,7 @@ export function observePod(pod: V1Pod, jobUid: string | undefined): ObservedPod 
     phase: pod.status?.phase ?? "Pending",
     ready: (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True"),
     terminating: pod.metadata?.deletionTimestamp !== undefined,
+    ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
     ...(waiting
       ? { problem: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}` }
       : {}),

@@ -56,6 +56,17 @@ export class SnapshotStore {
     return { prefix: this.#prefix, namespace: this.#job.namespace, job: this.#job.name, kind, id };
   }
 
+  /**
+   * Fails unless the bucket exists and the credentials are accepted (a missing bucket fails
+   * with code NoSuchBucket, refused credentials with the server's code).
+   */
+  async assertUsable(): Promise<void> {
+    if (!(await this.#client.bucketExists(this.#bucket)))
+      throw Object.assign(new Error(`bucket ${this.#bucket} does not exist`), {
+        code: "NoSuchBucket",
+      });
+  }
+
   /** Where a snapshot lives, as the operator records it: `s3://<bucket>/<dir>`. */
   path(kind: SnapshotKind, id: string): string {
     return `s3://${this.#bucket}/${snapshotDir(this.#location(kind, id))}`;

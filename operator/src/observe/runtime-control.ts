@@ -1,0 +1,44 @@
+// The operator's side of the runtime's control API (port 9249 of each pod, DESIGN.md "Runtime
+// and its contract with the operator"): start a savepoint on a pod and ask how it is going.
+// Every call has a short timeout: a pod that does not answer is "unreachable", never a hang.
+import type { SavepointState } from "../../../runtime/src/control/server.ts";
+import { CONTROL_PORT } from "../build/run-objects.ts";
+
+/** What a pod says about one savepoint id, including that it never heard of it. */
+export type PodSavepointState =
+  | SavepointState
+  | { state: "absent" }
+  | { state: "unreachable"; reason: string };
+
+const TIMEOUT_MS = 3_000;
+
+function url(podIP: string, path: string): string {
+  return `http://${podIP}:${CONTROL_PORT}${path}`;
+}
+
+/** Asks the pod to take its part of savepoint `id` (idempotent per id on the pod's side). */
+export async function triggerSavepoint(podIP: string, id: string, stop: boolean): Promise<void> {
+  const response = await fetch(url(podIP, "/v1/savepoints"), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ id, stop }),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  });
+  if (response.status !== 202)
+    throw new Error(
+      `${podIP} refused savepoint ${id}: ${response.status} ${await response.text()}`,
+    );
+}
+
+export async function podSavepointState(podIP: string, id: string): Promise<PodSavepointState> {
+  try {
+    const response = await fetch(url(podIP, `/v1/savepoints/${encodeURIComponent(id)}`), {
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    if (response.status === 404) return { state: "absent" };
+    if (response.status !== 200) return { state: "unreachable", reason: `HTTP ${response.status}` };
+    return (await response.json()) as SavepointState;
+  } catch (error) {
+    return { state: "unreachable", reason: error instanceof Error ? error.message : String(error) };
+  }
+}
