@@ -6,6 +6,8 @@
 // Environment (the operator sets it; `npm run job` sets it for a local run):
 //   WEIR_JOB            <namespace>/<name>
 //   WEIR_SUBTASK        index of this pod, 0-based        WEIR_PARALLELISM  number of pods
+//   WEIR_RUN            the run this pod belongs to (names its checkpoints)
+//   WEIR_RESTORE_FROM   a savepoint path to start from, `none` for empty state, or empty
 //   WEIR_CONFIG         path of the job configuration (JSON): kafka.bootstrap, storage.*,
 //                       checkpointIntervalMs, allowNonRestoredState, failures, job.config
 //   S3_ACCESS_KEY, S3_SECRET_KEY   storage credentials (from the job's Secret)
@@ -23,6 +25,7 @@ import { CONTROL_PORT, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
 import { RecordFailed, resolveFailurePolicy } from "./engine/failures.ts";
 import { compile, createTask } from "./engine/pipeline.ts";
+import { EMPTY_STATE } from "./engine/restore.ts";
 import { TaskRunner } from "./engine/task-runner.ts";
 import { type MetricsSource, runtimeMetrics, taskStatus } from "./metrics.ts";
 import { placement, type RuntimeConfig, required } from "./placement.ts";
@@ -81,11 +84,14 @@ async function main(): Promise<void> {
     job: jobRef,
   });
 
-  // WEIR_RESTORE_FROM: a completed savepoint (any earlier parallelism). State of stateful steps
-  // the job no longer has is refused unless allowNonRestoredState says to drop it.
-  let restoreFrom: SnapshotMetadata | undefined;
+  // WEIR_RESTORE_FROM: a completed savepoint (any earlier parallelism), or `none` for empty
+  // state from the committed offsets on (a stateless upgrade). State of stateful steps the job
+  // no longer has is refused unless allowNonRestoredState says to drop it.
+  let restoreFrom: SnapshotMetadata | typeof EMPTY_STATE | undefined;
   let dropOperators: string[] = [];
-  if (process.env.WEIR_RESTORE_FROM) {
+  if (process.env.WEIR_RESTORE_FROM === "none") {
+    restoreFrom = EMPTY_STATE;
+  } else if (process.env.WEIR_RESTORE_FROM) {
     restoreFrom = await store.readAt(process.env.WEIR_RESTORE_FROM);
     if (!restoreFrom) throw new Error(`no completed savepoint at ${process.env.WEIR_RESTORE_FROM}`);
     dropOperators = checkCompatibility(
@@ -118,6 +124,7 @@ async function main(): Promise<void> {
         checkpointIntervalMs: config.checkpointIntervalMs ?? 5_000,
         retainCheckpoints: 3,
         restoreFrom,
+        run: process.env.WEIR_RUN ?? "",
         dropOperators,
         failures,
         startOffset: () => offsets.startOffset(task, stage.source.startFrom),

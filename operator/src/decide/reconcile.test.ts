@@ -683,6 +683,18 @@ describe("decide: savepoints that leave the job running", () => {
     assert.deepEqual(removed.sort(), ["ancient", "older"]);
   });
 
+  test("a stateless upgrade starts the next run without state (WEIR_RESTORE_FROM=none)", () => {
+    const job = runningJob();
+    const changed = {
+      ...job,
+      spec: { ...job.spec, image: "weir/runtime:2", upgradeMode: "stateless" as const },
+    };
+    const stopping = decide(observe(changed, [pod("r1", 0), pod("r1", 1)]));
+    assert.equal(stopping.status.upgrade?.mode, "stateless");
+    const next = decide(observe(after(changed, stopping)));
+    assert.equal(next.status.run?.restoredFrom, "none");
+  });
+
   test("a brand-new job starts from its initialSavepoint", () => {
     const d = decide(observe(sampleJob({ initialSavepoint: "s3://b/old-job/savepoints/x/" })));
     assert.equal(d.status.run?.restoredFrom, "s3://b/old-job/savepoints/x/");

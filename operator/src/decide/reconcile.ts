@@ -265,14 +265,17 @@ class Reconcile {
       return;
     }
     const op = this.op;
-    // Where the run's state comes from: the operation's savepoint, or for a brand-new job its
+    // Where the run's state comes from: the operation's savepoint; none at all for a stateless
+    // operation (`none`: empty state from the committed offsets on); for a brand-new job its
     // initial savepoint; otherwise each task restores its checkpoint at its committed offset.
     const restoreFrom =
       op?.mode === "savepoint"
         ? op.savepointPath
-        : !this.previous.run
-          ? this.job.spec.initialSavepoint
-          : undefined;
+        : op?.mode === "stateless"
+          ? "none"
+          : !this.previous.run
+            ? this.job.spec.initialSavepoint
+            : undefined;
     const next: Run = {
       id: nextRunId(this.previous.run?.id),
       spec: spec.spec as unknown as Record<string, unknown>,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { buildMetadata, type SnapshotMetadata } from "../state/metadata.ts";
-import { planRestore, RestoreRefused } from "./restore.ts";
+import { checkpointId, EMPTY_STATE, planRestore, RestoreRefused } from "./restore.ts";
 
 const task = { topic: "words", partition: 2 };
 
@@ -71,4 +71,31 @@ test("a task the savepoint does not know (the partition count grew) starts from 
   const savepoint = snapshot("savepoint", "sp-1", 30);
   assert.deepEqual(planRestore(other, savepoint, undefined, [], true), { kind: "fresh" });
   assert.deepEqual(planRestore(other, savepoint, 5, [], true), { kind: "offset-only", offset: 5 });
+});
+
+test("a task restarted within the run that began from a savepoint goes on from its own checkpoint", () => {
+  const savepoint = snapshot("savepoint", "sp", 10);
+  const ownCheckpoint = snapshot("checkpoint", checkpointId(task, 30, "r2"), 30);
+  const plan = planRestore(task, savepoint, 30, [...checkpoints, ownCheckpoint], true, "r2");
+  assert.equal(plan.kind === "snapshot" && plan.snapshot.id, ownCheckpoint.id);
+  // The run's first start (nothing committed past the savepoint yet) restores the savepoint.
+  const first = planRestore(task, savepoint, 10, [...checkpoints, ownCheckpoint], true, "r2");
+  assert.equal(first.kind === "snapshot" && first.snapshot.id, "sp");
+});
+
+test("a savepoint older than what another run committed is still refused", () => {
+  const savepoint = snapshot("savepoint", "sp", 10);
+  const otherRun = snapshot("checkpoint", checkpointId(task, 30, "r1"), 30);
+  assert.throws(() => planRestore(task, savepoint, 30, [otherRun], true, "r2"), RestoreRefused);
+});
+
+test("empty state starts at the committed offset without state, then keeps the run's own", () => {
+  assert.deepEqual(planRestore(task, EMPTY_STATE, 20, checkpoints, true, "r3"), {
+    kind: "offset-only",
+    offset: 20,
+  });
+  assert.deepEqual(planRestore(task, EMPTY_STATE, undefined, [], true, "r3"), { kind: "fresh" });
+  const own = snapshot("checkpoint", checkpointId(task, 25, "r3"), 25);
+  const restarted = planRestore(task, EMPTY_STATE, 25, [...checkpoints, own], true, "r3");
+  assert.equal(restarted.kind === "snapshot" && restarted.snapshot.id, own.id);
 });

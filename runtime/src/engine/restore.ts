@@ -18,6 +18,22 @@ export type RestorePlan =
 
 export class RestoreRefused extends Error {}
 
+/** What `WEIR_RESTORE_FROM=none` asks for: empty state, from the committed offsets on. */
+export const EMPTY_STATE = "empty";
+
+/**
+ * A task's checkpoint is named by its position and the run that took it: a retried upload
+ * overwrites itself, and a run can tell its own checkpoints from those of the runs before.
+ */
+export function checkpointId(task: TaskRef, offset: bigint | number, run = ""): string {
+  return `${checkpointIdPrefix(task)}${offset}${run ? `-${run}` : ""}`;
+}
+
+/** Narrows listings to (about) one task's checkpoints; the metadata's task decides exactly. */
+export function checkpointIdPrefix(task: TaskRef): string {
+  return `${task.topic}-${task.partition}-`;
+}
+
 function entryOf(snapshot: SnapshotMetadata, task: TaskRef): TaskEntry | undefined {
   return snapshot.tasks.find(
     (t) => t.task.topic === task.topic && t.task.partition === task.partition,
@@ -30,19 +46,44 @@ function offsetIn(snapshot: SnapshotMetadata, task: TaskRef): number | undefined
 }
 
 /**
- * @param requested a savepoint the operator asked to start from (`WEIR_RESTORE_FROM`), if any
+ * @param requested a savepoint the operator asked to start from (`WEIR_RESTORE_FROM`), or
+ *   EMPTY_STATE (start without state at the committed offsets), if any
  * @param committed the next offset committed by the task's last transaction, if any
  * @param checkpoints the job's complete checkpoints, oldest first
  * @param stateful whether the job keeps state (a stateless job may resume from the offset alone)
+ * @param run the run this task belongs to (`WEIR_RUN`): a task restarted within its run
+ *   continues from its own checkpoint, whatever the run started from
  */
 export function planRestore(
   task: TaskRef,
-  requested: SnapshotMetadata | undefined,
+  requested: SnapshotMetadata | typeof EMPTY_STATE | undefined,
   committed: number | undefined,
   checkpoints: readonly SnapshotMetadata[],
   stateful: boolean,
+  run = "",
 ): RestorePlan {
+  const own =
+    run && committed !== undefined
+      ? [...checkpoints]
+          .reverse()
+          .find(
+            (c) => c.id === checkpointId(task, committed, run) && offsetIn(c, task) === committed,
+          )
+      : undefined;
+  const fromOwn = (checkpoint: SnapshotMetadata): RestorePlan => ({
+    kind: "snapshot",
+    snapshot: checkpoint,
+    entry: entryOf(checkpoint, task),
+    offset: committed ?? 0,
+  });
+  if (requested === EMPTY_STATE) {
+    if (own) return fromOwn(own);
+    return committed === undefined ? { kind: "fresh" } : { kind: "offset-only", offset: committed };
+  }
   if (requested) {
+    // This run started from the savepoint and has committed past it since: a restart goes on
+    // from the run's own checkpoint (the savepoint is where the run began, not where it is).
+    if (own && offsetIn(requested, task) !== committed) return fromOwn(own);
     // A savepoint is taken by stopping the job: its offsets are where the output stopped,
     // unless the task never consumed anything (then it starts where the savepoint says, or fresh).
     const offset = offsetIn(requested, task);

@@ -10,7 +10,13 @@ import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state
 import type { SnapshotStore } from "../state/snapshot-store.ts";
 import { deadLetter, type FailurePolicy, failureKind, RecordFailed } from "./failures.ts";
 import type { Failure, InputRecord, OutputRecord, TaskMetrics } from "./pipeline.ts";
-import { planRestore, type RestorePlan } from "./restore.ts";
+import {
+  checkpointId,
+  checkpointIdPrefix,
+  type EMPTY_STATE,
+  planRestore,
+  type RestorePlan,
+} from "./restore.ts";
 
 type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 type MessageToProduce = KafkaMessageToProduce<Buffer, Buffer, Buffer, Buffer>;
@@ -48,7 +54,9 @@ export interface TaskRunnerOptions {
   stateful: boolean;
   createProcessor(state: TaskState): TaskProcessor;
   /** A savepoint to start from (`WEIR_RESTORE_FROM`). */
-  restoreFrom?: SnapshotMetadata;
+  restoreFrom?: SnapshotMetadata | typeof EMPTY_STATE;
+  /** The run this task belongs to (`WEIR_RUN`); it names the task's checkpoints. */
+  run?: string;
   /** Stateful steps of the savepoint the job no longer has (see checkCompatibility). */
   dropOperators?: readonly string[];
   /** Where a task without committed offset starts (default 0; main.ts looks up earliest/latest). */
@@ -60,16 +68,6 @@ export interface TaskRunnerOptions {
   /** How many checkpoints of this task to keep. */
   retainCheckpoints?: number;
   now?: () => number;
-}
-
-/** A task's checkpoint is named by its position, so a retried upload overwrites itself. */
-export function checkpointId(task: TaskRef, offset: bigint): string {
-  return `${checkpointIdPrefix(task)}${offset}`;
-}
-
-/** Narrows listings to (about) one task's checkpoints; the metadata's task decides exactly. */
-function checkpointIdPrefix(task: TaskRef): string {
-  return `${task.topic}-${task.partition}-`;
 }
 
 /** The state could not be uploaded: nothing was committed, the transaction is still open. */
@@ -154,18 +152,17 @@ export class TaskRunner {
 
   /** Restores, starts reading, and keeps processing until `stop`. */
   async start(): Promise<void> {
-    const { task, store, restoreFrom, stateful } = this.#options;
+    const { task, store, restoreFrom, stateful, run } = this.#options;
     const committed = await this.#reader.committedOffset();
     const checkpoints =
-      committed === undefined || restoreFrom
-        ? []
-        : await store.list("checkpoint", checkpointIdPrefix(task));
+      committed === undefined ? [] : await store.list("checkpoint", checkpointIdPrefix(task));
     const plan = planRestore(
       task,
       restoreFrom,
       committed === undefined ? undefined : Number(committed),
       checkpoints,
       stateful,
+      run,
     );
     this.plan = plan;
     if (plan.kind === "snapshot" && plan.entry) {
@@ -258,7 +255,12 @@ export class TaskRunner {
     // (another pod's part missing), this task restarts from its committed offset like after
     // any crash, which needs a checkpoint taken at exactly that offset.
     if (this.#uncommitted > 0)
-      await store.write("checkpoint", checkpointId(task, this.#position), jobOperators, [snapshot]);
+      await store.write(
+        "checkpoint",
+        checkpointId(task, this.#position, this.#options.run),
+        jobOperators,
+        [snapshot],
+      );
     await this.#commit();
     return entry;
   }
@@ -377,7 +379,7 @@ export class TaskRunner {
     const started = performance.now();
     const state = this.#state.snapshot(this.#now());
     try {
-      await store.write("checkpoint", checkpointId(task, next), jobOperators, [
+      await store.write("checkpoint", checkpointId(task, next, this.#options.run), jobOperators, [
         { task, offsets, state, operators: this.#state.operatorNames() },
       ]);
     } catch (error) {
