@@ -9,6 +9,8 @@ const TOOLS: { command: string; debianPackage: string; purpose: string }[] = [
   { command: "openssl", debianPackage: "openssl", purpose: "certificates" },
   { command: "java", debianPackage: "openjdk-17-jre-headless", purpose: "the Kafka broker" },
   { command: "mvn", debianPackage: "maven", purpose: "fetching Kafka from Maven Central" },
+  // Lua 5.1 is the language of Argo CD's interpreter (gopher-lua): the chart's health check.
+  { command: "lua5.1", debianPackage: "lua5.1", purpose: "testing the Argo CD health check" },
 ];
 
 function onPath(command: string): boolean {
