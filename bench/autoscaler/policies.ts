@@ -22,7 +22,10 @@ export interface Observation {
   /** ms */
   now: number;
   run: string;
+  /** Parallelism of the running run. */
   parallelism: number;
+  /** Set while a rescale to this parallelism is in progress. */
+  rescalingTo?: number;
   /** Scrapes of the runtime pods that arrived this second. */
   samples: RuntimeSample[];
   /** End offsets minus committed offsets, all partitions (what the broker says). */
@@ -32,8 +35,8 @@ export interface Observation {
 
 export interface Policy {
   name: string;
-  /** The parallelism the policy wants now. */
-  tick(observation: Observation): number;
+  /** The parallelism the policy asks for now, if it decides anything this second. */
+  tick(observation: Observation): number | undefined;
 }
 
 /** The operator's autoscaler: the metrics window and `decideParallelism`, as the reconciler runs them. */
@@ -45,11 +48,11 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
   const delayMs = parseDuration(spec.scaleDownDelay);
   let window: MetricsWindow | undefined;
   let recommendations: AutoscalerHistory["recommendations"] = [];
-  let wanted: number | undefined;
   return {
     name: "weir",
     tick(o) {
-      if (o.samples.length === 0) return wanted ?? o.parallelism;
+      // The reconciler decides on each scrape round, and not while a rescale is in progress.
+      if (o.samples.length === 0 || o.rescalingTo !== undefined) return undefined;
       window = recordSamples(window, o.run, o.samples, o.now, options);
       const decision = decideParallelism({
         summary: summarize(window, o.run, o.parallelism, o.now, options),
@@ -60,8 +63,7 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
         now: o.now,
       });
       recommendations = rememberRecommendation(recommendations, decision, o.now, delayMs);
-      wanted = decision.recommendedParallelism;
-      return wanted;
+      return decision.recommendedParallelism;
     },
   };
 }
@@ -81,8 +83,9 @@ export function kedaPolicy(lagThreshold: number, partitions: number, minReplicas
   return {
     name: "keda-like",
     tick(o) {
-      if ((o.now / 1000) % SYNC_S !== 0) return wanted ?? o.parallelism;
-      const current = o.parallelism;
+      // The HPA writes the replicas and the operator applies them once a rescale in progress ends.
+      if ((o.now / 1000) % SYNC_S !== 0) return wanted;
+      const current = o.rescalingTo ?? o.parallelism;
       const ratio = o.brokerLag / (current * lagThreshold);
       let desired =
         Math.abs(ratio - 1) <= TOLERANCE ? current : Math.ceil(o.brokerLag / lagThreshold);
@@ -130,7 +133,6 @@ export function flinkPolicy(partitions: number, scrapeIntervalMs: number): Polic
   let run = "";
   let collectFrom = 0;
   let pendingDown: { since: number; highest: number } | undefined;
-  let wanted: number | undefined;
   return {
     name: "flink-like",
     tick(o) {
@@ -140,14 +142,14 @@ export function flinkPolicy(partitions: number, scrapeIntervalMs: number): Polic
         window = undefined;
         pendingDown = undefined;
       }
+      if (o.rescalingTo !== undefined) return undefined;
       if (o.samples.length > 0 && o.now >= collectFrom) {
         window = recordSamples(window, o.run, o.samples, o.now, options);
       }
-      if (o.now % f.evaluateEveryMs !== 0) return wanted ?? o.parallelism;
+      if (o.now % f.evaluateEveryMs !== 0) return undefined;
       const s = summarize(window, o.run, o.parallelism, o.now, options);
       const current = o.parallelism;
-      wanted = current;
-      if (!s.complete || s.busyRatio.max === 0) return current;
+      if (!s.complete || s.busyRatio.max === 0) return undefined;
       const arrival = s.arrivalRate;
       const lag = s.backlog;
       const processingRate = s.recordsInRate / s.busyRatio.max; // the whole job at `current`
@@ -170,18 +172,16 @@ export function flinkPolicy(partitions: number, scrapeIntervalMs: number): Polic
       next = evenDivisorAtLeast(partitions, Math.min(next, partitions));
       if (next >= current) {
         pendingDown = undefined;
-        wanted = next;
         return next;
       }
       pendingDown =
         pendingDown === undefined
           ? { since: o.now, highest: next }
           : { since: pendingDown.since, highest: Math.max(pendingDown.highest, next) };
-      if (o.now - pendingDown.since >= f.scaleDownIntervalMs) {
-        wanted = pendingDown.highest;
-        pendingDown = undefined;
-      }
-      return wanted;
+      if (o.now - pendingDown.since < f.scaleDownIntervalMs) return undefined;
+      const to = pendingDown.highest;
+      pendingDown = undefined;
+      return to;
     },
   };
 }

@@ -45,11 +45,12 @@ export function simulate(
       now: job.t * 1000,
       run: `r${job.run}`,
       parallelism: job.parallelism,
+      ...(job.rescaling ? { rescalingTo: job.rescaling.to } : {}),
       samples: job.deliveredSamples(),
       brokerLag: job.brokerLag(),
       rescales: job.rescales,
     });
-    if (!job.rescaling && wanted !== job.parallelism) job.rescale(wanted);
+    if (wanted !== undefined && !job.rescaling && wanted !== job.parallelism) job.rescale(wanted);
     replicaSeconds += job.replicas;
     oracleSeconds += Math.min(params.partitions, Math.max(1, Math.ceil(rate / params.podCapacity)));
     const lag = job.timeLag();

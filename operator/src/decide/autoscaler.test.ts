@@ -134,6 +134,17 @@ test("a burst shorter than a rescale is drained, not scaled for", () => {
   assert.equal(d.inputs.sustainedArrivalRate, 4000);
 });
 
+test("a rise that held longer than a rescale is sized for the rate now, so one rescale does", () => {
+  // Over the last 5 intervals (60 s of downtime + one) at least 5000/s arrived; 8000/s now.
+  const summary = load(3, 8000, {
+    intervalArrivalRates: [2000, 2000, 2000, 5000, 6000, 8000, 8000, 8000],
+  });
+  const d = decide({ summary, parallelism: 3, history: settled(3) });
+  assert.deepEqual(brief(d), { to: 12, reason: "ScaleUp" });
+  assert.equal(d.inputs.sustainedArrivalRate, 5000);
+  assert.match(d.message, /arrival 8000\/s now \(5000\/s sustained\)/);
+});
+
 test("no traffic: down to minParallelism, after the scale-down delay", () => {
   const idle = load(4, 0);
   const quietFor = (minutes: number, parallelism: number): AutoscalerHistory => ({

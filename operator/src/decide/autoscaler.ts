@@ -121,10 +121,12 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
   const sustainedIntervals = Math.ceil(downtime / (parseDuration(spec.metricsInterval) / 1000)) + 1;
   const recent = summary.intervalArrivalRates.slice(-sustainedIntervals);
   const arrival = recent.length > 0 ? Math.min(...recent) : summary.arrivalRate;
+  const latest = recent.at(-1) ?? arrival;
   const inputs: Record<string, number> = {
     ...limits,
     arrivalRate: round(summary.arrivalRate),
     sustainedArrivalRate: round(arrival),
+    latestArrivalRate: round(latest),
     recordsInRate: round(summary.recordsInRate),
     backlog: round(backlog),
     backlogRate: round(summary.backlogRate),
@@ -153,18 +155,26 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
         { stuck: true, inputs },
       );
     }
-    const steady = arrival / (r * spec.targetUtilization);
-    const drain = (arrival + (backlog + arrival * downtime) / catchUp) / r;
-    inputs.steadyParallelism = round(steady);
-    inputs.catchUpParallelism = round(drain);
-    const sufficient =
-      current >= steady && (negligible || current * r - arrival >= backlog / catchUp);
-    target = align(Math.max(steady, drain));
+    const steady = (rate: number) => rate / (r * spec.targetUtilization);
+    const drain = (rate: number) => (rate + (backlog + rate * downtime) / catchUp) / r;
+    const need = (rate: number) => align(Math.max(steady(rate), drain(rate)));
+    inputs.steadyParallelism = round(steady(arrival));
+    inputs.catchUpParallelism = round(drain(arrival));
+    target = need(arrival);
     why = `arrival ${fmt(arrival)}/s, backlog ${fmt(backlog)}, ${fmt(r)}/s per busy subtask`;
-    if (target > current && sufficient) {
-      // Draining without a rescale is faster than paying its downtime.
-      target = current;
-      why += `; ${current} keeps up and drains within ${spec.catchUpDuration}`;
+    if (target > current) {
+      const sufficient =
+        current >= steady(arrival) && (negligible || current * r - arrival >= backlog / catchUp);
+      if (sufficient) {
+        // Draining without a rescale is faster than paying its downtime.
+        target = current;
+        why += `; ${current} keeps up and drains within ${spec.catchUpDuration}`;
+      } else if (latest > arrival) {
+        // The load outgrew the job for longer than a rescale takes: size for it as it is now
+        // (a rise still under way shows in the latest interval first), so one rescale does.
+        target = need(latest);
+        why = `arrival ${fmt(latest)}/s now (${fmt(arrival)}/s sustained), backlog ${fmt(backlog)}, ${fmt(r)}/s per busy subtask`;
+      }
     }
   }
   inputs.target = target;
