@@ -37,7 +37,7 @@ const log = pino({
 });
 const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
 const [httpHost, httpPort] = splitAddress(
-  values["http-address"] ?? `${process.env.POD_IP ?? "127.0.0.1"}:8080`,
+  values["http-address"] ?? `${process.env.POD_IP || "127.0.0.1"}:8080`,
 );
 
 const kubeConfig = new KubeConfig();

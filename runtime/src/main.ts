@@ -162,7 +162,7 @@ async function main(): Promise<void> {
       };
     },
   });
-  await control.listen(process.env.POD_IP ?? "127.0.0.1", CONTROL_PORT);
+  await control.listen(process.env.POD_IP || "127.0.0.1", CONTROL_PORT);
 
   await offsets.start();
   // A task that fails ends the process: under "fail" a poison record stops it, named, with

@@ -101,6 +101,17 @@ export class PodWorker {
     return `${this.pod.metadata?.namespace}/${this.pod.metadata?.name}`;
   }
 
+  /**
+   * The pod with the IP this kubelet gave it, for the downward API: the copy from the API may
+   * not carry it yet when the first container starts (a real kubelet knows it by then too).
+   */
+  private withOwnIP(): V1Pod {
+    return {
+      ...this.pod,
+      status: { ...this.pod.status, podIP: this.podIP, podIPs: [{ ip: this.podIP }] },
+    };
+  }
+
   private get podDir(): string {
     return join(this.node.dataDir, "pods", this.pod.metadata?.uid ?? "unknown");
   }
@@ -188,7 +199,7 @@ export class PodWorker {
     let volumes: Map<string, string> | undefined;
     while (!this.terminating && !volumes) {
       try {
-        volumes = await podVolumes(this.pod, this.podDir, this.node);
+        volumes = await podVolumes(this.withOwnIP(), this.podDir, this.node);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         for (const c of this.allContainers)
@@ -280,7 +291,7 @@ export class PodWorker {
       }
       let process: ContainerProcess;
       try {
-        const env = await containerEnv(this.pod, c.spec, image.env ?? {}, this.node);
+        const env = await containerEnv(this.withOwnIP(), c.spec, image.env ?? {}, this.node);
         process = new ContainerProcess({
           argv: containerArgv(c.spec, image, env),
           env,
