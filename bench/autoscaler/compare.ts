@@ -6,11 +6,13 @@ import { flinkPolicy, kedaPolicy, type Policy, weirPolicy } from "./policies.ts"
 import { type SimulationResult, simulate } from "./simulate.ts";
 import { type Trace, traces } from "./traces.ts";
 
-// The model's parameters. To be calibrated from the real runtime: per-pod capacity is what
-// `npm run bench -- runtime` measures (records/s of one runtime process), the rescale downtime
-// what a savepoint rescale takes on the local cluster (stop with savepoint → new run processing).
-// The figures scale with the capacity (traces are in multiples of it); the downtime matters.
-export const POD_CAPACITY = 10_000;
+// The model's parameters, to be calibrated from the real runtime. Per-pod capacity: what
+// `npm run bench -- runtime` measures for one runtime process (stateless example, ~70,000
+// records/s on the development machine; docs/architecture.md, "Benchmarks"). The figures scale
+// with it (traces are in multiples of it). Rescale downtime: what a savepoint rescale takes on
+// the local cluster (stop with savepoint → the new run processing), not measured yet (the
+// savepoint rescale is the lifecycle issue's); the comparison is sensitive to it (see docs).
+export const POD_CAPACITY = 70_000;
 export const RESCALE_DOWNTIME_SECONDS = 30;
 export const MODEL: ModelParameters = {
   partitions: 60,
