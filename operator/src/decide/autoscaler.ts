@@ -39,7 +39,6 @@ const NEGLIGIBLE_BACKLOG_SECONDS = 5;
 const STUCK_BUSY_RATIO = 0.5;
 const HOUR_MS = 3_600_000;
 const MAX_RECOMMENDATIONS = 100;
-const MAX_RESCALES = 60;
 
 export type AutoscalerReason =
   | "ScaleUp"
@@ -260,14 +259,6 @@ export function rememberRecommendation(
   }
   const start = list.findLastIndex((r) => Date.parse(r.time) <= now - scaleDownDelayMs);
   return list.slice(Math.max(0, start)).slice(-MAX_RECOMMENDATIONS);
-}
-
-/** The rescale history with one more (its downtime filled in once measured); at most 60. */
-export function rememberRescale(
-  rescales: readonly AutoscalerRescale[] | undefined,
-  rescale: AutoscalerRescale,
-): AutoscalerRescale[] {
-  return [...(rescales ?? []), rescale].slice(-MAX_RESCALES);
 }
 
 function round(value: number): number {
