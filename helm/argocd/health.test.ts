@@ -120,7 +120,7 @@ describe("the Argo CD health check", { skip }, () => {
   });
 
   test("strings survive the trip into Lua (quotes, backslashes, newlines, UTF-8)", async () => {
-    const message = 'a "quoted" \\ path\nnext line: Grüße';
+    const message = 'a "quoted" \\ path\nnext line: Grüße, "42"';
     const health = await argoHealth(
       job({ ...running, conditions: [condition("Ready", "True", "RunReady", message)] }),
     );

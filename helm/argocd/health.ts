@@ -19,13 +19,14 @@ export function luaLiteral(value: unknown): string {
   if (value === null || value === undefined) return "nil";
   if (typeof value === "boolean" || typeof value === "number") return String(value);
   if (typeof value === "string") {
-    // Decimal escapes for everything but printable ASCII: valid in every Lua version.
+    // Decimal escapes (three digits, so a digit after one is not read into it) for everything
+    // but printable ASCII: valid in every Lua version.
     let out = '"';
     for (const byte of Buffer.from(value, "utf8")) {
       out +=
         byte >= 0x20 && byte < 0x7f && byte !== 0x22 && byte !== 0x5c
           ? String.fromCharCode(byte)
-          : `\\${byte}`;
+          : `\\${String(byte).padStart(3, "0")}`;
     }
     return `${out}"`;
   }
