@@ -293,6 +293,25 @@ describe("the chart", { skip }, () => {
     assert.ok(used.has("weir_operator_streamjobs") && used.has("weir_source_backlog_records"));
   });
 
+  test("NOTES.txt tells what to do next, for this release", async () => {
+    const install = ["install", "weir", chart, "-n", "weir-system", "--dry-run=client"];
+    const notes = async (...set: string[]) =>
+      (await runHelm([...install, ...set])).split("NOTES:\n")[1] ?? "";
+    const plain = await notes();
+    assert.match(plain, /rollout status deployment\/weir-operator/);
+    assert.match(plain, /every namespace/);
+    assert.match(plain, /create secret generic weir-storage/);
+    assert.match(plain, /kubectl -n <namespace> apply -f/);
+    const confined = await notes(
+      "--set-json",
+      'watchNamespaces=["team-a","team-b"]',
+      "--set",
+      "crds.install=false",
+    );
+    assert.match(confined, /StreamJobs in: team-a, team-b/);
+    assert.match(confined, /kubectl apply --server-side -f crds\//);
+  });
+
   test("values.schema.json rejects unknown keys and wrong types at every level", async () => {
     assert.match(await refusal({ replicaCont: 2 }), /replicaCont/);
     assert.match(await refusal({ metrics: { serviceMonitor: { enabeld: true } } }), /enabeld/);
