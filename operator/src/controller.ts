@@ -18,6 +18,7 @@ import {
   STREAMJOB_PLURAL,
   STREAMSAVEPOINT_PLURAL,
   type StreamJob,
+  type StreamJobStatus,
   type StreamSavepoint,
   VERSION,
 } from "./api/types.ts";
@@ -53,6 +54,8 @@ export interface ControllerOptions {
   namespaces: string[] | undefined;
   registry: Registry;
   log: Logger;
+  /** Called after each status write, before the actions (the test-only crash hook). */
+  statusWritten?: (status: StreamJobStatus) => void;
   /** Reconciles in parallel (never two of one job). */
   concurrency?: number;
 }
@@ -244,6 +247,7 @@ export class StreamJobController {
       custom: this.#custom,
       objects: this.#objects,
       storage,
+      ...(this.#options.statusWritten ? { statusWritten: this.#options.statusWritten } : {}),
       event: (target, event) =>
         this.#events.record(target, event.type, event.reason, event.message),
     });

@@ -46,12 +46,24 @@ const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "weir_operator_" });
 instrumentKubeConfig(kubeConfig, registry);
 
+// Test-only: WEIR_TEST_EXIT_AT_STEP=<step> kills the operator right after it recorded that step
+// of an operation and before taking it, so tests can prove a restarted operator resumes there.
+const exitAtStep = process.env.WEIR_TEST_EXIT_AT_STEP;
 const controller = new StreamJobController({
   kubeConfig,
   namespaces: values.namespace,
   registry,
   log,
   concurrency: Number(values.concurrency),
+  ...(exitAtStep
+    ? {
+        statusWritten: (status) => {
+          if (status.upgrade?.step !== exitAtStep) return;
+          log.warn({ step: exitAtStep }, "test hook: exiting at this step");
+          process.exit(99);
+        },
+      }
+    : {}),
 });
 let leading = false;
 let lostLeadership = false;

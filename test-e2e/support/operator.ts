@@ -5,11 +5,19 @@ import { once } from "node:events";
 import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import { Admin } from "@platformatic/kafka";
+import { stringify } from "yaml";
 import type { StreamJob } from "../../operator/src/api/types.ts";
 import { clusterPaths } from "../cluster/layout.ts";
 import { httpGet } from "../cluster/probe.ts";
-import { adminKubeConfig, cli, clusterEnv } from "./cluster.ts";
+import { adminKubeConfig, cli, clusterEnv, uniqueName } from "./cluster.ts";
 import { eventually } from "./wait.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
@@ -33,6 +41,8 @@ export interface OperatorOptions {
   /** Where its Lease lives (default: the watched namespace) and the Lease's name. */
   leaseNamespace?: string;
   leaseName?: string;
+  /** Extra environment (e.g. the test-only crash hook). */
+  env?: Record<string, string>;
 }
 
 /** Starts an operator watching `namespace`, leader-elected on a Lease. */
@@ -58,6 +68,7 @@ export async function startOperator(
         ...process.env,
         KUBECONFIG: options.kubeconfig ?? clusterEnv().kubeconfig,
         POD_NAME: identity,
+        ...options.env,
       },
     },
   );
@@ -198,3 +209,131 @@ export async function jobReady(
     timeoutMs,
   );
 }
+
+/**
+ * A namespace of its own for an operator test: the storage Secret, operators run as the
+ * ServiceAccount of config/rbac (so every test also proves that RBAC is enough, with a Lease of
+ * its own), word-count StreamJobs on topics of their own, and a cleanup that leaves nothing.
+ */
+export class OperatorTestbed {
+  readonly namespace: string;
+  readonly core = adminKubeConfig().makeApiClient(CoreV1Api);
+  readonly admin: Admin;
+  readonly topics: string[] = [];
+  operator: OperatorProcess | undefined;
+  #kubeconfig = "";
+
+  constructor(prefix: string) {
+    this.namespace = uniqueName(prefix);
+    this.admin = new Admin({
+      clientId: "weir-test-admin",
+      bootstrapBrokers: [clusterEnv().kafkaBootstrap],
+    });
+  }
+
+  /** Creates the namespace and its storage Secret, and starts the first operator. */
+  async setUp(): Promise<void> {
+    const env = clusterEnv();
+    await installCrds();
+    await this.core.createNamespace({ body: { metadata: { name: this.namespace } } });
+    await this.core.createNamespacedSecret({
+      namespace: this.namespace,
+      body: {
+        metadata: { name: "weir-storage" },
+        stringData: { accessKey: env.s3AccessKey, secretKey: env.s3SecretKey },
+      },
+    });
+    this.#kubeconfig = await operatorAccountKubeconfig();
+    this.operator = await this.startOperator("operator-a");
+  }
+
+  startOperator(identity: string, env: Record<string, string> = {}): Promise<OperatorProcess> {
+    return startOperator(this.namespace, identity, {
+      kubeconfig: this.#kubeconfig,
+      leaseNamespace: OPERATOR_NAMESPACE,
+      leaseName: this.namespace,
+      env,
+    });
+  }
+
+  /** Jobs go while an operator still runs (their finalizers would hold the namespace otherwise). */
+  async tearDown(): Promise<void> {
+    await cli("kubectl", ["delete", "sj", "--all", "-n", this.namespace, "--timeout=90s"]).catch(
+      () => {},
+    );
+    await this.operator?.stop();
+    await cli("kubectl", ["delete", "lease", this.namespace, "-n", OPERATOR_NAMESPACE]).catch(
+      () => {},
+    );
+    await cli("kubectl", ["delete", "ssp", "--all", "-n", this.namespace]).catch(() => {});
+    await this.core.deleteNamespace({ name: this.namespace }).catch(() => {});
+    await this.admin.deleteTopics({ topics: this.topics }).catch(() => {});
+    await this.admin.close();
+  }
+
+  /**
+   * A StreamJob of the word-count example on topics of its own (`partitions` each); `spec`
+   * overrides the defaults (parallelism 2, checkpoints every second, the cluster's MinIO).
+   */
+  async wordCountJob(
+    name: string,
+    spec: Record<string, unknown> = {},
+    options: { partitions?: number; internalName?: string } = {},
+  ) {
+    const env = clusterEnv();
+    const input = `${this.namespace}-${name}-in`;
+    const output = `${this.namespace}-${name}-out`;
+    const internal = options.internalName ?? `${this.namespace}-${name}`;
+    await this.admin.createTopics({
+      topics: [input, output],
+      partitions: options.partitions ?? 3,
+      replicas: 1,
+    });
+    this.topics.push(input, output, `${internal}-counts-repartition`);
+    return {
+      input,
+      output,
+      manifest: {
+        apiVersion: "weir.dev/v1alpha1",
+        kind: "StreamJob",
+        metadata: { name, namespace: this.namespace },
+        spec: {
+          image: "weir/runtime:dev",
+          job: {
+            entry: "/app/runtime/examples/word-count.ts",
+            config: { name: internal, input, output },
+          },
+          kafka: { bootstrapServers: [env.kafkaBootstrap] },
+          parallelism: 2,
+          checkpoints: { interval: "1s" },
+          savepoints: {
+            storage: {
+              endpoint: env.s3Endpoint,
+              bucket: env.s3Bucket,
+              prefix: "operator-tests",
+              credentialsSecret: "weir-storage",
+            },
+          },
+          ...spec,
+        },
+      },
+    };
+  }
+
+  async apply(manifest: object): Promise<void> {
+    const file = join(tmpdir(), `${uniqueName("manifest")}.yaml`);
+    writeFileSync(file, stringify(manifest));
+    await cli("kubectl", ["apply", "-f", file]);
+  }
+
+  async podsOf(job: string): Promise<V1Pod[]> {
+    const list = await this.core.listNamespacedPod({
+      namespace: this.namespace,
+      labelSelector: `weir.dev/job=${job}`,
+    });
+    return list.items;
+  }
+}
+
+export const isReady = (pod: V1Pod) =>
+  pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;

@@ -5,94 +5,30 @@
 // spec, cleans up on delete, converges after an operator restart, and with two operators only
 // the leader acts.
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { CoreV1Api, type V1Pod, Watch } from "@kubernetes/client-node";
-import { Admin } from "@platformatic/kafka";
-import { stringify } from "yaml";
-import { adminKubeConfig, cli, clusterEnv, uniqueName } from "../support/cluster.ts";
+import { type V1Pod, Watch } from "@kubernetes/client-node";
+import { adminKubeConfig, cli } from "../support/cluster.ts";
 import { inputProducer, readTopic } from "../support/kafka.ts";
 import {
-  installCrds,
+  isReady,
   jobReady,
   OPERATOR_NAMESPACE,
   type OperatorProcess,
-  operatorAccountKubeconfig,
+  OperatorTestbed,
   patchJobSpec,
   readJob,
-  startOperator,
 } from "../support/operator.ts";
 import { eventually } from "../support/wait.ts";
 
-const env = clusterEnv();
 const repo = join(import.meta.dirname, "..", "..");
 const kubeConfig = adminKubeConfig();
-const core = kubeConfig.makeApiClient(CoreV1Api);
-const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
-const namespace = uniqueName("operator");
-const topics: string[] = [];
-let operator: OperatorProcess | undefined;
-let accountKubeconfig = "";
-
-/** Operators run as the ServiceAccount of config/rbac, so every test also proves its RBAC is enough. */
-const start = (identity: string) =>
-  startOperator(namespace, identity, {
-    kubeconfig: accountKubeconfig,
-    leaseNamespace: OPERATOR_NAMESPACE,
-    leaseName: namespace,
-  });
-
-/** A StreamJob of the word-count example on topics of its own (3 partitions). */
-async function wordCountJob(name: string, spec: Record<string, unknown> = {}) {
-  const input = `${namespace}-${name}-in`;
-  const output = `${namespace}-${name}-out`;
-  await admin.createTopics({ topics: [input, output], partitions: 3, replicas: 1 });
-  topics.push(input, output, `${namespace}-${name}-counts-repartition`);
-  return {
-    input,
-    output,
-    manifest: {
-      apiVersion: "weir.dev/v1alpha1",
-      kind: "StreamJob",
-      metadata: { name, namespace },
-      spec: {
-        image: "weir/runtime:dev",
-        job: {
-          entry: "/app/runtime/examples/word-count.ts",
-          config: { name: `${namespace}-${name}`, input, output },
-        },
-        kafka: { bootstrapServers: [env.kafkaBootstrap] },
-        parallelism: 2,
-        checkpoints: { interval: "1s" },
-        savepoints: {
-          storage: {
-            endpoint: env.s3Endpoint,
-            bucket: env.s3Bucket,
-            prefix: "operator-tests",
-            credentialsSecret: "weir-storage",
-          },
-        },
-        ...spec,
-      },
-    },
-  };
-}
-
-async function apply(manifest: object): Promise<void> {
-  const file = join(tmpdir(), `${uniqueName("manifest")}.yaml`);
-  writeFileSync(file, stringify(manifest));
-  await cli("kubectl", ["apply", "-f", file]);
-}
-
-async function podsOf(job: string): Promise<V1Pod[]> {
-  const list = await core.listNamespacedPod({ namespace, labelSelector: `weir.dev/job=${job}` });
-  return list.items;
-}
-
-const isReady = (pod: V1Pod) =>
-  pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+const bed = new OperatorTestbed("operator");
+const { namespace, core, admin } = bed;
+const wordCountJob = (name: string, spec: Record<string, unknown> = {}) =>
+  bed.wordCountJob(name, spec);
+const apply = (manifest: object) => bed.apply(manifest);
+const podsOf = (job: string) => bed.podsOf(job);
 
 /** Records every pod event of the namespace from now on (the watch history). */
 async function podHistory() {
@@ -113,29 +49,8 @@ async function podHistory() {
   return { events, stop: () => controller.abort() };
 }
 
-before(async () => {
-  await installCrds();
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  await core.createNamespacedSecret({
-    namespace,
-    body: {
-      metadata: { name: "weir-storage" },
-      stringData: { accessKey: env.s3AccessKey, secretKey: env.s3SecretKey },
-    },
-  });
-  accountKubeconfig = await operatorAccountKubeconfig();
-  operator = await start("operator-a");
-});
-
-after(async () => {
-  // Jobs go while an operator still runs (their finalizers would hold the namespace otherwise).
-  await cli("kubectl", ["delete", "sj", "--all", "-n", namespace, "--timeout=90s"]).catch(() => {});
-  await operator?.stop();
-  await cli("kubectl", ["delete", "lease", namespace, "-n", OPERATOR_NAMESPACE]).catch(() => {});
-  await core.deleteNamespace({ name: namespace }).catch(() => {});
-  await admin.deleteTopics({ topics }).catch(() => {});
-  await admin.close();
-});
+before(() => bed.setUp());
+after(() => bed.tearDown());
 
 describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
   const name = "wc";
@@ -376,9 +291,9 @@ describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
 
   test("an operator killed mid-change and started again converges", async () => {
     const before = await readJob(namespace, name);
-    await operator?.kill();
+    await bed.operator?.kill();
     await patchJobSpec(namespace, name, { parallelism: 1 });
-    operator = await start("operator-b");
+    bed.operator = await bed.startOperator("operator-b");
     const sj = await eventually(
       "one ready pod of a new run",
       async () => {
@@ -444,13 +359,13 @@ test("the samples run as they are on the local cluster", async () => {
 
 describe("two operators at once", { concurrency: false }, () => {
   test("only the leader acts; the other takes over when the leader stops", async () => {
-    const second = await start("operator-c");
+    const second = await bed.startOperator("operator-c");
     try {
       const lease = JSON.parse(
         await cli("kubectl", ["get", "lease", namespace, "-n", OPERATOR_NAMESPACE, "-o", "json"]),
       );
       const leaderId = lease.spec.holderIdentity;
-      assert.equal(leaderId, operator?.identity, "the first operator holds the Lease");
+      assert.equal(leaderId, bed.operator?.identity, "the first operator holds the Lease");
 
       const name = "wc-two";
       const job = await wordCountJob(name, { parallelism: 1 });
@@ -458,10 +373,10 @@ describe("two operators at once", { concurrency: false }, () => {
       await jobReady(namespace, name);
       const acted = (o: OperatorProcess | undefined) =>
         (o?.logs ?? []).filter((line) => line.job === name && typeof line.reason === "string");
-      assert.ok(acted(operator).length > 0, "the leader reconciled the job");
+      assert.ok(acted(bed.operator).length > 0, "the leader reconciled the job");
       assert.equal(acted(second).length, 0, "the stand-by did nothing");
 
-      await operator?.stop();
+      await bed.operator?.stop();
       await patchJobSpec(namespace, name, { parallelism: 2 });
       await eventually(
         "the stand-by to take over and rescale",
@@ -474,7 +389,7 @@ describe("two operators at once", { concurrency: false }, () => {
       assert.ok(acted(second).length > 0, "the new leader acted");
       await cli("kubectl", ["delete", "sj", name, "-n", namespace, "--wait=true", "--timeout=90s"]);
     } finally {
-      operator = second;
+      bed.operator = second;
     }
   });
 });

@@ -12,6 +12,7 @@ import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopic } from "../support/kafka.ts";
 import { type RuntimePod, runtimeReady, startRuntime } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
+import { assertExactlyOnce, produceRounds } from "../support/word-count.ts";
 
 const env = clusterEnv();
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
@@ -52,50 +53,6 @@ async function wordCountJob(partitions: number) {
     return started;
   };
   return { name, input, output, start };
-}
-
-const lines = ["the quick brown fox", "jumps over the lazy dog", "The dog barks", "the end"];
-
-async function produceRounds(input: string, partitions: number, rounds: number): Promise<void> {
-  const producer = inputProducer();
-  for (let round = 0; round < rounds; round++) {
-    await producer.send({
-      messages: lines.map((line, i) => ({
-        topic: input,
-        partition: (round + i) % partitions,
-        value: line,
-      })),
-    });
-  }
-  await producer.close();
-}
-
-function expectedCounts(rounds: number): Map<string, number> {
-  const expected = new Map<string, number>();
-  for (const line of lines) {
-    for (const word of line.toLowerCase().split(" "))
-      expected.set(word, (expected.get(word) ?? 0) + rounds);
-  }
-  return expected;
-}
-
-/** Reads the output until it holds every expected count; asserts each word's 1..n exactly once. */
-async function assertExactlyOnce(output: string, rounds: number): Promise<void> {
-  const expected = expectedCounts(rounds);
-  const total = [...expected.values()].reduce((a, b) => a + b, 0);
-  const values = await readTopic(output, (read) => read.length >= total);
-  const counts = new Map<string, number[]>();
-  for (const value of values) {
-    const { key, value: count } = JSON.parse(value) as { key: string; value: number };
-    counts.set(key, [...(counts.get(key) ?? []), count]);
-  }
-  for (const [word, n] of expected) {
-    assert.deepEqual(
-      [...(counts.get(word) ?? [])].sort((a, b) => a - b),
-      Array.from({ length: n }, (_, i) => i + 1),
-      `${word}: 1..${n} exactly once`,
-    );
-  }
 }
 
 async function stopAll(running: RuntimePod[]): Promise<void> {

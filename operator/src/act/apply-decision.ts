@@ -10,7 +10,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
-import { GROUP, type StreamJob, VERSION } from "../api/types.ts";
+import { GROUP, type StreamJob, type StreamJobStatus, VERSION } from "../api/types.ts";
 import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
 import type { Decision, EventSpec } from "../decide/reconcile.ts";
 import { statusCodeOf } from "../machinery/api.ts";
@@ -22,6 +22,8 @@ export interface ActClients {
   custom: CustomObjectsApi;
   objects: KubernetesObjectApi;
   storage: JobStorage;
+  /** Called once the status is written, before any action (the test-only crash hook). */
+  statusWritten?(status: StreamJobStatus): void;
   /** Records an Event on the job; never throws (a lost Event must not fail a reconcile). */
   event(job: StreamJob, event: EventSpec): Promise<void>;
 }
@@ -80,6 +82,7 @@ export async function applyDecision(
       body: { ...job, metadata: { ...job.metadata, resourceVersion }, status: decision.status },
     })) as StreamJob;
     resourceVersion = updated.metadata?.resourceVersion;
+    clients.statusWritten?.(decision.status);
   }
 
   for (const action of decision.actions) {

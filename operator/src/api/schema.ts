@@ -444,6 +444,7 @@ const jobStatus = object(
           "resume",
           "delete",
           "savepoint",
+          "rollback",
         ]),
         mode: oneOf(
           "How state crosses to the next run: savepoint (stop-with-savepoint), last-state (the latest checkpoints), stateless (none).",
@@ -457,6 +458,17 @@ const jobStatus = object(
         attempt: integer("How many times the current step has been tried."),
         lastError: string("Why the last attempt failed."),
         retryTime: time("When the failed step is tried again."),
+      },
+    ),
+    rollback: object(
+      "RollbackStatus",
+      "The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is.",
+      {
+        specHash: string("Hash of the spec that was rolled back."),
+        run: string("Id of the run that was not Ready."),
+        toSpecHash: string("Hash of the stable spec rolled back to."),
+        reason: string("Why the run was rolled back."),
+        time: time("When the rollback started."),
       },
     ),
     lastStableSpecHash: string("Hash of the last spec whose run became Ready."),

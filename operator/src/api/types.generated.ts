@@ -70,6 +70,8 @@ export interface StreamJobStatus {
   savepointHistory?: SavepointRecord[];
   /** The multi-step operation in flight; written before each step is taken. */
   upgrade?: UpgradeStatus;
+  /** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is. */
+  rollback?: RollbackStatus;
   /** Hash of the last spec whose run became Ready. */
   lastStableSpecHash?: string;
   /** The last spec whose run became Ready (what a rollback returns to). */
@@ -243,7 +245,15 @@ export interface UpgradeStatus {
   /** The step the operation is at. */
   step?: string;
   /** What the operation does. */
-  kind?: "upgrade" | "rescale" | "restart" | "suspend" | "resume" | "delete" | "savepoint";
+  kind?:
+    | "upgrade"
+    | "rescale"
+    | "restart"
+    | "suspend"
+    | "resume"
+    | "delete"
+    | "savepoint"
+    | "rollback";
   /** How state crosses to the next run: savepoint (stop-with-savepoint), last-state (the latest checkpoints), stateless (none). */
   mode?: "savepoint" | "last-state" | "stateless";
   /** Id of the run being replaced. */
@@ -262,6 +272,20 @@ export interface UpgradeStatus {
   lastError?: string;
   /** When the failed step is tried again. */
   retryTime?: string;
+}
+
+/** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is. */
+export interface RollbackStatus {
+  /** Hash of the spec that was rolled back. */
+  specHash?: string;
+  /** Id of the run that was not Ready. */
+  run?: string;
+  /** Hash of the stable spec rolled back to. */
+  toSpecHash?: string;
+  /** Why the run was rolled back. */
+  reason?: string;
+  /** When the rollback started. */
+  time?: string;
 }
 
 /** The autoscaler's last decision. */

@@ -700,3 +700,69 @@ describe("decide: savepoints that leave the job running", () => {
     assert.equal(d.status.run?.restoredFrom, "s3://b/old-job/savepoints/x/");
   });
 });
+
+describe("decide: rollback", () => {
+  test("a new run not Ready within readinessTimeout is replaced by a run of the last stable spec, and that spec is not tried again", () => {
+    const job = runningJob();
+    const broken = {
+      ...job,
+      spec: { ...job.spec, image: "weir/runtime:broken", upgradeMode: "last-state" as const },
+    };
+    const stopping = decide(observe(broken, [pod("r1", 0), pod("r1", 1)]));
+    const starting = decide(observe(after(broken, stopping)));
+    assert.equal(starting.status.run?.id, "r2");
+    const notReady = [pod("r2", 0, { ready: false }), pod("r2", 1, { ready: false })];
+    const early = decide({
+      ...observe(after(broken, starting), notReady),
+      now: new Date(now.getTime() + 60_000),
+    });
+    assert.equal(early.status.upgrade?.kind, "upgrade");
+    assert.equal(early.status.state, "Upgrading");
+
+    const late = decide({
+      ...observe(after(broken, starting), notReady),
+      now: new Date(now.getTime() + 121_000),
+    });
+    assert.equal(late.status.state, "RollingBack");
+    assert.equal(late.status.upgrade?.kind, "rollback");
+    assert.equal(late.status.rollback?.run, "r2");
+    assert.deepEqual(deleted(late).sort(), ["wc-r2-0", "wc-r2-1"]);
+    assert.ok(late.events.some((e) => e.type === "Warning" && e.reason === "RollingBack"));
+
+    const back = decide({
+      ...observe(after(broken, late)),
+      now: new Date(now.getTime() + 125_000),
+    });
+    assert.equal(back.status.run?.id, "r3");
+    assert.equal(back.status.run?.image, "weir/runtime:1", "the last stable spec");
+    const stable = decide({
+      ...observe(after(broken, back), [pod("r3", 0), pod("r3", 1)]),
+      now: new Date(now.getTime() + 130_000),
+    });
+    assert.equal(stable.status.state, "Running");
+    assert.equal(stable.status.upgrade, undefined);
+    assert.equal(condition(stable, "Degraded")?.reason, "RolledBack");
+    assert.match(condition(stable, "Degraded")?.message ?? "", /run r2 .* was not ready within 2m/);
+
+    // The same (broken) spec is not tried again...
+    const again = decide({
+      ...observe(after(broken, stable), [pod("r3", 0), pod("r3", 1)]),
+      now: new Date(now.getTime() + 200_000),
+    });
+    assert.deepEqual(
+      again.actions.filter((a) => a.kind !== "savepointStatus"),
+      [],
+    );
+    // ...a new change is.
+    const fixed = {
+      ...broken,
+      spec: { ...broken.spec, image: "weir/runtime:fixed" },
+      status: stable.status,
+    };
+    const next = decide({
+      ...observe(fixed, [pod("r3", 0), pod("r3", 1)]),
+      now: new Date(now.getTime() + 210_000),
+    });
+    assert.equal(next.status.upgrade?.kind, "upgrade");
+  });
+});

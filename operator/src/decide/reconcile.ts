@@ -143,6 +143,7 @@ class Reconcile {
   run: Run | undefined;
   op: Operation | undefined;
   lastSavepoint: SavepointRecord | undefined;
+  rollback: StreamJobStatus["rollback"];
   history: SavepointRecord[];
   readyPods = 0;
   /** Degraded because of a failed step (beside an invalid spec or failing pods). */
@@ -159,6 +160,7 @@ class Reconcile {
     this.run = this.previous.run;
     this.op = this.previous.upgrade;
     this.lastSavepoint = this.previous.lastSavepoint;
+    this.rollback = this.previous.rollback;
     this.history = this.previous.savepointHistory ?? [];
   }
 
@@ -183,7 +185,7 @@ class Reconcile {
     const active = this.activeRun;
 
     // What the job should become. A refused spec keeps the last good run as it was.
-    const target: Target | undefined = job.metadata.deletionTimestamp
+    let target: Target | undefined = job.metadata.deletionTimestamp
       ? "deleted"
       : !valid
         ? active?.spec
@@ -192,6 +194,19 @@ class Reconcile {
         : job.spec.state === "suspended"
           ? "suspended"
           : withHash(runSpecOf(job));
+    // A spec that was rolled back is not tried again: the stable one runs until the spec changes.
+    const rolledBack = this.previous.rollback;
+    if (typeof target === "object" && target.hash === rolledBack?.specHash) {
+      const stable = this.previous.lastStableSpec;
+      if (stable)
+        target = { spec: stable as unknown as RunSpec, hash: rolledBack.toSpecHash ?? "" };
+      this.stepProblem = {
+        type: "Degraded",
+        status: "True",
+        reason: "RolledBack",
+        message: `${rolledBack.reason}; rolled back to spec ${rolledBack.toSpecHash}. Change the spec to try again.`,
+      };
+    }
 
     if (this.op?.kind === "savepoint" && target !== "deleted") this.savepointOnly();
     else if (target === undefined) this.nothingToRun();
@@ -252,8 +267,51 @@ class Reconcile {
       this.state = "Running";
       if (this.op?.step === "starting") this.op = undefined;
     } else {
-      this.state = this.op ? "Upgrading" : "Deploying";
+      this.state = this.op
+        ? this.op.kind === "rollback"
+          ? "RollingBack"
+          : "Upgrading"
+        : "Deploying";
+      this.rollBackIfLate(active);
     }
+  }
+
+  /**
+   * A new run that is not Ready within `readinessTimeout` is replaced by a run of the last
+   * stable spec (its state from the checkpoints at the committed offsets: those of the
+   * savepoint just taken, unless the new run committed more).
+   */
+  rollBackIfLate(active: Run): void {
+    const op = this.op;
+    const stableHash = this.previous.lastStableSpecHash;
+    if (op?.step !== "starting" || op.kind === "rollback") return;
+    if (!this.previous.lastStableSpec || !stableHash || stableHash === active.specHash) return;
+    const timeout = this.job.spec.readinessTimeout ?? "2m";
+    const late = this.now.getTime() - Date.parse(active.startTime ?? "") > parseDuration(timeout);
+    if (!late) {
+      this.requeueAfterMs = Math.min(this.requeueAfterMs ?? BUSY_RESYNC_MS, BUSY_RESYNC_MS);
+      return;
+    }
+    const reason = `run ${active.id} (spec ${active.specHash}) was not ready within ${timeout}`;
+    this.rollback = {
+      specHash: active.specHash,
+      run: active.id,
+      toSpecHash: stableHash,
+      reason,
+      time: this.now.toISOString(),
+    };
+    this.op = {
+      kind: "rollback",
+      mode: "last-state",
+      step: "stopping",
+      fromRun: active.id,
+      toSpecHash: stableHash,
+      startTime: this.now.toISOString(),
+      attempt: 1,
+    };
+    this.state = "RollingBack";
+    this.event("Warning", "RollingBack", `${reason}: rolling back to spec ${stableHash}`);
+    this.deletePods(this.live, "rolling back");
   }
 
   /** No pod of the job is left and it should run: start the next run. */
@@ -309,7 +367,7 @@ class Reconcile {
    * operation goes through its steps, one decision at a time.
    */
   replace(active: Run, target: Target): void {
-    const kind = operationKind(active, target);
+    const kind = this.op?.kind === "rollback" ? "rollback" : operationKind(active, target);
     let op = this.op;
     if (!op || op.fromRun !== active.id || op.step === "starting" || op.step === "suspended") {
       op = this.beginOperation(kind, active);
@@ -318,7 +376,8 @@ class Reconcile {
       op = { ...op, kind, ...(hashOf(target) ? { toSpecHash: hashOf(target) } : {}) };
     }
     this.op = op;
-    const busy: State = kind === "delete" ? "Deleting" : "Upgrading";
+    const busy: State =
+      kind === "delete" ? "Deleting" : kind === "rollback" ? "RollingBack" : "Upgrading";
     this.state = busy;
 
     if (op.step === "retry-wait") {
@@ -767,7 +826,9 @@ class Reconcile {
       selector: jobSelector(this.name),
       lastSavepoint: this.lastSavepoint,
       savepointHistory: this.history.length > 0 ? this.history : undefined,
+      rollback: this.rollback,
       lastStableSpecHash: state === "Running" ? this.run?.specHash : previous.lastStableSpecHash,
+      lastStableSpec: state === "Running" ? this.run?.spec : previous.lastStableSpec,
     });
     const settled = (state === "Running" || state === "Suspended") && !op;
     const fallback = settled ? SETTLED_RESYNC_MS : BUSY_RESYNC_MS;
