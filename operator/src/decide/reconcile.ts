@@ -451,15 +451,20 @@ class Reconcile {
     const id = savepointIdOf(op);
     const recordName = op.savepoint ?? `${this.name}-${id}`;
     const seen = this.o.savepoint?.id === id ? this.o.savepoint : undefined;
-    if (!op.savepoint) {
-      // First time at this step: the StreamSavepoint that records it, then the pods.
-      const trigger = op.kind === "savepoint" ? "manual" : triggerOf(op.kind);
+    // The StreamSavepoint that records it comes first (again, if an operator stopped between
+    // recording the step and creating it), then the pods are asked.
+    if (!this.o.savepoints.some((s) => s.name === recordName))
       this.actions.push({
         kind: "create",
-        object: savepointRecord(this.job, recordName, trigger, stop),
+        // A savepoint of its own not requested by anyone is a periodic one.
+        object: savepointRecord(
+          this.job,
+          recordName,
+          op.kind === "savepoint" ? "periodic" : triggerOf(op.kind),
+          stop,
+        ),
       });
-      this.op = op = { ...op, savepoint: recordName };
-    }
+    if (!op.savepoint) this.op = op = { ...op, savepoint: recordName };
     const recorded = this.o.savepoints.find((s) => s.name === recordName);
     if (recorded?.state !== "InProgress")
       this.actions.push({
@@ -469,7 +474,8 @@ class Reconcile {
       });
     this.requeueAfterMs = SAVEPOINT_POLL_MS;
     if (this.o.storageError) {
-      this.failSavepoint(from, op, `storage: ${this.o.storageError}`, stop);
+      // Before any pod was asked nothing stopped; after, some pods may have.
+      this.failSavepoint(from, op, `storage: ${this.o.storageError}`, stop && seen !== undefined);
       return false;
     }
     if (seen?.complete) {
@@ -655,15 +661,8 @@ class Reconcile {
       attempt: 1,
       ...(manual ? { savepoint: manual.name } : {}),
     };
-    if (!manual) {
-      const id = savepointIdOf(this.op);
-      const name = `${this.name}-${id}`;
-      this.actions.push({
-        kind: "create",
-        object: savepointRecord(this.job, name, "periodic", false),
-      });
-      this.op = { ...this.op, savepoint: name };
-    }
+    // A periodic one gets its StreamSavepoint from takeSavepoint, like those of operations.
+    if (!manual) this.op = { ...this.op, savepoint: `${this.name}-${savepointIdOf(this.op)}` };
     this.event("Normal", "SavepointStarted", `savepoint ${this.op.savepoint} of run ${active.id}`);
     this.takeSavepoint(active, this.op, false);
   }
