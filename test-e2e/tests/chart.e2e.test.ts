@@ -5,7 +5,7 @@
 // leaves the job's pods alone; the account is denied what the operator does not use; watched
 // namespaces get Roles, all namespaces a ClusterRole; `helm uninstall` removes it all but the
 // CRDs. The CRDs are shared with every other test: the chart takes them over with server-side
-// apply of identical content (--take-ownership) and keeps them on uninstall.
+// apply (support/chart.ts) and keeps them on uninstall.
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,7 +22,13 @@ import { Admin } from "@platformatic/kafka";
 import { parseAllDocuments, stringify } from "yaml";
 import { argoHealth } from "../../helm/argocd/health.ts";
 import { jobRules, leaderElectionRules, plainRules } from "../../operator/src/rbac.ts";
-import { clusterPaths } from "../cluster/layout.ts";
+import {
+  CHART as chart,
+  helmRelease,
+  keepOperatorLogs,
+  operatorPods as podsOf,
+  weirRelease,
+} from "../support/chart.ts";
 import { adminKubeConfig, cli, clusterEnv, uniqueName } from "../support/cluster.ts";
 import { deleteTopicsOf, inputProducer, readTopic } from "../support/kafka.ts";
 import { jobReady, patchJobSpec, readJob } from "../support/operator.ts";
@@ -30,31 +36,22 @@ import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
 const repo = join(import.meta.dirname, "..", "..");
-const chart = join(repo, "helm", "weir");
 const kubeConfig = adminKubeConfig();
 const core = kubeConfig.makeApiClient(CoreV1Api);
 const rbac = kubeConfig.makeApiClient(RbacAuthorizationV1Api);
 const leases = kubeConfig.makeApiClient(CoordinationV1Api);
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
 
-// Release names contain "weir", so every object is named `<release>-…`.
-const release = uniqueName("weir");
-const operatorNs = uniqueName("chart-op");
+const weir = weirRelease();
+const { operatorName, account, selector: instance } = weir;
+const operatorNs = weir.namespace;
 const jobsNs = uniqueName("chart-jobs");
-const operatorName = `${release}-operator`;
-const account = `system:serviceaccount:${operatorNs}:${operatorName}`;
-const instance = `app.kubernetes.io/instance=${release}`;
 // Watching only jobsNs: an operator watching every namespace would act on other tests' jobs.
 const values = ["--set-json", `watchNamespaces=["${jobsNs}"]`];
 
 const notFound = (error: unknown) => error instanceof ApiException && error.code === 404;
 const isReady = (pod: V1Pod) =>
   pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
-
-async function operatorPods(): Promise<V1Pod[]> {
-  const list = await core.listNamespacedPod({ namespace: operatorNs, labelSelector: instance });
-  return list.items.filter((p) => !p.metadata?.deletionTimestamp);
-}
 
 async function jobPods(job: string): Promise<V1Pod[]> {
   const list = await core.listNamespacedPod({
@@ -108,34 +105,6 @@ async function sjJson(name: string): Promise<Record<string, unknown>> {
   return JSON.parse(await cli("kubectl", ["get", "sj", name, "-n", jobsNs, "-o", "json"]));
 }
 
-/** Runs helm; when it fails, says why the operator pod is not ready (its waiting reason). */
-async function helmOrWhy(args: string[]): Promise<string> {
-  try {
-    return await cli("helm", args);
-  } catch (error) {
-    const waiting = (await operatorPods().catch(() => []))
-      .map((p) => p.status?.containerStatuses?.[0]?.state?.waiting)
-      .filter((w) => w !== undefined)
-      .map((w) => `${w.reason}: ${w.message}`);
-    // A kubelet started before weir/operator joined the catalog does not know the image.
-    const hint = waiting.some((w) => w.includes("image catalog"))
-      ? " (the running kubelet predates its catalog's weir/operator entry: restart the local cluster)"
-      : "";
-    throw new Error(
-      `${error instanceof Error ? error.message : error}\n${waiting.join("\n")}${hint}`,
-    );
-  }
-}
-
-/** Keeps the operator pods' logs for whoever investigates a failure: .cluster/logs/. */
-async function keepOperatorLogs(): Promise<void> {
-  for (const pod of await operatorPods()) {
-    const name = pod.metadata?.name ?? "";
-    const logs = await cli("kubectl", ["logs", name, "-n", operatorNs]).catch(() => "");
-    writeFileSync(join(clusterPaths.logs, `chart-${name}.log`), logs);
-  }
-}
-
 const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
   const started = Date.now();
   const result = await work();
@@ -150,7 +119,7 @@ before(async () => {
 after(async () => {
   // Jobs go while the operator still runs (their finalizers would hold the namespace).
   await cli("kubectl", ["delete", "sj", "--all", "-n", jobsNs, "--timeout=90s"]).catch(() => {});
-  await cli("helm", ["uninstall", release, "-n", operatorNs, "--wait"]).catch(() => {});
+  await cli("helm", ["uninstall", weir.name, "-n", operatorNs, "--wait"]).catch(() => {});
   for (const namespace of [jobsNs, operatorNs]) {
     await core.deleteNamespace({ name: namespace }).catch(() => {});
   }
@@ -163,24 +132,8 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
   let runningPods: string[] = [];
 
   test("helm install: the operator runs as a pod with its service account, Ready and leading", async () => {
-    await timed("helm install --wait", () =>
-      helmOrWhy([
-        "install",
-        release,
-        chart,
-        "-n",
-        operatorNs,
-        "--create-namespace",
-        // The CRDs exist already (other tests apply crds/ with kubectl): taken over, and their
-        // fields too, should the cluster hold an older version of them.
-        "--take-ownership",
-        "--force-conflicts",
-        ...values,
-        "--wait",
-        "--timeout=3m",
-      ]),
-    );
-    const [pod, ...others] = await operatorPods();
+    await timed("helm install --wait", () => helmRelease("install", weir, values));
+    const [pod, ...others] = await podsOf(weir);
     assert.ok(pod?.metadata?.name && others.length === 0, "one operator pod");
     assert.ok(isReady(pod));
     assert.equal(pod.spec?.serviceAccountName, operatorName);
@@ -286,8 +239,8 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
   });
 
   test("helm upgrade to a new chart version replaces the operator and leaves the job running", async () => {
-    await keepOperatorLogs();
-    const [before] = await operatorPods();
+    await keepOperatorLogs(weir);
+    const [before] = await podsOf(weir);
     const generation = (await readJob(jobsNs, name)).metadata.generation;
     const run = (await readJob(jobsNs, name)).status?.run?.id;
     // The chart as its next version would be: a bumped version, and a changed Deployment.
@@ -299,23 +252,12 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
       readFileSync(chartYaml, "utf8").replace(/^version: .*$/m, "version: 0.1.1"),
     );
     await timed("helm upgrade --wait", () =>
-      cli("helm", [
-        "upgrade",
-        release,
-        next,
-        "-n",
-        operatorNs,
-        ...values,
-        "--set",
-        "logLevel=debug",
-        "--wait",
-        "--timeout=3m",
-      ]),
+      helmRelease("upgrade", weir, [...values, "--set", "logLevel=debug"], next),
     );
     const after = await eventually(
       "one operator pod of the new version, leading",
       async () => {
-        const pods = await operatorPods();
+        const pods = await podsOf(weir);
         const pod = pods[0];
         if (pods.length !== 1 || pod?.metadata?.uid === before?.metadata?.uid || !pod)
           return undefined;
@@ -409,10 +351,10 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
 
   test("helm uninstall removes everything but the CRDs", async () => {
     await cli("kubectl", ["delete", "sj", "--all", "-n", jobsNs, "--timeout=120s"]);
-    await keepOperatorLogs();
-    await cli("helm", ["uninstall", release, "-n", operatorNs, "--wait"]);
+    await keepOperatorLogs(weir);
+    await cli("helm", ["uninstall", weir.name, "-n", operatorNs, "--wait"]);
     await eventually("the operator's pods to be gone", async () =>
-      (await operatorPods()).length === 0 ? true : undefined,
+      (await podsOf(weir)).length === 0 ? true : undefined,
     );
     for (const namespace of [operatorNs, jobsNs]) {
       const left = await cli("kubectl", [
