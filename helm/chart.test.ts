@@ -283,12 +283,7 @@ describe("the chart", { skip }, () => {
         .map((m) => m.replace(/_bucket$/, "")),
     );
     const exported = exportedMetricNames();
-    // Issue 6 (the savepoint lifecycle) exports these; until then their panels stay empty.
-    const planned = new Set([
-      "weir_operator_savepoints_total",
-      "weir_operator_upgrade_duration_seconds",
-    ]);
-    const unknown = [...used].filter((m) => !exported.has(m) && !planned.has(m));
+    const unknown = [...used].filter((m) => !exported.has(m));
     assert.deepEqual(unknown, [], "every metric the dashboard queries is exported by the code");
     assert.ok(used.has("weir_operator_streamjobs") && used.has("weir_source_backlog_records"));
   });

@@ -24,7 +24,7 @@ import {
 } from "./api/types.ts";
 import { validateStreamJob } from "./api/validate.ts";
 import { LABEL_JOB } from "./build/names.ts";
-import { decide } from "./decide/reconcile.ts";
+import { decide, type Measurements } from "./decide/reconcile.ts";
 import { operatorChecks } from "./decide/spec-checks.ts";
 import { objectKey, type ResourceType, splitKey, statusCodeOf } from "./machinery/api.ts";
 import { retryOnConflict } from "./machinery/conflict.ts";
@@ -72,6 +72,7 @@ export class StreamJobController {
   readonly #events: EventRecorder;
   readonly #reconciles: Counter<"result">;
   readonly #duration: Histogram;
+  readonly #measure: (measurements: Measurements) => void;
   #leading = false;
 
   constructor(options: ControllerOptions) {
@@ -139,6 +140,7 @@ export class StreamJobController {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     });
+    this.#measure = operationMetrics(registry);
     const jobs = this.#jobs;
     new Gauge({
       name: "weir_operator_streamjobs",
@@ -251,11 +253,61 @@ export class StreamJobController {
       event: (target, event) =>
         this.#events.record(target, event.type, event.reason, event.message),
     });
+    this.#measure(decision.measurements);
     for (const event of decision.events) log.info({ reason: event.reason }, event.message);
     if (decision.status.state !== job.status?.state)
       log.info({ from: job.status?.state, to: decision.status.state }, "state changed");
     return { requeueAfter: decision.requeueAfterMs };
   }
+}
+
+/** Savepoints and operations as Prometheus sees them (the chart's dashboard charts these). */
+function operationMetrics(registry: Registry): (measurements: Measurements) => void {
+  const savepoints = new Counter({
+    name: "weir_operator_savepoints_total",
+    help: "Savepoints the operator took, by result (completed, failed)",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  const savepointSeconds = new Histogram({
+    name: "weir_operator_savepoint_duration_seconds",
+    help: "From asking the pods to the savepoint's metadata written",
+    buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const savepointBytes = new Histogram({
+    name: "weir_operator_savepoint_size_bytes",
+    help: "Size of completed savepoints",
+    buckets: [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10],
+    registers: [registry],
+  });
+  const operationSeconds = new Histogram({
+    name: "weir_operator_upgrade_duration_seconds",
+    help: "Operations (upgrade, rescale, restart, resume, rollback) from start to the next run Ready",
+    labelNames: ["operation"],
+    buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+    registers: [registry],
+  });
+  const downtimeSeconds = new Histogram({
+    name: "weir_operator_upgrade_downtime_seconds",
+    help: "Operations: from the old run stopping to the next run Ready (nothing processed meanwhile)",
+    labelNames: ["operation"],
+    buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  return (measurements) => {
+    for (const s of measurements.savepoints) {
+      savepoints.inc({ result: s.result });
+      if (s.result === "completed") {
+        savepointSeconds.observe(s.seconds);
+        savepointBytes.observe(s.bytes ?? 0);
+      }
+    }
+    for (const o of measurements.operations) {
+      operationSeconds.observe({ operation: o.kind }, o.seconds);
+      downtimeSeconds.observe({ operation: o.kind }, o.downtimeSeconds);
+    }
+  };
 }
 
 /** An error as a log field: its message and HTTP status, never a request body (secrets). */

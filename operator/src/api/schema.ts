@@ -458,6 +458,9 @@ const jobStatus = object(
         attempt: integer("How many times the current step has been tried."),
         lastError: string("Why the last attempt failed."),
         retryTime: time("When the failed step is tried again."),
+        stopTime: time(
+          "When the old run stopped processing (its savepoint completed, or its pods were told to stop): the start of the downtime.",
+        ),
       },
     ),
     rollback: object(

@@ -272,6 +272,8 @@ export interface UpgradeStatus {
   lastError?: string;
   /** When the failed step is tried again. */
   retryTime?: string;
+  /** When the old run stopped processing (its savepoint completed, or its pods were told to stop): the start of the downtime. */
+  stopTime?: string;
 }
 
 /** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is. */

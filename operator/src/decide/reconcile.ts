@@ -45,6 +45,8 @@ export interface ObservedPod {
   ready: boolean;
   terminating: boolean;
   ip?: string;
+  /** When the pod object was created (epoch ms). */
+  createdAt?: number;
   /** Why a container cannot run, when a person must act (ErrImagePull, CrashLoopBackOff, …). */
   problem?: string;
 }
@@ -103,8 +105,16 @@ export interface EventSpec {
   message: string;
 }
 
+/** What a decision measured, for the operator's metrics. */
+export interface Measurements {
+  savepoints: { result: "completed" | "failed"; seconds: number; bytes?: number }[];
+  /** Operations that completed: how long they took, and how long nothing was processed. */
+  operations: { kind: string; seconds: number; downtimeSeconds: number }[];
+}
+
 export interface Decision {
   status: StreamJobStatus;
+  measurements: Measurements;
   actions: Action[];
   events: EventSpec[];
   /** Look again after this long even if nothing changes (pods are watched; this is a safety net). */
@@ -139,6 +149,7 @@ class Reconcile {
   readonly now: Date;
   readonly actions: Action[] = [];
   readonly events: EventSpec[] = [];
+  readonly measurements: Measurements = { savepoints: [], operations: [] };
   state: State;
   run: Run | undefined;
   op: Operation | undefined;
@@ -259,9 +270,16 @@ class Reconcile {
     }
     this.readyPods = [...keep.values()].filter((pod) => pod.ready).length;
     if (others.length === 0 && this.readyPods === p) {
-      if (this.previous.state !== "Running") {
+      // Ready again in the middle of an operation (a retry's wait) is not news.
+      if (this.previous.state !== "Running" && (!this.op || this.op.step === "starting")) {
         const op = this.op;
-        const what = op?.kind && op.step === "starting" ? `${op.kind} completed: ` : "";
+        let what = "";
+        if (op?.kind && op.step === "starting") {
+          const seconds = this.secondsSince(op.startTime);
+          const downtimeSeconds = this.secondsSince(op.stopTime ?? op.startTime);
+          this.measurements.operations.push({ kind: op.kind, seconds, downtimeSeconds });
+          what = `${op.kind} completed in ${seconds} s (downtime ${downtimeSeconds} s): `;
+        }
         this.event("Normal", "RunReady", `${what}run ${active.id} has all ${p} pods ready`);
       }
       this.state = "Running";
@@ -287,7 +305,15 @@ class Reconcile {
     if (op?.step !== "starting" || op.kind === "rollback") return;
     if (!this.previous.lastStableSpec || !stableHash || stableHash === active.specHash) return;
     const timeout = this.job.spec.readinessTimeout ?? "2m";
-    const late = this.now.getTime() - Date.parse(active.startTime ?? "") > parseDuration(timeout);
+    // The clock starts once every pod of the run exists (an operator that was down meanwhile
+    // does not count against the run).
+    const pods = this.live.filter((p) => p.run === active.id);
+    if (pods.length < (active.parallelism ?? 0)) return;
+    const since = Math.max(
+      Date.parse(active.startTime ?? ""),
+      ...pods.map((p) => p.createdAt ?? 0),
+    );
+    const late = this.now.getTime() - since > parseDuration(timeout);
     if (!late) {
       this.requeueAfterMs = Math.min(this.requeueAfterMs ?? BUSY_RESYNC_MS, BUSY_RESYNC_MS);
       return;
@@ -404,9 +430,9 @@ class Reconcile {
     if (op.step === "stopping") {
       this.deletePods(this.live, `run ${active.id} is replaced (${op.kind})`);
       if (this.o.pods.length > 0) return;
-      if (target === "deleted") return this.finishDeletion();
-      if (target === "suspended") return this.rest();
-      this.startRun(target);
+      if (target === "deleted") this.finishDeletion();
+      else if (target === "suspended") this.rest();
+      else this.startRun(target);
     }
   }
 
@@ -418,6 +444,7 @@ class Reconcile {
       step: mode === "savepoint" ? "savepoint" : "stopping",
       fromRun: active.id,
       startTime: this.now.toISOString(),
+      ...(mode === "savepoint" ? {} : { stopTime: this.now.toISOString() }),
       attempt,
     };
     this.event(
@@ -512,8 +539,16 @@ class Reconcile {
         `savepoint ${recordName} of run ${from.id} completed: ${path} (${record.sizeBytes} bytes, ${Math.round((this.now.getTime() - Date.parse(op.startTime ?? "")) / 100) / 10} s)`,
       );
       this.retain(path);
+      this.measurements.savepoints.push({
+        result: "completed",
+        seconds: this.secondsSince(op.startTime),
+        bytes: record.sizeBytes ?? 0,
+      });
+      // A stop-with-savepoint stopped processing when its parts were taken, about now.
       this.op =
-        op.kind === "savepoint" ? undefined : { ...op, step: "stopping", savepointPath: path };
+        op.kind === "savepoint"
+          ? undefined
+          : { ...op, step: "stopping", savepointPath: path, stopTime: this.now.toISOString() };
       return true;
     }
     const states = seen?.pods ?? [];
@@ -574,6 +609,10 @@ class Reconcile {
         },
       });
     this.event("Warning", "SavepointFailed", `savepoint of run ${from.id} failed: ${why}`);
+    this.measurements.savepoints.push({
+      result: "failed",
+      seconds: this.secondsSince(op.startTime),
+    });
     this.stepProblem = {
       type: "Degraded",
       status: "True",
@@ -723,6 +762,10 @@ class Reconcile {
     }
   }
 
+  secondsSince(time: string | undefined): number {
+    return Math.round((this.now.getTime() - Date.parse(time ?? "")) / 100) / 10;
+  }
+
   triggerOfRecord(name: string): SavepointRecord["trigger"] {
     return this.o.savepoints.find((s) => s.name === name)?.trigger ?? "periodic";
   }
@@ -833,6 +876,7 @@ class Reconcile {
     const fallback = settled ? SETTLED_RESYNC_MS : BUSY_RESYNC_MS;
     return {
       status,
+      measurements: this.measurements,
       actions: this.actions,
       events: this.events,
       requeueAfterMs: Math.min(this.requeueAfterMs ?? fallback, fallback),

@@ -30,6 +30,9 @@ export function observePod(pod: V1Pod, jobUid: string | undefined): ObservedPod 
     ready: (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True"),
     terminating: pod.metadata?.deletionTimestamp !== undefined,
     ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
+    ...(pod.metadata?.creationTimestamp
+      ? { createdAt: new Date(pod.metadata.creationTimestamp).getTime() }
+      : {}),
     ...(waiting
       ? { problem: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ""}` }
       : {}),
