@@ -32,6 +32,7 @@ import { EventRecorder } from "./machinery/events.ts";
 import { Informer } from "./machinery/informer.ts";
 import { workQueueHooks } from "./machinery/metrics.ts";
 import { WorkQueue, type WorkResult } from "./machinery/work-queue.ts";
+import { JobMetricsWindows } from "./observe/job-metrics.ts";
 import { JobStorage, observeJob } from "./observe/observe-job.ts";
 
 const STREAMJOB_TYPE: ResourceType = {
@@ -70,6 +71,7 @@ export class StreamJobController {
   readonly #core: CoreV1Api;
   readonly #objects: KubernetesObjectApi;
   readonly #events: EventRecorder;
+  readonly #metrics = new JobMetricsWindows();
   readonly #reconciles: Counter<"result">;
   readonly #duration: Histogram;
   readonly #measure: (measurements: Measurements) => void;
@@ -232,6 +234,7 @@ export class StreamJobController {
         core: this.#core,
       },
       storage,
+      this.#metrics,
     );
     let decision = decide(observed);
     // Storage is checked only when the decision is about to take a savepoint: a bucket that

@@ -766,3 +766,63 @@ describe("decide: rollback", () => {
     assert.equal(next.status.upgrade?.kind, "upgrade");
   });
 });
+
+describe("decide: the autoscaler", () => {
+  const busy = {
+    complete: true as const,
+    subtasks: 2,
+    tasks: 8,
+    spanSeconds: 120,
+    recordsInRate: 2_000,
+    arrivalRate: 3_000,
+    backlog: 50_000,
+    backlogRate: 1_000,
+    intervalArrivalRates: [3_000, 3_000, 3_000, 3_000, 3_000, 3_000, 3_000, 3_000],
+    busyRatio: { mean: 1, max: 1 },
+    trueRatePerSubtask: 1_000,
+  };
+  function autoscaled(dryRun: boolean): StreamJob {
+    const job = runningJob();
+    job.spec.autoscaler = {
+      ...job.spec.autoscaler,
+      enabled: true,
+      dryRun,
+      minParallelism: 1,
+      maxParallelism: 4,
+    };
+    return job;
+  }
+  const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+
+  test("a backlog the run cannot keep up with scales it up, through a savepoint rescale", () => {
+    const d = decide({
+      ...observe(autoscaled(false), pods),
+      autoscaling: { summary: busy, partitions: 4 },
+    });
+    assert.equal(d.status.autoscaler?.reason, "ScaleUp");
+    assert.equal(d.status.autoscaler?.recommendedParallelism, 4);
+    assert.ok(d.events.some((e) => e.reason === "Autoscaler" && e.message.startsWith("ScaleUp")));
+    assert.equal(d.status.upgrade?.kind, "rescale");
+    assert.equal(d.status.upgrade?.step, "savepoint");
+  });
+
+  test("in a dry run the recommendation is recorded, not acted on", () => {
+    const d = decide({
+      ...observe(autoscaled(true), pods),
+      autoscaling: { summary: busy, partitions: 4 },
+    });
+    assert.equal(d.status.autoscaler?.recommendedParallelism, 4);
+    assert.equal(d.status.upgrade, undefined);
+    assert.ok(d.events.some((e) => e.message.startsWith("dry run, not applied")));
+  });
+
+  test("incomplete metrics decide nothing", () => {
+    const d = decide({
+      ...observe(autoscaled(false), pods),
+      autoscaling: { summary: { complete: false, why: "no samples of run r1 yet" }, partitions: 4 },
+    });
+    assert.equal(d.status.upgrade, undefined);
+    assert.equal(d.status.autoscaler?.reason, "MetricsIncomplete");
+    assert.deepEqual(d.events, []);
+  });
+});

@@ -29,7 +29,9 @@ import type {
 import { parseDuration } from "../api/validate.ts";
 import { FINALIZER, jobLabels, jobSelector, nextRunId } from "../build/names.ts";
 import { buildConfigMap, buildPod, type RunRef } from "../build/run-objects.ts";
+import type { AutoscalingInputs } from "../observe/job-metrics.ts";
 import type { PodSavepointState } from "../observe/runtime-control.ts";
+import { decideParallelism, rememberRecommendation } from "./autoscaler.ts";
 import { type ConditionInput, conditionOf, setCondition } from "./conditions.ts";
 import { classifyChange, type RunSpec, runSpecOf, specHash } from "./run-spec.ts";
 
@@ -82,6 +84,8 @@ export interface Observed {
   savepoint?: ObservedSavepoint;
   /** Why the job's storage cannot be used right now (checked before a savepoint starts). */
   storageError?: string;
+  /** A fresh look at the job's load (once per metricsInterval, while autoscaling). */
+  autoscaling?: AutoscalingInputs;
   now: Date;
 }
 
@@ -155,6 +159,7 @@ class Reconcile {
   op: Operation | undefined;
   lastSavepoint: SavepointRecord | undefined;
   rollback: StreamJobStatus["rollback"];
+  autoscaler: StreamJobStatus["autoscaler"];
   history: SavepointRecord[];
   readyPods = 0;
   /** Degraded because of a failed step (beside an invalid spec or failing pods). */
@@ -172,6 +177,7 @@ class Reconcile {
     this.op = this.previous.upgrade;
     this.lastSavepoint = this.previous.lastSavepoint;
     this.rollback = this.previous.rollback;
+    this.autoscaler = this.previous.autoscaler;
     this.history = this.previous.savepointHistory ?? [];
   }
 
@@ -194,6 +200,7 @@ class Reconcile {
     if (!job.metadata.deletionTimestamp && !job.metadata.finalizers?.includes(FINALIZER))
       this.actions.push({ kind: "addFinalizer" });
     const active = this.activeRun;
+    this.autoscale(active);
 
     // What the job should become. A refused spec keeps the last good run as it was.
     let target: Target | undefined = job.metadata.deletionTimestamp
@@ -204,7 +211,9 @@ class Reconcile {
           : undefined
         : job.spec.state === "suspended"
           ? "suspended"
-          : withHash(runSpecOf(job));
+          : withHash(
+              runSpecOf({ ...job, status: { ...this.previous, autoscaler: this.autoscaler } }),
+            );
     // A spec that was rolled back is not tried again: the stable one runs until the spec changes.
     const rolledBack = this.previous.rollback;
     if (typeof target === "object" && target.hash === rolledBack?.specHash) {
@@ -278,6 +287,8 @@ class Reconcile {
           const seconds = this.secondsSince(op.startTime);
           const downtimeSeconds = this.secondsSince(op.stopTime ?? op.startTime);
           this.measurements.operations.push({ kind: op.kind, seconds, downtimeSeconds });
+          if (op.kind === "rescale" && this.autoscalerOwnsParallelism)
+            this.recordRescale(op, p, downtimeSeconds);
           what = `${op.kind} completed in ${seconds} s (downtime ${downtimeSeconds} s): `;
         }
         this.event("Normal", "RunReady", `${what}run ${active.id} has all ${p} pods ready`);
@@ -762,6 +773,73 @@ class Reconcile {
     }
   }
 
+  /** Whether the autoscaler owns parallelism (enabled, and not only recommending). */
+  get autoscalerOwnsParallelism(): boolean {
+    const spec = this.job.spec.autoscaler;
+    return spec?.enabled === true && !spec.dryRun;
+  }
+
+  /**
+   * One autoscaler decision per fresh look at the load, while the run is running and nothing
+   * else is under way; recorded in status (and acted on through desiredParallelism).
+   */
+  autoscale(active: Run | undefined): void {
+    const spec = this.job.spec.autoscaler;
+    const seen = this.o.autoscaling;
+    if (!spec?.enabled) return;
+    this.requeueAfterMs = parseDuration(spec.metricsInterval);
+    if (!seen || !active || this.previous.state !== "Running" || this.op) return;
+    const previous = this.previous.autoscaler ?? {};
+    const now = this.now.getTime();
+    const decision = decideParallelism({
+      summary: seen.summary,
+      spec,
+      partitions: seen.partitions,
+      parallelism: active.parallelism ?? 1,
+      history: previous,
+      now,
+    });
+    this.autoscaler = {
+      ...previous,
+      recommendedParallelism: decision.recommendedParallelism,
+      reason: decision.reason,
+      time: this.now.toISOString(),
+      inputs: decision.inputs,
+      stuck: decision.stuck,
+      recommendations: rememberRecommendation(
+        previous.recommendations,
+        decision,
+        now,
+        parseDuration(spec.scaleDownDelay),
+      ),
+    };
+    const changed =
+      decision.recommendedParallelism !== previous.recommendedParallelism ||
+      decision.reason !== previous.reason;
+    if (changed && decision.reason !== "MetricsIncomplete")
+      this.event(
+        decision.stuck ? "Warning" : "Normal",
+        decision.stuck ? "BacklogNotShrinking" : "Autoscaler",
+        `${spec.dryRun ? "dry run, not applied: " : ""}${decision.reason}: ${decision.message}`,
+      );
+  }
+
+  /** A rescale the autoscaler made, with its measured downtime (what the next plan counts in). */
+  recordRescale(op: Operation, to: number, downtimeSeconds: number): void {
+    const from = (this.previous.lastStableSpec as RunSpec | undefined)?.parallelism ?? to;
+    const rescales = [
+      ...(this.autoscaler?.rescales ?? []),
+      { time: op.startTime ?? this.now.toISOString(), from, to, downtimeSeconds },
+    ].slice(-60);
+    const hourAgo = this.now.getTime() - 3_600_000;
+    this.autoscaler = {
+      ...this.autoscaler,
+      rescales,
+      lastRescaleTime: op.startTime,
+      rescalesInLastHour: rescales.filter((r) => Date.parse(r.time) > hourAgo).length,
+    };
+  }
+
   secondsSince(time: string | undefined): number {
     return Math.round((this.now.getTime() - Date.parse(time ?? "")) / 100) / 10;
   }
@@ -869,6 +947,7 @@ class Reconcile {
       lastSavepoint: this.lastSavepoint,
       savepointHistory: this.history.length > 0 ? this.history : undefined,
       rollback: this.rollback,
+      autoscaler: this.autoscaler,
       lastStableSpecHash: state === "Running" ? this.run?.specHash : previous.lastStableSpecHash,
       lastStableSpec: state === "Running" ? this.run?.spec : previous.lastStableSpec,
     });

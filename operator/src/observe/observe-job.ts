@@ -10,6 +10,7 @@ import {
   type ObservedSavepointRecord,
   savepointIdOf,
 } from "../decide/reconcile.ts";
+import type { JobMetricsWindows } from "./job-metrics.ts";
 import { observePod } from "./pods.ts";
 import { podSavepointState } from "./runtime-control.ts";
 import { describeStorageError, openStore } from "./storage.ts";
@@ -51,7 +52,11 @@ export class JobStorage {
   }
 }
 
-export async function observeJob(inputs: ObserveInputs, storage: JobStorage): Promise<Observed> {
+export async function observeJob(
+  inputs: ObserveInputs,
+  storage: JobStorage,
+  metrics: JobMetricsWindows,
+): Promise<Observed> {
   const { job } = inputs;
   const { namespace, name, uid } = job.metadata;
   const pods = inputs.pods
@@ -69,13 +74,10 @@ export async function observeJob(inputs: ObserveInputs, storage: JobStorage): Pr
       ...(s.status?.path ? { path: s.status.path } : {}),
       ...(s.status?.completionTime ? { time: s.status.completionTime } : {}),
     }));
-  const observed: Observed = {
-    job,
-    pods,
-    specErrors: inputs.specErrors,
-    savepoints,
-    now: new Date(),
-  };
+  const now = new Date();
+  const observed: Observed = { job, pods, specErrors: inputs.specErrors, savepoints, now };
+  const autoscaling = await metrics.observe(job, pods, now.getTime());
+  if (autoscaling) observed.autoscaling = autoscaling;
 
   const op = job.status?.upgrade;
   if (op?.step === "savepoint" && op.startTime) {
