@@ -28,17 +28,26 @@ function roundOf(input: string, partitions: number, round: number) {
 }
 
 /**
- * Produces a round every `everyMs` until stopped, as live traffic would arrive during upgrades;
- * `stop()` resolves with the number of rounds produced.
+ * Produces `roundsPerTick` rounds every `everyMs` until stopped, as live traffic would arrive
+ * during upgrades (`setRoundsPerTick` changes the rate on the way); `stop()` resolves with the
+ * number of rounds produced.
  */
-export function produceContinuously(input: string, partitions: number, everyMs = 50) {
+export function produceContinuously(
+  input: string,
+  partitions: number,
+  everyMs = 50,
+  roundsPerTick = 1,
+) {
   const producer = inputProducer();
   let stopping = false;
   let rounds = 0;
+  let perTick = roundsPerTick;
   const loop = (async () => {
     while (!stopping) {
-      await producer.send({ messages: roundOf(input, partitions, rounds) });
-      rounds++;
+      const messages = [];
+      for (let i = 0; i < perTick; i++) messages.push(...roundOf(input, partitions, rounds + i));
+      if (messages.length > 0) await producer.send({ messages });
+      rounds += perTick;
       await sleep(everyMs);
     }
     await producer.close();
@@ -46,6 +55,9 @@ export function produceContinuously(input: string, partitions: number, everyMs =
   return {
     get rounds() {
       return rounds;
+    },
+    setRoundsPerTick(n: number): void {
+      perTick = n;
     },
     async stop(): Promise<number> {
       stopping = true;

@@ -183,14 +183,18 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
             periodSeconds: 1,
             failureThreshold: 120,
           },
+          // A pod deep in a batch answers late, not never: generous timeouts keep a busy pod
+          // Ready (and a savepoint possible) rather than flapping.
           readinessProbe: {
             httpGet: { path: "/readyz", port: "control" },
             periodSeconds: 2,
+            timeoutSeconds: 5,
             failureThreshold: 3,
           },
           livenessProbe: {
             httpGet: { path: "/healthz", port: "control" },
             periodSeconds: 10,
+            timeoutSeconds: 5,
             failureThreshold: 3,
           },
           securityContext: {
