@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { StreamJob, StreamJobStatus } from "../api/types.ts";
+import { validateStreamJob } from "../api/validate.ts";
 import { FINALIZER } from "../build/names.ts";
 import {
   type Action,
@@ -15,60 +16,37 @@ import { runSpecOf, specHash } from "./run-spec.ts";
 
 const now = new Date("2026-11-25T12:00:00Z");
 
+/** A job as the API server holds it: a minimal manifest with the schema's defaults filled in. */
 function sampleJob(
   overrides: Partial<StreamJob["spec"]> = {},
   status?: StreamJobStatus,
 ): StreamJob {
-  return {
+  const checked = validateStreamJob({
     apiVersion: "weir.dev/v1alpha1",
     kind: "StreamJob",
+    metadata: { name: "wc", namespace: "team" },
+    spec: {
+      image: "weir/runtime:1",
+      job: { entry: "/app/job.ts" },
+      kafka: { bootstrapServers: ["127.0.0.1:9092"] },
+      parallelism: 2,
+      savepoints: {
+        storage: { endpoint: "http://127.0.0.1:9000", bucket: "bkt", credentialsSecret: "s3" },
+      },
+    },
+  });
+  assert.ok(checked.ok);
+  const job = checked.job;
+  return {
+    ...job,
     metadata: {
-      name: "wc",
-      namespace: "team",
+      ...job.metadata,
       uid: "uid-1",
       generation: 1,
       finalizers: [FINALIZER],
       resourceVersion: "10",
     },
-    spec: {
-      image: "weir/runtime:1",
-      imagePullPolicy: "IfNotPresent",
-      job: { entry: "/app/job.ts" },
-      kafka: { bootstrapServers: ["127.0.0.1:9092"] },
-      parallelism: 2,
-      state: "running",
-      upgradeMode: "savepoint",
-      checkpoints: { interval: "10s" },
-      savepoints: {
-        storage: {
-          endpoint: "http://127.0.0.1:9000",
-          bucket: "b",
-          prefix: "weir",
-          region: "us-east-1",
-          credentialsSecret: "s3",
-        },
-        retention: { maxCount: 10 },
-        onDelete: false,
-        timeout: "5m",
-        fallbackToLastState: false,
-        maxCheckpointAge: "5m",
-      },
-      allowNonRestoredState: false,
-      readinessTimeout: "2m",
-      autoscaler: {
-        enabled: false,
-        dryRun: false,
-        minParallelism: 1,
-        targetUtilization: 0.7,
-        catchUpDuration: "5m",
-        scaleDownDelay: "10m",
-        metricsInterval: "15s",
-        metricsWindow: "2m",
-        maxRescalesPerHour: 6,
-        deadBand: 0.1,
-      },
-      ...overrides,
-    },
+    spec: { ...job.spec, ...overrides },
     ...(status ? { status } : {}),
   };
 }
