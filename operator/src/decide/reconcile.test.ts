@@ -475,6 +475,36 @@ describe("decide: upgrades through a savepoint", () => {
     assert.notEqual(retry.status.upgrade?.savepoint, first.status.upgrade?.savepoint);
   });
 
+  test("with fallbackToLastState, a failed savepoint goes on from checkpoints recent enough — not from old ones", () => {
+    const job = runningJob();
+    job.spec.savepoints = {
+      ...job.spec.savepoints,
+      fallbackToLastState: true,
+      maxCheckpointAge: "1m",
+    } as StreamJob["spec"]["savepoints"];
+    const changed = { ...job, spec: { ...job.spec, image: "weir/runtime:2" } };
+    const pods = [pod("r1", 0, { ip: "127.1.0.1" }), pod("r1", 1, { ip: "127.1.0.2" })];
+    const first = decide(observe(changed, pods));
+    const op = first.status.upgrade;
+    assert.ok(op);
+    const failing = (checkpointAgeSeconds: number) =>
+      decide({
+        ...observe(after(changed, first), pods),
+        savepoint: {
+          id: savepointIdOf(op),
+          pods: [{ name: "wc-r1-0", state: { state: "failed", reason: "boom" } }],
+          complete: false,
+          checkpointAgeSeconds,
+        },
+      });
+    const recent = failing(20);
+    assert.equal(recent.status.upgrade?.mode, "last-state");
+    assert.equal(recent.status.upgrade?.step, "stopping");
+    assert.ok(recent.events.some((e) => e.reason === "FallingBackToLastState"));
+    const stale = failing(300);
+    assert.equal(stale.status.upgrade?.step, "retry-wait");
+  });
+
   test("storage that cannot be used stops the savepoint before any pod is asked", () => {
     const job = runningJob();
     const changed = { ...job, spec: { ...job.spec, image: "weir/runtime:2" } };

@@ -60,6 +60,8 @@ export interface ObservedSavepoint {
   pods: { name: string; state: PodSavepointState }[];
   /** `_metadata.json` is written: the savepoint exists. */
   complete: boolean;
+  /** The oldest last checkpoint among the run's tasks (observed when a fall-back is allowed). */
+  checkpointAgeSeconds?: number;
 }
 
 /** A StreamSavepoint of this job, as the reconciler needs it. */
@@ -638,6 +640,32 @@ class Reconcile {
     if (op.kind === "delete") {
       // Deletion is not held hostage by storage: the checkpoints stay in the bucket.
       this.op = { ...op, mode: "last-state", step: "stopping", lastError: why };
+      return;
+    }
+    // Allowed by the spec, and the run's checkpoints are recent enough: go on without it.
+    const savepoints = this.job.spec.savepoints;
+    const age = this.o.savepoint?.checkpointAgeSeconds;
+    if (
+      savepoints?.fallbackToLastState &&
+      age !== undefined &&
+      age * 1000 <= parseDuration(savepoints.maxCheckpointAge ?? "5m")
+    ) {
+      this.event(
+        "Warning",
+        "FallingBackToLastState",
+        `${op.kind} goes on from the run's checkpoints (the oldest is ${Math.round(age)} s old)`,
+      );
+      this.op = {
+        ...op,
+        mode: "last-state",
+        step: "stopping",
+        lastError: why,
+        stopTime: this.now.toISOString(),
+      };
+      this.deletePods(
+        this.live.filter((p) => p.run === from.id),
+        `run ${from.id} is replaced (${op.kind})`,
+      );
       return;
     }
     if (stop)

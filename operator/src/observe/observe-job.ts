@@ -12,7 +12,7 @@ import {
 } from "../decide/reconcile.ts";
 import type { JobMetricsWindows } from "./job-metrics.ts";
 import { observePod } from "./pods.ts";
-import { podSavepointState } from "./runtime-control.ts";
+import { oldestCheckpointAgeSeconds, podSavepointState } from "./runtime-control.ts";
 import { describeStorageError, openStore } from "./storage.ts";
 
 export interface ObserveInputs {
@@ -88,6 +88,16 @@ export async function observeJob(
         .map(async (p) => ({ name: p.name, state: await podSavepointState(p.ip ?? "", id) })),
     );
     const seen: ObservedSavepoint = { id, pods: states, complete: false };
+    // Whether the run's checkpoints would do instead, should the savepoint fail.
+    if (job.spec.savepoints?.fallbackToLastState) {
+      const ages = await Promise.all(
+        pods
+          .filter((p) => p.run === op.fromRun && !p.terminating && p.ip)
+          .map((p) => oldestCheckpointAgeSeconds(p.ip ?? "")),
+      );
+      if (ages.length > 0 && ages.every((age) => age !== undefined))
+        seen.checkpointAgeSeconds = Math.max(...(ages as number[]));
+    }
     const done = states.filter((s) => s.state.state === "completed");
     const path = done[0]?.state.state === "completed" ? done[0].state.path : undefined;
     // Complete once `_metadata.json` exists — worth asking storage only when every part is in.

@@ -42,3 +42,22 @@ export async function podSavepointState(podIP: string, id: string): Promise<PodS
     return { state: "unreachable", reason: error instanceof Error ? error.message : String(error) };
   }
 }
+
+/**
+ * How old the oldest last checkpoint of the pod's tasks is (its `/v1/status`), or undefined when
+ * the pod does not answer: what a fall-back to last-state must know is recent enough.
+ */
+export async function oldestCheckpointAgeSeconds(podIP: string): Promise<number | undefined> {
+  try {
+    const response = await fetch(url(podIP, "/v1/status"), {
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    if (response.status !== 200) return undefined;
+    const status = (await response.json()) as { tasks?: { checkpointAgeSeconds?: number }[] };
+    const ages = (status.tasks ?? []).map((t) => t.checkpointAgeSeconds);
+    if (ages.some((age) => typeof age !== "number")) return undefined;
+    return Math.max(0, ...(ages as number[]));
+  } catch {
+    return undefined;
+  }
+}
