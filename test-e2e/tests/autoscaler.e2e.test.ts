@@ -33,7 +33,7 @@ test("scales up with the backlog, back down after the load drops, exactly once t
   spec.job.entry = "/app/test-e2e/fixtures/slow-word-count.ts";
   spec.job.config.msPerLine = 2;
   await bed.apply(job.manifest);
-  await jobReady(bed.namespace, name);
+  const applied = await jobReady(bed.namespace, name);
 
   // 4 lines a round, 3 rounds every 20 ms: ~600 lines/s against ~500 a pod can do.
   const traffic = produceContinuously(job.input, 3, 20, 3);
@@ -73,6 +73,11 @@ test("scales up with the backlog, back down after the load drops, exactly once t
       240_000,
     );
     assert.equal(down.status?.autoscaler?.rescales?.at(-1)?.to, 1);
+    assert.equal(
+      down.metadata.generation,
+      applied.metadata.generation,
+      "autoscaling never wrote the spec (GitOps tools see no drift)",
+    );
 
     const described = await cli("kubectl", ["describe", "sj", name, "-n", bed.namespace]);
     assert.match(described, /Recommended Parallelism/);

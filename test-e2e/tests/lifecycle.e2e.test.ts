@@ -65,6 +65,8 @@ async function throughSavepoint(change: () => Promise<void>, trigger: string): P
   const before = await readJob(bed.namespace, name);
   const roundsBefore = traffic?.rounds ?? 0;
   await change();
+  // The operator never writes the spec: the generation moves with the user's change alone.
+  const generation = (await readJob(bed.namespace, name)).metadata.generation;
   const sj = await eventually(
     "the next run to be running after its savepoint",
     async () => {
@@ -78,6 +80,7 @@ async function throughSavepoint(change: () => Promise<void>, trigger: string): P
     },
     180_000,
   );
+  assert.equal(sj.metadata.generation, generation, "the operation left the spec alone");
   const savepoint = sj.status?.lastSavepoint;
   assert.equal(savepoint?.trigger, trigger);
   assert.equal(savepoint?.run, before.status?.run?.id, "taken from the run that was replaced");
