@@ -86,6 +86,13 @@ describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
     assert.equal(sj.status?.parallelism, 2);
     assert.equal(sj.status?.selector, `weir.dev/job=${name}`);
     assert.ok(sj.metadata.finalizers?.includes("weir.dev/cleanup"));
+    assert.ok(
+      sj.metadata.managedFields?.some(
+        (f) =>
+          f.manager === "weir-operator" && f.operation === "Apply" && f.subresource === "status",
+      ),
+      "the status is server-side applied by Weir's own field manager",
+    );
     const run = sj.status?.run?.id ?? "";
     const pods = created.sort((a, b) =>
       (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""),

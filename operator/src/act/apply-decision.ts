@@ -36,6 +36,7 @@ export function savepointIdFromPath(path: string): string | undefined {
   return /\/savepoints\/([^/]+)\/?$/.exec(path)?.[1];
 }
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+const serverSideApply = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
 
 async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T | undefined> {
   try {
@@ -74,13 +75,25 @@ export async function applyDecision(
     await patchFinalizers([...(job.metadata?.finalizers ?? []), FINALIZER]);
 
   if (!isDeepStrictEqual(decision.status, job.status ?? {})) {
-    const updated = (await clients.custom.replaceNamespacedCustomObjectStatus({
-      ...STREAMJOBS,
-      namespace,
-      name,
-      fieldManager: FIELD_MANAGER,
-      body: { ...job, metadata: { ...job.metadata, resourceVersion }, status: decision.status },
-    })) as StreamJob;
+    // Server-side apply with Weir's own field manager: the status is the operator's, whole
+    // (fields it leaves out are removed), and the resourceVersion makes it conditional, so a
+    // job changed since it was read is a 409 and a fresh reconcile, never a blind overwrite.
+    const updated = (await clients.custom.patchNamespacedCustomObjectStatus(
+      {
+        ...STREAMJOBS,
+        namespace,
+        name,
+        fieldManager: FIELD_MANAGER,
+        force: true,
+        body: {
+          apiVersion: job.apiVersion,
+          kind: job.kind,
+          metadata: { name, namespace, resourceVersion },
+          status: decision.status,
+        },
+      },
+      serverSideApply,
+    )) as StreamJob;
     resourceVersion = updated.metadata?.resourceVersion;
     clients.statusWritten?.(decision.status);
   }
