@@ -27,10 +27,10 @@ export const jobRules: Rule[] = [
     verbs: ["get", "list", "watch", "patch"],
   },
   {
-    why: "StreamJobs: write their status",
+    why: "StreamJobs: write their status (server-side apply)",
     apiGroups: [GROUP],
     resources: [`${STREAMJOB_PLURAL}/status`],
-    verbs: ["update"],
+    verbs: ["patch"],
   },
   {
     why: "blockOwnerDeletion on owned objects, where OwnerReferencesPermissionEnforcement is on",

@@ -178,7 +178,7 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
   test("the service account may do what the operator does, and nothing else", async () => {
     const allowed: [string, string, string][] = [
       ["watch", "streamjobs.weir.dev", jobsNs],
-      ["update", "streamjobs.weir.dev/status", jobsNs],
+      ["patch", "streamjobs.weir.dev/status", jobsNs],
       ["create", "pods", jobsNs],
       ["deletecollection", "configmaps", jobsNs],
       ["get", "secrets", jobsNs],

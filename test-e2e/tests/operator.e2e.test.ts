@@ -419,7 +419,7 @@ test("the operator's service account may do what it uses and nothing else", asyn
   };
   for (const [verb, resource] of [
     ["watch", "streamjobs.weir.dev"],
-    ["update", "streamjobs.weir.dev/status"],
+    ["patch", "streamjobs.weir.dev/status"],
     ["create", "pods"],
     ["delete", "pods"],
     ["create", "configmaps"],

@@ -4,10 +4,10 @@
 - apiGroups: [weir.dev]
   resources: [streamjobs]
   verbs: [get, list, watch, patch]
-# StreamJobs: write their status
+# StreamJobs: write their status (server-side apply)
 - apiGroups: [weir.dev]
   resources: [streamjobs/status]
-  verbs: [update]
+  verbs: [patch]
 # blockOwnerDeletion on owned objects, where OwnerReferencesPermissionEnforcement is on
 - apiGroups: [weir.dev]
   resources: [streamjobs/finalizers]
