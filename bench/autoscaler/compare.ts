@@ -1,42 +1,54 @@
 // The comparison `npm run bench -- autoscaler` prints: every trace × {Weir, KEDA-like,
-// Flink-like} on the same job model, and whether Weir's policy meets its bar.
+// Flink-like} on the same job model, calibrated from measurements (calibration.ts), and
+// whether Weir's policy meets its bar.
 import type { AutoscalerSpec } from "../../operator/src/api/types.generated.ts";
+import { type Calibrated, calibrated, readCalibration } from "./calibration.ts";
 import type { ModelParameters } from "./model.ts";
 import { flinkPolicy, kedaPolicy, type Policy, weirPolicy } from "./policies.ts";
 import { type SimulationResult, simulate } from "./simulate.ts";
 import { type Trace, traces } from "./traces.ts";
 
-// The model's parameters, to be calibrated from the real runtime. Per-pod capacity: what
-// `npm run bench -- runtime` measures for one runtime process (stateless example, ~70,000
-// records/s on the development machine; docs/architecture.md, "Benchmarks"). The figures scale
-// with it (traces are in multiples of it). Rescale downtime: what a savepoint rescale takes on
-// the local cluster (stop with savepoint → the new run processing), not measured yet (the
-// savepoint rescale is the lifecycle issue's); the comparison is sensitive to it (see docs).
-export const POD_CAPACITY = 70_000;
-export const RESCALE_DOWNTIME_SECONDS = 30;
-export const MODEL: ModelParameters = {
-  partitions: 60,
-  podCapacity: POD_CAPACITY,
-  capacitySpread: 0.05,
-  jitter: 0.05,
-  rescaleDowntimeSeconds: RESCALE_DOWNTIME_SECONDS,
-  downtimeSpread: 0.2,
-  metricDelaySeconds: 2,
-  scrapeIntervalSeconds: 15,
-  checkpointIntervalSeconds: 10,
-  seed: 7,
-};
+/** The measured figures (calibration.json): per-pod capacity and the rescales' cost. */
+export const CALIBRATED: Calibrated = calibrated(readCalibration());
+export const SEED = 7;
+
+/** The job model at a calibration; what is not measured is stated here. */
+export function modelParameters(c: Calibrated = CALIBRATED, seed = SEED): ModelParameters {
+  return {
+    partitions: 60,
+    podCapacity: c.podCapacity,
+    capacitySpread: c.capacitySpread,
+    // Not measured: second-to-second noise of a pod's capacity and of the arrival rate.
+    jitter: 0.05,
+    scaleUp: c.scaleUp,
+    scaleDown: c.scaleDown,
+    downtimeSpread: c.downtimeSpread,
+    // Not measured: a scrape takes milliseconds on the local cluster; 2 s leaves room for a slow
+    // reconcile. Scrapes every 15 s: the API's default metricsInterval.
+    metricDelaySeconds: 2,
+    scrapeIntervalSeconds: 15,
+    // The CRD's default checkpoint interval.
+    checkpointIntervalSeconds: 10,
+    seed,
+  };
+}
+
 /** The lag objective: the oldest unprocessed record at most this old. */
 export const SLO_LAG_SECONDS = 60;
 /**
- * KEDA's lagThreshold: the lag one replica drains within the SLO, i.e. KEDA asks for as many
- * replicas as it takes to be back within the SLO.
+ * KEDA's lagThreshold (records per replica; KEDA's default of 10 is for slow consumers): what
+ * one replica processes in half the SLO. The HPA steers the lag to about lagThreshold per
+ * replica, i.e. the oldest record to about lagThreshold / capacity seconds; half the SLO leaves
+ * the other half for what it sees late (a 15 s sync, its 10 % tolerance, offsets committed at
+ * checkpoints, a restart). A whole SLO's worth would settle right at the SLO.
  */
-export const KEDA_LAG_THRESHOLD = POD_CAPACITY * SLO_LAG_SECONDS;
+export function kedaLagThreshold(podCapacity: number): number {
+  return (podCapacity * SLO_LAG_SECONDS) / 2;
+}
 const INITIAL_PARALLELISM = 2;
 
-/** Weir's spec: the API's defaults. */
-export const WEIR_SPEC: AutoscalerSpec = {
+/** The API's defaults (a job whose rescales were assumed to take a minute). */
+export const API_DEFAULTS: AutoscalerSpec = {
   enabled: true,
   dryRun: false,
   minParallelism: 1,
@@ -49,23 +61,43 @@ export const WEIR_SPEC: AutoscalerSpec = {
   deadBand: 0.1,
 };
 
-export function policies(): Policy[] {
+/**
+ * Weir's spec for a job whose rescales take seconds (as measured): no headroom beyond what the
+ * catch-up term and the even spread of partitions leave, since a rise is answered within a
+ * window and a rescale; a 1 min window, so a new run is judged soon; scale-downs 2 min after
+ * the load drops, since scaling back up costs seconds too; and rescales as often as that needs.
+ */
+export const WEIR_SPEC: AutoscalerSpec = {
+  ...API_DEFAULTS,
+  targetUtilization: 1,
+  scaleDownDelay: "2m",
+  metricsWindow: "1m",
+  maxRescalesPerHour: 30,
+};
+
+export function policies(model: ModelParameters, spec = WEIR_SPEC): Policy[] {
   return [
-    weirPolicy(WEIR_SPEC, MODEL.partitions),
-    kedaPolicy(KEDA_LAG_THRESHOLD, MODEL.partitions),
-    flinkPolicy(MODEL.partitions, MODEL.scrapeIntervalSeconds * 1000),
+    weirPolicy(spec, model.partitions),
+    kedaPolicy(kedaLagThreshold(model.podCapacity), model.partitions),
+    flinkPolicy(model.partitions, model.scrapeIntervalSeconds * 1000),
   ];
 }
 
-export function compare(selected: Trace[] = traces(POD_CAPACITY, MODEL.seed)): SimulationResult[] {
-  return selected.flatMap((trace) =>
-    policies().map((policy) =>
-      simulate(trace, policy, MODEL, {
-        initialParallelism: INITIAL_PARALLELISM,
-        sloLagSeconds: SLO_LAG_SECONDS,
-      }),
-    ),
-  );
+/** Every trace (or the selected ones) × every policy on the model. */
+export function compare(
+  model: ModelParameters = modelParameters(),
+  selected: (trace: Trace) => boolean = () => true,
+): SimulationResult[] {
+  return traces(model.podCapacity, model.seed)
+    .filter(selected)
+    .flatMap((trace) =>
+      policies(model).map((policy) =>
+        simulate(trace, policy, model, {
+          initialParallelism: INITIAL_PARALLELISM,
+          sloLagSeconds: SLO_LAG_SECONDS,
+        }),
+      ),
+    );
 }
 
 export interface Verdict {

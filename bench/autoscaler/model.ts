@@ -1,12 +1,21 @@
 // A model of one Weir job under load, one step per simulated second: partitions owned by
 // subtasks as the runtime assigns them, each pod processing up to its (noisy) capacity, backlog
-// per partition, rescales that stop processing for a (noisy) downtime, and the runtime's metrics
-// as the operator scrapes them (the same RuntimeSample type, counters per pod since its start).
+// per partition, rescales as the operator runs them (a savepoint while the old run still
+// processes, then a downtime that processes nothing, both noisy), and the runtime's metrics as
+// the operator scrapes them (the same RuntimeSample type, counters per pod since its start).
 
 import type { AutoscalerRescale } from "../../operator/src/api/types.generated.ts";
 import type { RuntimeSample } from "../../operator/src/observe/runtime-metrics.ts";
 import { partitionsOf } from "../../runtime/src/engine/assignment.ts";
 import { normal, seeded } from "./random.ts";
+
+/** What a savepoint rescale costs, as the operator measures it (its RunReady Event). */
+export interface RescaleCost {
+  /** Mean seconds from the decision until the old run stops: its savepoint, taken while it processes. */
+  savepointSeconds: number;
+  /** Mean seconds nothing is processed: the old pods stop, the new ones start, restore, are ready. */
+  downtimeSeconds: number;
+}
 
 export interface ModelParameters {
   partitions: number;
@@ -16,9 +25,10 @@ export interface ModelParameters {
   capacitySpread: number;
   /** Relative second-to-second jitter of a pod's capacity and of the arrival rate. */
   jitter: number;
-  /** Mean seconds a rescale processes nothing (savepoint, stop, start, restore). */
-  rescaleDowntimeSeconds: number;
-  /** Relative spread of that downtime. */
+  /** Scale-ups and scale-downs are measured apart: a scale-up stops a run under load. */
+  scaleUp: RescaleCost;
+  scaleDown: RescaleCost;
+  /** Relative spread of a rescale's savepoint and downtime. */
   downtimeSpread: number;
   /** Seconds between the state a scrape shows and the moment the operator reads it. */
   metricDelaySeconds: number;
@@ -42,8 +52,8 @@ export class JobModel {
   t = 0;
   parallelism: number;
   run = 1;
-  /** Set while a rescale is in progress: the parallelism it goes to and when it ends. */
-  rescaling: { to: number; until: number; started: number } | undefined;
+  /** Set while a rescale is in progress: the parallelism it goes to, when the old run stops and when the new one runs. */
+  rescaling: { to: number; stop: number; until: number } | undefined;
   readonly rescales: AutoscalerRescale[] = [];
   readonly backlog: number[];
   /** Records processed per partition since the start (for the time lag). */
@@ -64,26 +74,20 @@ export class JobModel {
     this.#startRun();
   }
 
-  /** Pods that count: the run's, or during a rescale the ones being started. */
+  /** Pods that count: the run's, and once it stopped in a rescale the ones being started. */
   get replicas(): number {
-    return this.rescaling?.to ?? this.parallelism;
+    return this.rescaling && this.t >= this.rescaling.stop ? this.rescaling.to : this.parallelism;
   }
 
   /** Starts a rescale to `to`; ignored while one is in progress. */
   rescale(to: number): void {
     if (this.rescaling || to === this.parallelism) return;
-    const downtime =
-      this.params.rescaleDowntimeSeconds *
-      Math.max(0.3, 1 + this.params.downtimeSpread * normal(this.#random));
-    this.rescaling = { to, until: this.t + downtime, started: this.t };
-    this.rescales.push({
-      time: iso(this.t),
-      from: this.parallelism,
-      to,
-    });
-    // Stop with a savepoint commits everything processed.
-    this.#processedAtCheckpoint = this.#totalProcessed();
-    this.#pods = [];
+    const cost = to > this.parallelism ? this.params.scaleUp : this.params.scaleDown;
+    const noisy = (mean: number) =>
+      mean * Math.max(0.3, 1 + this.params.downtimeSpread * normal(this.#random));
+    const stop = this.t + noisy(cost.savepointSeconds);
+    this.rescaling = { to, stop, until: stop + noisy(cost.downtimeSeconds) };
+    this.rescales.push({ time: iso(this.t), from: this.parallelism, to });
   }
 
   /** One second with `rate` records/s arriving (spread evenly over the partitions). */
@@ -93,9 +97,15 @@ export class JobModel {
     for (let p = 0; p < partitions; p++)
       this.backlog[p] = (this.backlog[p] ?? 0) + arriving / partitions;
     this.arrived.push((this.arrived.at(-1) ?? 0) + arriving);
+    if (this.rescaling && this.t >= this.rescaling.stop && this.#pods.length > 0) {
+      // Stop with a savepoint commits everything processed.
+      this.#processedAtCheckpoint = this.#totalProcessed();
+      this.#pods = [];
+    }
     if (this.rescaling && this.t >= this.rescaling.until) {
+      // The operator measures downtime from the old run's stop to the new run's readiness.
       const entry = this.rescales.at(-1) as AutoscalerRescale;
-      entry.downtimeSeconds = Math.round((this.t - this.rescaling.started) * 10) / 10;
+      entry.downtimeSeconds = Math.round((this.t - Math.ceil(this.rescaling.stop)) * 10) / 10;
       this.parallelism = this.rescaling.to;
       this.rescaling = undefined;
       this.run++;

@@ -134,10 +134,31 @@ test("a burst shorter than a rescale is drained, not scaled for", () => {
   assert.equal(d.inputs.sustainedArrivalRate, 4000);
 });
 
+test("with short measured rescales, a burst across two scrape intervals is still drained", () => {
+  // Rescales of 6 s: the rate must hold through 3 intervals; a 20 s burst touches 2 at most.
+  const history: AutoscalerHistory = {
+    ...settled(6),
+    rescales: [{ time: ago(50), from: 4, to: 6, downtimeSeconds: 6 }],
+  };
+  const burst = load(6, 4000, {
+    intervalArrivalRates: [4000, 4000, 4000, 4000, 4000, 4000, 8000, 6000],
+    backlog: 80_000,
+  });
+  assert.deepEqual(brief(decide({ summary: burst, parallelism: 6, history })), {
+    to: 6,
+    reason: "Steady",
+  });
+  // Through 3 intervals, it is a rise.
+  const rise = load(6, 8000, {
+    intervalArrivalRates: [4000, 4000, 4000, 4000, 4000, 8000, 8000, 8000],
+  });
+  assert.equal(decide({ summary: rise, parallelism: 6, history }).reason, "ScaleUp");
+});
+
 test("a rise that held longer than a rescale is sized for the rate now, so one rescale does", () => {
-  // Over the last 5 intervals (60 s of downtime + one) at least 5000/s arrived; 8000/s now.
+  // Over the last 6 intervals (60 s of downtime + two) at least 5000/s arrived; 8000/s now.
   const summary = load(3, 8000, {
-    intervalArrivalRates: [2000, 2000, 2000, 5000, 6000, 8000, 8000, 8000],
+    intervalArrivalRates: [2000, 2000, 5000, 6000, 6000, 8000, 8000, 8000],
   });
   const d = decide({ summary, parallelism: 3, history: settled(3) });
   assert.deepEqual(brief(d), { to: 12, reason: "ScaleUp" });
@@ -243,11 +264,16 @@ test("within minParallelism/maxParallelism; a parallelism outside them is correc
   assert.deepEqual(brief(raised), { to: 3, reason: "OutsideLimits" });
 });
 
-test("aligned so partitions spread evenly: 5 subtasks' worth of 12 partitions runs on 4", () => {
-  // 3200/s at 70 % needs 4.6 subtasks; with 12 partitions, 5 would leave a subtask with 3
-  // partitions anyway, so 4 carry the same load.
+test("aligned so partitions spread evenly: 4.6 subtasks' worth of 12 partitions runs on 6", () => {
+  // 3200/s at 70 % needs 4.6 evenly loaded subtasks, i.e. at most 2 partitions (533/s) each: 5
+  // (or 4) would leave a subtask with 3 partitions, 800/s, 80 % busy.
   const d = decide({ summary: load(2, 3200), partitions: 12, parallelism: 2 });
-  assert.deepEqual(brief(d), { to: 4, reason: "ScaleUp" });
+  assert.deepEqual(brief(d), { to: 6, reason: "ScaleUp" });
+  // 2500/s needs 3.6: 3 partitions (625/s, 63 %) each, on 4.
+  assert.deepEqual(brief(decide({ summary: load(2, 2500), partitions: 12, parallelism: 2 })), {
+    to: 4,
+    reason: "ScaleUp",
+  });
 });
 
 test("dead band: a small relative change does nothing", () => {

@@ -10,8 +10,9 @@
 // - a rescale stops processing for the expected downtime D (measured on this job's past
 //   rescales), so the backlog after it is B + λ·D, and it must drain within catchUpDuration T
 //   while new records keep arriving: P·r ≥ λ + (B + λ·D)/T.
-// The target is the smallest parallelism satisfying both, aligned so partitions spread evenly
-// (alignParallelism), within minParallelism/maxParallelism and the partition count.
+// The target is the smallest parallelism satisfying both with its busiest subtask (which owns
+// ceil(partitions / P) partitions), aligned so partitions spread evenly (alignParallelism),
+// within minParallelism/maxParallelism and the partition count.
 // Draining runs at full speed, so the catch-up term does not carry the utilization headroom.
 //
 // Then, in order: a parallelism outside the limits is corrected at once; incomplete metrics
@@ -88,8 +89,15 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
   const { summary, spec, partitions, parallelism: current, history, now } = input;
   const max = Math.min(spec.maxParallelism ?? partitions, partitions);
   const min = Math.min(spec.minParallelism, max);
+  // Capacity is the busiest subtask's: `desired` parallelism's worth of evenly loaded subtasks
+  // takes subtasks of at most floor(partitions / desired) partitions each.
   const align = (desired: number) =>
-    alignParallelism(partitions, desired, spec.minParallelism, spec.maxParallelism ?? partitions);
+    alignParallelism(
+      partitions,
+      partitions / Math.max(1, Math.floor(partitions / desired)),
+      spec.minParallelism,
+      spec.maxParallelism ?? partitions,
+    );
   const limits = { minParallelism: min, maxParallelism: max, partitions, current };
 
   if (current < min || current > max) {
@@ -115,9 +123,10 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
   const backlog = summary.backlog;
   const downtime = expectedDowntimeSeconds(history);
   const catchUp = parseDuration(spec.catchUpDuration) / 1000;
-  // The rate that held through the last intervals covering a rescale's downtime: a burst
-  // shorter than a rescale is cheaper to drain (the backlog term) than to scale for.
-  const sustainedIntervals = Math.ceil(downtime / (parseDuration(spec.metricsInterval) / 1000)) + 1;
+  // The rate that held through the last intervals covering a rescale's downtime and one whole
+  // interval more (a burst can touch two intervals without filling either): a burst shorter
+  // than that is cheaper to drain (the backlog term) than to scale for.
+  const sustainedIntervals = Math.ceil(downtime / (parseDuration(spec.metricsInterval) / 1000)) + 2;
   const recent = summary.intervalArrivalRates.slice(-sustainedIntervals);
   const arrival = recent.length > 0 ? Math.min(...recent) : summary.arrivalRate;
   const latest = recent.at(-1) ?? arrival;
@@ -162,8 +171,10 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
     target = need(arrival);
     why = `arrival ${fmt(arrival)}/s, backlog ${fmt(backlog)}, ${fmt(r)}/s per busy subtask`;
     if (target > current) {
+      // What the current parallelism is worth in evenly loaded subtasks (its busiest one bounds it).
+      const evenly = partitions / Math.ceil(partitions / current);
       const sufficient =
-        current >= steady(arrival) && (negligible || current * r - arrival >= backlog / catchUp);
+        evenly >= steady(arrival) && (negligible || evenly * r - arrival >= backlog / catchUp);
       if (sufficient) {
         // Draining without a rescale is faster than paying its downtime.
         target = current;
