@@ -10,11 +10,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Admin } from "@platformatic/kafka";
 import { stringify } from "yaml";
 import { down, status, up } from "../test-e2e/cluster/cluster.ts";
-import { clusterDir, repoRoot } from "../test-e2e/cluster/layout.ts";
-import { helmRelease, type WeirRelease } from "../test-e2e/support/chart.ts";
+import { clusterDir, clusterPaths, repoRoot } from "../test-e2e/cluster/layout.ts";
+import { helmRelease, keepOperatorLogs, type WeirRelease } from "../test-e2e/support/chart.ts";
 import { cli, clusterEnv } from "../test-e2e/support/cluster.ts";
-import { deleteTopicsOf } from "../test-e2e/support/kafka.ts";
+import { deleteTopicsOf, readTopic } from "../test-e2e/support/kafka.ts";
 import { patchJobSpec } from "../test-e2e/support/operator.ts";
+import { eventually } from "../test-e2e/support/wait.ts";
+import { countMismatches, expectedCounts, total } from "./demo/check.ts";
 import { startLoad } from "./demo/load.ts";
 import { Observer } from "./demo/observe.ts";
 import {
@@ -70,11 +72,26 @@ async function demo(): Promise<void> {
     await install();
     const run = await deployJob(admin);
     await drive(admin, run);
+  } catch (error) {
+    await failed(error);
   } finally {
     await admin.close();
   }
   say(`\nThe demo took ${clock((performance.now() - began) / 1000)} in all.`);
   say(instructions());
+}
+
+/** Says what failed and where to look, keeps the operator's logs, and exits 1. */
+async function failed(error: unknown): Promise<never> {
+  const { message, stderr } = error as { message?: string; stderr?: string };
+  const what = (stderr || message || String(error)).trim();
+  await keepOperatorLogs(release).catch(() => {});
+  process.stderr.write(
+    `\nThe demo failed: ${what}\n` +
+      `  the operator's logs are kept in ${show(join(clusterPaths.logs, "chart-*.log"))}\n` +
+      `  source .cluster/env; kubectl -n ${DEMO.namespace} describe sj ${DEMO.job}\n`,
+  );
+  process.exit(1);
 }
 
 /** The chart, with the operator watching only the demo's namespace (other jobs are not its business). */
@@ -106,7 +123,8 @@ function sourceHash(): string {
 /** A fresh job on fresh topics (a previous demo's job, savepoints and topics go first). */
 async function deployJob(admin: Admin): Promise<string> {
   const started = performance.now();
-  await cli("kubectl", ["delete", "sj", DEMO.job, ...ns, "--ignore-not-found", "--timeout=3m"]);
+  say("▶ removing the previous demo's job, savepoints and topics (if any)");
+  await cli("kubectl", ["delete", "sj", DEMO.job, ...ns, "--ignore-not-found", "--timeout=2m"]);
   await cli("kubectl", ["delete", "ssp", "--all", ...ns, "--ignore-not-found"]);
   await deleteTopicsOf(admin, [DEMO.topicPrefix]);
   const run = Date.now().toString(36);
@@ -247,13 +265,15 @@ async function drive(admin: Admin, run: string): Promise<void> {
   };
   writeFileSync(files.plot, renderPlot(plot));
   writeFileSync(files.samples, samplesCsv(samples));
-  const last = samples.at(-1);
+  say(`\n▶ load stopped; waiting for the job to process every line, then reading its output back`);
+  const { processed, exactlyOnce } = await verify(observer, topics.output, load.produced, elapsed);
   const autoscaler = observer.job?.status?.autoscaler;
   say("");
   for (const line of summaryLines({
-    seconds: last?.t ?? 0,
+    seconds: samples.at(-1)?.t ?? 0,
     produced: load.produced,
-    processed: last?.processed ?? 0,
+    processed,
+    exactlyOnce,
     savepoints: await observer.savepoints(),
     operations,
     outcomes,
@@ -262,6 +282,50 @@ async function drive(admin: Admin, run: string): Promise<void> {
   })) {
     say(line);
   }
+}
+
+/**
+ * Waits (30 s at most) until the job has committed every line produced, then reads the output
+ * back and checks every word's running counts (check.ts).
+ */
+async function verify(
+  observer: Observer,
+  output: string,
+  produced: number,
+  elapsed: () => number,
+): Promise<{ processed: number; exactlyOnce: string }> {
+  let processed = 0;
+  const drained = await eventually(
+    "the job to process every line",
+    async () => {
+      processed = (await observer.observe(elapsed(), produced)).processed;
+      return processed >= produced ? true : undefined;
+    },
+    30_000,
+  ).then(
+    () => true,
+    () => false,
+  );
+  if (!drained) {
+    return {
+      processed,
+      exactlyOnce: `not checked: ${produced - processed} lines still unprocessed after 30 s`,
+    };
+  }
+  const expected = expectedCounts(produced);
+  const records = total(expected);
+  const values = await readTopic(output, (read) => read.length >= records, {
+    timeoutMs: 60_000,
+  }).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+  if (values instanceof Error) return { processed, exactlyOnce: `NO: ${values.message}` };
+  const mismatches = countMismatches(values, expected);
+  return {
+    processed,
+    exactlyOnce:
+      mismatches.length === 0
+        ? `yes: ${records.toLocaleString("en-US")} running counts read back, each word's 1..n once`
+        : `NO, ${mismatches.length} words: ${mismatches.slice(0, 3).join("; ")}`,
+  };
 }
 
 function progressLine(o: Observation, phaseName: string): string {

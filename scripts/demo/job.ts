@@ -18,6 +18,14 @@ function work(ms: number): void {
   if (ms > 0) Atomics.wait(blocker, 0, 0, ms);
 }
 
+/** The words of a line, as the job counts them. */
+export function wordsOf(line: string): string[] {
+  return line
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}']+/u)
+    .filter((word) => word.length > 0);
+}
+
 export function demoWordCount(config: JobConfig = {}): Job {
   const workMs = config.workMs ?? 0;
   if (typeof workMs !== "number" || !(workMs >= 0)) {
@@ -27,9 +35,8 @@ export function demoWordCount(config: JobConfig = {}): Job {
     .source(kafkaSource({ topic: configString(config, "input", "lines"), value: "string" }))
     .flatMap((line) => {
       work(workMs);
-      return line.toLowerCase().split(/[^\p{L}\p{N}']+/u);
+      return wordsOf(line);
     })
-    .filter((word) => word.length > 0)
     .keyBy((word) => word)
     .aggregate("counts", { init: () => 0, add: (count: number) => count + 1 })
     .sink(

@@ -12,6 +12,11 @@ const LINES = [
   "pods come and go",
 ];
 
+/** The `index`th line produced. */
+export function lineAt(index: number): string {
+  return LINES[index % LINES.length] as string;
+}
+
 const TICK_MS = 100;
 
 export interface LoadGenerator {
@@ -43,7 +48,7 @@ export function startLoad(topic: string, partitions: number): LoadGenerator {
             messages: Array.from({ length: count }, (_, i) => ({
               topic,
               partition: (produced + i) % partitions,
-              value: LINES[(produced + i) % LINES.length] as string,
+              value: lineAt(produced + i),
             })),
           });
           produced += count;

@@ -157,6 +157,7 @@ test("the summary: counts, savepoints, operations, and a goal missed said plainl
     seconds: 190,
     produced: 45_448,
     processed: 45_275,
+    exactlyOnce: "yes: 9 running counts",
     savepoints: { upgrade: 1, rescale: 1 },
     operations: [
       { kind: "upgrade", seconds: 5.3, downtimeSeconds: 3, pods: 1, t: 25, from: 1 },
@@ -173,6 +174,7 @@ test("the summary: counts, savepoints, operations, and a goal missed said plainl
   }).join("\n");
   assert.match(lines, /lines produced +45,448/);
   assert.match(lines, /lines processed +45,275/);
+  assert.match(lines, /exactly once +yes: 9 running counts/);
   assert.match(lines, /savepoints +2 \(upgrade 1, rescale 1\)/);
   assert.match(lines, /upgrade +at 0:25: 5\.3 s in all, downtime 3 s/);
   assert.match(lines, /1 → 3 pods at 0:53: 8\.6 s in all, downtime 5\.9 s/);

@@ -215,6 +215,8 @@ export interface SummaryFacts {
   seconds: number;
   produced: number;
   processed: number;
+  /** What reading the output back showed. */
+  exactlyOnce: string;
   /** Completed savepoints by trigger. */
   savepoints: Record<string, number>;
   /** Completed operations, with when (seconds since the load started) and parallelism before. */
@@ -239,7 +241,8 @@ export function summaryLines(facts: SummaryFacts): string[] {
   const lines = [
     `Summary after ${clock(facts.seconds)} of load`,
     `  lines produced      ${count(facts.produced)}`,
-    `  lines processed     ${count(facts.processed)} (committed by the job, exactly once)`,
+    `  lines processed     ${count(facts.processed)} (committed by the job)`,
+    `  exactly once        ${facts.exactlyOnce}`,
     `  savepoints          ${total}${total > 0 ? ` (${savepoints.map(([trigger, n]) => `${trigger} ${n}`).join(", ")})` : ""}`,
   ];
   const upgrades = facts.operations.filter((op) => op.kind === "upgrade");
