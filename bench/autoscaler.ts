@@ -101,7 +101,7 @@ function sensitivity(c: Calibrated): boolean {
   );
   let all = true;
   const rows: string[][] = [];
-  for (const seconds of [c.meanDowntimeSeconds, ...SENSITIVITY_DOWNTIMES]) {
+  for (const seconds of new Set([c.meanDowntimeSeconds, ...SENSITIVITY_DOWNTIMES])) {
     for (const seed of SENSITIVITY_SEEDS) {
       const results = compare(modelParameters(withMeanDowntime(c, seconds), seed));
       const v = verdict(results);

@@ -62,15 +62,15 @@ export const API_DEFAULTS: AutoscalerSpec = {
 };
 
 /**
- * Weir's spec for a job whose rescales take seconds (as measured): no headroom beyond what the
- * catch-up term and the even spread of partitions leave, since a rise is answered within a
- * window and a rescale; a 1 min window, so a new run is judged soon; scale-downs 2 min after
- * the load drops, since scaling back up costs seconds too; and rescales as often as that needs.
+ * Weir's spec for a job whose rescales take seconds (as measured): 5 % headroom, since a rise
+ * is answered within a window and a rescale; a 1 min window, so a new run is judged soon;
+ * scale-downs 1 min after the load drops, since scaling back up costs seconds too; and
+ * rescales as often as that needs.
  */
 export const WEIR_SPEC: AutoscalerSpec = {
   ...API_DEFAULTS,
-  targetUtilization: 1,
-  scaleDownDelay: "2m",
+  targetUtilization: 0.95,
+  scaleDownDelay: "1m",
   metricsWindow: "1m",
   maxRescalesPerHour: 30,
 };
