@@ -36,6 +36,8 @@ import { storageClient } from "./state/storage-client.ts";
 const EXIT_RECORD_FAILED = 3;
 
 async function main(): Promise<void> {
+  // Node's own start and loading the runtime's modules: the first part of a pod's start-up.
+  const modulesSeconds = process.uptime();
   const entry = process.argv[2];
   if (!entry) throw new Error("usage: main.ts <job module>");
   const config = JSON.parse(readFileSync(required("WEIR_CONFIG"), "utf8")) as RuntimeConfig;
@@ -128,6 +130,7 @@ async function main(): Promise<void> {
         dropOperators,
         failures,
         startOffset: () => offsets.startOffset(task, stage.source.startFrom),
+        sourceEnd: () => offsets.end(task),
         createProcessor: (state) =>
           createTask(stage, state, { partitions: [task.partition], now: Date.now() }),
       }),
@@ -153,6 +156,19 @@ async function main(): Promise<void> {
     savepoint: async ({ id, stop }) => {
       const entries = await Promise.all(runners.map((runner) => runner.savepoint(id, stop)));
       await store.writeSavepointPart(id, place.subtask, entries);
+      // Where the time of a stop-with-savepoint goes, per task (upgrade downtime starts here).
+      process.stdout.write(
+        `${JSON.stringify({
+          msg: "savepoint part taken",
+          time: Date.now(),
+          id,
+          stop,
+          tasks: runners.map((r) => ({
+            task: `${r.task.topic}-${r.task.partition}`,
+            ...r.lastSavepoint,
+          })),
+        })}\n`,
+      );
       return {
         state: "completed",
         path: store.path("savepoint", id),
@@ -184,7 +200,17 @@ async function main(): Promise<void> {
   );
   started = true;
   process.stdout.write(
-    `${JSON.stringify({ msg: "running", job: jobRef, tasks: runners.map((r) => `${r.task.topic}-${r.task.partition}`) })}\n`,
+    `${JSON.stringify({
+      msg: "running",
+      time: Date.now(),
+      job: jobRef,
+      // From the process's start (node's own start-up and module loading included) to here.
+      startupSeconds: process.uptime(),
+      modulesSeconds,
+      tasks: runners.map((r) => `${r.task.topic}-${r.task.partition}`),
+      // Where each task's start went: restore (state read and deserialized), and all of it.
+      starts: runners.map((r) => r.started),
+    })}\n`,
   );
 
   process.once("SIGTERM", () => {

@@ -167,3 +167,59 @@ test("while storage refuses checkpoints the task keeps processing and commits no
     await admin.deleteTopics({ topics: [topic, out] }).catch(() => {});
   }
 });
+
+test("the first commit comes once the task caught up with its source; later ones every interval", async () => {
+  const name = uniqueName("first-commit");
+  const topic = `${name}-in`;
+  const out = `${name}-out`;
+  await admin.createTopics({ topics: [topic, out], partitions: 1, replicas: 1 });
+  const job = { namespace: "tests", name };
+  const producer = inputProducer();
+  // A backlog, as after an upgrade's downtime.
+  await produce(producer, 0, 300, topic);
+  const runner = new TaskRunner({
+    job,
+    task: { topic, partition: 0 },
+    bootstrapBrokers,
+    store: new SnapshotStore({
+      client: s3Client(),
+      bucket: clusterEnv().s3Bucket,
+      prefix: "task-runner-tests",
+      job,
+    }),
+    jobOperators: [],
+    stateful: false,
+    // Far longer than the test: only the first commit may come before the stop.
+    checkpointIntervalMs: 600_000,
+    sourceEnd: () => 300n,
+    createProcessor: () => ({
+      process: (records) =>
+        records.map((r) => ({
+          topic: out,
+          key: null,
+          value: r.value ?? Buffer.alloc(0),
+          timestamp: r.timestamp,
+        })),
+    }),
+  });
+  try {
+    await runner.start();
+    const first = await readTopic(out, (v) => v.length >= 300, { timeoutMs: 20_000 });
+    assert.equal(first.length, 300, "the backlog is visible without waiting an interval");
+    await produce(producer, 300, 10, topic);
+    await eventually("the next records to be processed", async () =>
+      runner.recordsIn >= 310 ? true : undefined,
+    );
+    await assert.rejects(
+      readTopic(out, (v) => v.length > 300, { timeoutMs: 3_000 }),
+      /still reading/,
+      "later records wait for the interval",
+    );
+    await runner.stop();
+    assert.equal((await readTopic(out, (v) => v.length >= 310)).length, 310);
+  } finally {
+    await producer.close();
+    await runner.stop().catch(() => {});
+    await admin.deleteTopics({ topics: [topic, out] }).catch(() => {});
+  }
+});

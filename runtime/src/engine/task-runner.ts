@@ -43,6 +43,27 @@ export interface CheckpointStats {
   durationMs: number;
 }
 
+/** Where a task's start went (ms): its restore, and the whole of `start()`. */
+export interface StartTimings {
+  /** Reading the state object and deserializing it (0 without a snapshot to restore). */
+  restoreMs: number;
+  restoredBytes: number;
+  /** Committed offset, checkpoint list, restore, and the source's start. */
+  startMs: number;
+}
+
+/** Where this task's part of a savepoint went (ms). */
+export interface SavepointTimings {
+  /** From the request to the batch boundary where the task took it. */
+  waitMs: number;
+  snapshotMs: number;
+  uploadMs: number;
+  /** The same state stored as a checkpoint at the savepoint's offset. */
+  checkpointMs: number;
+  commitMs: number;
+  bytes: number;
+}
+
 export interface TaskRunnerOptions {
   job: JobRef;
   task: TaskRef;
@@ -61,6 +82,11 @@ export interface TaskRunnerOptions {
   dropOperators?: readonly string[];
   /** Where a task without committed offset starts (default 0; main.ts looks up earliest/latest). */
   startOffset?: () => Promise<bigint>;
+  /**
+   * The source partition's end offset as last seen (main.ts: EndOffsets, refreshed every
+   * second): the first commit comes once the task catches up with it.
+   */
+  sourceEnd?: () => bigint | undefined;
   /** What to do with records that fail (default: skip and count). */
   failures?: FailurePolicy;
   checkpointIntervalMs?: number;
@@ -94,6 +120,7 @@ export class TaskRunner {
         stop: boolean;
         resolve: (entry: TaskEntryInput) => void;
         reject: (error: unknown) => void;
+        requestedAt: number;
       }
     | undefined;
   #uncommitted = 0;
@@ -113,6 +140,8 @@ export class TaskRunner {
   lastCheckpoint: CheckpointStats | undefined;
   /** Since when the stored state covers everything processed (restore, or a checkpoint). */
   checkpointedAt = 0;
+  started: StartTimings | undefined;
+  lastSavepoint: SavepointTimings | undefined;
 
   constructor(options: TaskRunnerOptions) {
     this.#options = options;
@@ -153,6 +182,9 @@ export class TaskRunner {
   /** Restores, starts reading, and keeps processing until `stop`. */
   async start(): Promise<void> {
     const { task, store, restoreFrom, stateful, run } = this.#options;
+    const startedAt = performance.now();
+    let restoreMs = 0;
+    let restoredBytes = 0;
     const committed = await this.#reader.committedOffset();
     const checkpoints =
       committed === undefined ? [] : await store.list("checkpoint", checkpointIdPrefix(task));
@@ -166,7 +198,11 @@ export class TaskRunner {
     );
     this.plan = plan;
     if (plan.kind === "snapshot" && plan.entry) {
-      this.#state = TaskState.restore(await store.readTaskState(plan.entry));
+      const restoring = performance.now();
+      const bytes = await store.readTaskState(plan.entry);
+      this.#state = TaskState.restore(bytes);
+      restoreMs = performance.now() - restoring;
+      restoredBytes = bytes.length;
       // State of steps the job no longer has (allowed by allowNonRestoredState) is dropped.
       for (const name of this.#options.dropOperators ?? []) this.#state.dropOperator(name);
     }
@@ -178,6 +214,7 @@ export class TaskRunner {
     this.#position = offset;
     this.checkpointedAt = this.#now();
     const stream = await this.#reader.start(offset);
+    this.started = { restoreMs, restoredBytes, startMs: performance.now() - startedAt };
     this.#pumping = this.#pump(stream);
     this.#loop = this.#run();
   }
@@ -185,6 +222,15 @@ export class TaskRunner {
   async #run(): Promise<void> {
     const interval = this.#options.checkpointIntervalMs ?? 1_000;
     let nextCheckpoint = this.#now() + interval;
+    // The first commit comes as soon as the task has caught up with its source (the backlog of
+    // an upgrade's downtime, say), not one interval after the start: a run that replaced
+    // another shows its output at once, which is what ends the downtime its users see. Within
+    // a record: a transactional source's end is its last commit marker.
+    let committedOnce = false;
+    const caughtUp = () => {
+      const end = this.#options.sourceEnd?.();
+      return end !== undefined && this.#position + 1n >= end;
+    };
     while (!this.#stopping) {
       const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
       const busySince = performance.now();
@@ -192,7 +238,11 @@ export class TaskRunner {
       const due = this.#processor?.advanceTime?.(this.#now());
       if (due) await this.#emit(due, this.#handleFailures(due.failures ?? []));
       this.busyMs += performance.now() - busySince;
-      if (this.#now() >= nextCheckpoint) {
+      if (
+        this.#now() >= nextCheckpoint ||
+        (!committedOnce && this.#uncommitted > 0 && caughtUp())
+      ) {
+        committedOnce = true;
         // A checkpoint that cannot be stored (storage down) is retried at the next interval
         // with the state of then: the transaction stays open meanwhile, so nothing is lost or
         // emitted twice; if it stays open too long the broker aborts it, the next commit fails,
@@ -209,7 +259,7 @@ export class TaskRunner {
       const request = this.#savepointRequest;
       if (request) {
         this.#savepointRequest = undefined;
-        const taken = await this.#takeSavepoint(request.id).then(
+        const taken = await this.#takeSavepoint(request.id, request.requestedAt).then(
           (entry) => {
             request.resolve(entry);
             return true;
@@ -237,20 +287,24 @@ export class TaskRunner {
         new Error(`${this.#options.task.topic}-${this.#options.task.partition} is stopped`),
       );
     return new Promise((resolve, reject) => {
-      this.#savepointRequest = { id, stop, resolve, reject };
+      this.#savepointRequest = { id, stop, resolve, reject, requestedAt: performance.now() };
       this.#arrived?.();
     });
   }
 
-  async #takeSavepoint(id: string): Promise<TaskEntryInput> {
+  async #takeSavepoint(id: string, requestedAt: number): Promise<TaskEntryInput> {
     const { task, store, jobOperators } = this.#options;
+    const lap = stopwatch();
+    const waitMs = performance.now() - requestedAt;
     const snapshot = {
       task,
       offsets: { [`${task.topic}-${task.partition}`]: this.#position },
       state: this.#state.snapshot(this.#now()),
       operators: this.#state.operatorNames(),
     };
+    const snapshotMs = lap();
     const entry = await store.writeTask("savepoint", id, snapshot);
+    const uploadMs = lap();
     // The same state as a checkpoint at that offset: should the savepoint as a whole fail
     // (another pod's part missing), this task restarts from its committed offset like after
     // any crash, which needs a checkpoint taken at exactly that offset.
@@ -261,7 +315,16 @@ export class TaskRunner {
         jobOperators,
         [snapshot],
       );
+    const checkpointMs = lap();
     await this.#commit();
+    this.lastSavepoint = {
+      waitMs,
+      snapshotMs,
+      uploadMs,
+      checkpointMs,
+      commitMs: lap(),
+      bytes: snapshot.state.length,
+    };
     return entry;
   }
 
@@ -445,4 +508,15 @@ export class TaskRunner {
       await this.#pumping;
     }
   }
+}
+
+/** Milliseconds since the previous call (or since it was made), for timing steps in turn. */
+function stopwatch(): () => number {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    const ms = now - last;
+    last = now;
+    return ms;
+  };
 }
