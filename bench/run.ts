@@ -6,6 +6,7 @@ import { down, status, up } from "../test-e2e/cluster/cluster.ts";
 /** Each benchmark: whether it needs the local cluster, and its run (false: its bar was not met). */
 const benchmarks: Record<string, { cluster: boolean; run: () => Promise<unknown> }> = {
   runtime: { cluster: true, run: async () => (await import("./runtime.ts")).runtimeBenchmark() },
+  upgrade: { cluster: true, run: async () => (await import("./upgrade.ts")).upgradeBenchmark() },
   // A simulation: no cluster.
   autoscaler: {
     cluster: false,

@@ -280,6 +280,22 @@ export class OperatorTestbed {
     spec: Record<string, unknown> = {},
     options: { partitions?: number; internalName?: string } = {},
   ) {
+    const job = await this.jobOnTopics(name, "/app/runtime/examples/word-count.ts", spec, options);
+    this.topics.push(`${job.internal}-counts-repartition`);
+    return job;
+  }
+
+  /**
+   * A StreamJob of the job module `entry` (a path under the repository, `/app` in its pods) on
+   * topics of its own, which its config names as the examples take them (`name`, `input`,
+   * `output`); `spec` and `partitions` as for wordCountJob.
+   */
+  async jobOnTopics(
+    name: string,
+    entry: string,
+    spec: Record<string, unknown> = {},
+    options: { partitions?: number; internalName?: string } = {},
+  ) {
     const env = clusterEnv();
     const input = `${this.namespace}-${name}-in`;
     const output = `${this.namespace}-${name}-out`;
@@ -289,8 +305,9 @@ export class OperatorTestbed {
       partitions: options.partitions ?? 3,
       replicas: 1,
     });
-    this.topics.push(input, output, `${internal}-counts-repartition`);
+    this.topics.push(input, output);
     return {
+      internal,
       input,
       output,
       manifest: {
@@ -300,7 +317,7 @@ export class OperatorTestbed {
         spec: {
           image: "weir/runtime:dev",
           job: {
-            entry: "/app/runtime/examples/word-count.ts",
+            entry,
             config: { name: internal, input, output },
           },
           kafka: { bootstrapServers: [env.kafkaBootstrap] },

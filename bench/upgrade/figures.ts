@@ -1,0 +1,135 @@
+// The upgrade benchmark's figures from what it recorded (pure): the outage a reader of the
+// output sees, the exactly-once check of that output, and where the time of the upgrade went.
+import type { StateOutput } from "./state-job.ts";
+
+/** An output record as the benchmark's read_committed reader saw it, when it saw it (epoch ms). */
+export interface SeenOutput {
+  out: StateOutput;
+  seenAt: number;
+}
+
+/**
+ * What a user of the output sees of the upgrade, per task (the tasks resume one by one): the
+ * gap from the task's last output record of the old run to its first of the new one at a
+ * read_committed reader; and the longest any input record produced during the upgrade (from
+ * `since`) waited until its output was seen.
+ */
+export function outage(
+  seen: readonly SeenOutput[],
+  taskOf: (out: StateOutput) => string,
+  runs: { old: string; new: string },
+  since: number,
+) {
+  const tasks = new Map<string, { lastOld?: number; firstNew?: number }>();
+  let longest: { task: string; producedAt: number; seenAt: number } | undefined;
+  for (const s of seen) {
+    const task = tasks.get(taskOf(s.out)) ?? {};
+    tasks.set(taskOf(s.out), task);
+    if (s.out.run === runs.old) task.lastOld = Math.max(task.lastOld ?? 0, s.seenAt);
+    if (s.out.run === runs.new) task.firstNew = Math.min(task.firstNew ?? Infinity, s.seenAt);
+    if (s.out.t >= since && (!longest || s.seenAt - s.out.t > longest.seenAt - longest.producedAt))
+      longest = { task: taskOf(s.out), producedAt: s.out.t, seenAt: s.seenAt };
+  }
+  const gaps = [...tasks].map(([task, { lastOld, firstNew }]) => {
+    if (lastOld === undefined || firstNew === undefined)
+      throw new Error(`task ${task}: no output of the ${lastOld ? "new" : "old"} run`);
+    return { task, lastOld, firstNew, gapMs: firstNew - lastOld };
+  });
+  const worst = gaps.reduce((a, b) => (b.gapMs > a.gapMs ? b : a));
+  if (!longest) throw new Error("no output of input produced during the upgrade");
+  return { ...worst, gaps, longest, maxLatencyMs: longest.seenAt - longest.producedAt };
+}
+
+/**
+ * Problems with the output, if any: every key's running counts must come out as 1..n, each
+ * exactly once, across both runs (a lost record leaves a gap, a replayed one a repeat).
+ */
+export function countProblems(outputs: readonly StateOutput[]): string[] {
+  const counts = new Map<string, number[]>();
+  for (const out of outputs) {
+    const list = counts.get(out.k) ?? [];
+    list.push(out.n);
+    counts.set(out.k, list);
+  }
+  const problems: string[] = [];
+  for (const [key, list] of counts) {
+    list.sort((a, b) => a - b);
+    if (list.some((n, i) => n !== i + 1))
+      problems.push(`${key}: counts ${list.slice(0, 10).join(",")}${list.length > 10 ? ",…" : ""}`);
+  }
+  return problems;
+}
+
+/** Moments of one upgrade (epoch ms); undefined where it was not seen. */
+export interface Marks {
+  /** The spec change was applied (kubectl patch returned). */
+  changed: number;
+  /** The operator started the operation (`status.upgrade.startTime`, the savepoint's start). */
+  operationStarted?: number;
+  /** The last pod of the old run had taken its part of the savepoint (its log). */
+  partsTaken?: number;
+  /** The operator completed the savepoint (the StreamSavepoint's completionTime). */
+  savepointCompleted?: number;
+  /** The last pod of the old run was gone. */
+  oldPodsGone?: number;
+  /** The first pod of the new run was created. */
+  newPodsCreated?: number;
+  /** The last process of the new run started (its log: time − startupSeconds). */
+  processesStarted?: number;
+  /** The last process of the new run was running (restored and reading). */
+  processesRunning?: number;
+  /** The last pod of the new run was Ready. */
+  podsReady?: number;
+  /** The StreamJob was Ready again. */
+  jobReady?: number;
+  /** Every task's output resumed: the last task's first record of the new run, at the reader. */
+  outputResumed?: number;
+}
+
+/** Consecutive steps of the upgrade, in seconds (undefined where a mark is missing). */
+export function phases(m: Marks): { what: string; seconds: number | undefined }[] {
+  const span = (from: number | undefined, to: number | undefined) =>
+    from === undefined || to === undefined ? undefined : (to - from) / 1000;
+  return [
+    {
+      what: "operator reacts (change applied → operation started)",
+      seconds: span(m.changed, m.operationStarted),
+    },
+    {
+      what: "pods take the savepoint (asked → last part taken)",
+      seconds: span(m.operationStarted, m.partsTaken),
+    },
+    {
+      what: "operator completes it (last part → savepoint completed)",
+      seconds: span(m.partsTaken, m.savepointCompleted),
+    },
+    {
+      what: "old pods stop (savepoint completed → last old pod gone)",
+      seconds: span(m.savepointCompleted, m.oldPodsGone),
+    },
+    {
+      what: "new pods created (last old pod gone → first new pod)",
+      seconds: span(m.oldPodsGone, m.newPodsCreated),
+    },
+    {
+      what: "kubelet starts them (new pod → last process started)",
+      seconds: span(m.newPodsCreated, m.processesStarted),
+    },
+    {
+      what: "process start-up and restore (started → running)",
+      seconds: span(m.processesStarted, m.processesRunning),
+    },
+    {
+      what: "first commit (running → every task's first new output seen)",
+      seconds: span(m.processesRunning, m.outputResumed),
+    },
+    {
+      what: "readiness (running → last pod Ready)",
+      seconds: span(m.processesRunning, m.podsReady),
+    },
+    {
+      what: "operator sees it (last pod Ready → StreamJob Ready)",
+      seconds: span(m.podsReady, m.jobReady),
+    },
+  ];
+}
