@@ -25,7 +25,7 @@ const job = compile(jobOf(((await import(entry)) as { default: JobModule }).defa
 const bootstrap = env.KAFKA_BOOTSTRAP ?? "";
 
 const admin = new Admin({ clientId: "weir-job-runner", bootstrapBrokers: [bootstrap] });
-const existing = new Set((await admin.metadata({ topics: [] })).topics.keys());
+const existing = new Set(await admin.listTopics());
 const userTopics = [...new Set(job.stages.flatMap((s) => [s.sourceTopic, ...s.sinkTopics]))].filter(
   (topic) => !job.describe().internalTopics.includes(topic) && !existing.has(topic),
 );

@@ -119,7 +119,28 @@ export function inputProducer(): Producer<string, string, string, string> {
 
 /** Deletes every topic whose name starts with `<name>-` for one of `names` (tests' unique names). */
 export async function deleteTopicsOf(admin: Admin, names: readonly string[]): Promise<void> {
-  const all = [...(await admin.metadata({ topics: [] })).topics.keys()];
+  const all = await admin.listTopics();
   const topics = all.filter((topic) => names.some((name) => topic.startsWith(`${name}-`)));
   if (topics.length > 0) await admin.deleteTopics({ topics });
+}
+
+/**
+ * Makes sure the topics exist (shared ones, like the samples', may be created by someone else
+ * at the same moment: "already exists" is what was wanted).
+ */
+export async function ensureTopics(
+  admin: Admin,
+  topics: readonly string[],
+  partitions: number,
+): Promise<void> {
+  const existing = () => admin.listTopics().then((names) => new Set(names));
+  const before = await existing();
+  const missing = [...topics].filter((t) => !before.has(t));
+  if (missing.length === 0) return;
+  try {
+    await admin.createTopics({ topics: missing, partitions, replicas: 1 });
+  } catch (error) {
+    const now = await existing();
+    if (!missing.every((t) => now.has(t))) throw error;
+  }
 }
