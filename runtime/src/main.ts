@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     ...job.describe().internalTopics,
     ...(failures.action === "dead-letter" ? [failures.topic] : []),
   ];
-  const existing = new Set((await admin.metadata({ topics: [] })).topics.keys());
+  const existing = new Set(await admin.listTopics());
   const missing = internal.filter((topic) => !existing.has(topic));
   if (missing.length > 0) {
     await admin
