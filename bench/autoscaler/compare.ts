@@ -1,7 +1,7 @@
 // The comparison `npm run bench -- autoscaler` prints: every trace × {Weir, KEDA-like,
 // Flink-like} on the same job model, calibrated from measurements (calibration.ts), and
 // whether Weir's policy meets its bar.
-import type { AutoscalerSpec } from "../../operator/src/api/types.generated.ts";
+import { defaultedAutoscaler } from "../../operator/src/api/validate.ts";
 import { type Calibrated, calibrated, readCalibration } from "./calibration.ts";
 import type { ModelParameters } from "./model.ts";
 import { flinkPolicy, kedaPolicy, type Policy, weirPolicy } from "./policies.ts";
@@ -47,33 +47,19 @@ export function kedaLagThreshold(podCapacity: number): number {
 }
 const INITIAL_PARALLELISM = 2;
 
-/** The API's defaults (a job whose rescales were assumed to take a minute). */
-export const API_DEFAULTS: AutoscalerSpec = {
-  enabled: true,
-  dryRun: false,
-  minParallelism: 1,
-  targetUtilization: 0.7,
-  catchUpDuration: "5m",
-  scaleDownDelay: "10m",
-  metricsInterval: "15s",
-  metricsWindow: "2m",
-  maxRescalesPerHour: 6,
-  deadBand: 0.1,
-};
-
 /**
- * Weir's spec for a job whose rescales take seconds (as measured): 5 % headroom, since a rise
- * is answered within a window and a rescale; a 1 min window, so a new run is judged soon;
- * scale-downs 1 min after the load drops, since scaling back up costs seconds too; and
- * rescales as often as that needs.
+ * Weir's spec for a job whose rescales take seconds (as measured), over the API's defaults
+ * (which assume a rescale costs about a minute): 5 % headroom, since a rise is answered within
+ * a window and a rescale; a 1 min window, so a new run is judged soon; scale-downs 1 min after
+ * the load drops, since scaling back up costs seconds too; and rescales as often as that needs.
  */
-export const WEIR_SPEC: AutoscalerSpec = {
-  ...API_DEFAULTS,
+export const WEIR_SPEC = defaultedAutoscaler({
+  enabled: true,
   targetUtilization: 0.95,
   scaleDownDelay: "1m",
   metricsWindow: "1m",
   maxRescalesPerHour: 30,
-};
+});
 
 export function policies(model: ModelParameters, spec = WEIR_SPEC): Policy[] {
   return [

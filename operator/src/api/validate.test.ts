@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { resources, type Schema } from "./schema.ts";
-import { celMirrors, parseDuration, validateStreamJob } from "./validate.ts";
+import { celMirrors, defaultedAutoscaler, parseDuration, validateStreamJob } from "./validate.ts";
 
 const storage = {
   endpoint: "http://127.0.0.1:9000",
@@ -93,6 +93,27 @@ describe("validateStreamJob: defaults", () => {
     assert.deepEqual(result.job.spec.job.config, config);
     assert.deepEqual(result.job.spec.podTemplate?.spec?.env, env);
     assert.deepEqual(result.job.spec.resources?.limits, { cpu: 2 });
+  });
+});
+
+describe("defaultedAutoscaler", () => {
+  test("the overrides as given, the rest the defaults a StreamJob gets", () => {
+    const result = validateStreamJob(job());
+    assert.ok(result.ok);
+    assert.deepEqual(defaultedAutoscaler(), result.job.spec.autoscaler);
+    assert.deepEqual(defaultedAutoscaler({ enabled: true, metricsWindow: "1m" }), {
+      ...result.job.spec.autoscaler,
+      enabled: true,
+      metricsWindow: "1m",
+    });
+  });
+
+  test("refuses what the schema refuses, naming the field", () => {
+    assert.throws(() => defaultedAutoscaler({ deadBand: 1 }), /spec\.autoscaler\.deadBand/);
+    assert.throws(
+      () => defaultedAutoscaler({ minParallelism: 4, maxParallelism: 2 }),
+      /spec\.autoscaler\.minParallelism: must be <= maxParallelism/,
+    );
   });
 });
 

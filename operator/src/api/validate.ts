@@ -156,3 +156,24 @@ export function validateStreamJob(obj: unknown): Validation {
   }
   return errors.length ? { ok: false, errors } : { ok: true, job: copy as StreamJob };
 }
+
+/**
+ * An autoscaler spec with the schema's defaults for every field `overrides` leaves out, as a
+ * StreamJob carrying it gets them (the defaults' one source is the schema).
+ */
+export function defaultedAutoscaler(overrides: Partial<AutoscalerSpec> = {}): AutoscalerSpec {
+  const checked = validateStreamJob({
+    apiVersion: API_VERSION,
+    kind: "StreamJob",
+    metadata: { name: "autoscaler" },
+    spec: {
+      image: "weir/runtime",
+      job: { entry: "/app/job.ts" },
+      kafka: { bootstrapServers: ["kafka:9092"] },
+      upgradeMode: "stateless",
+      autoscaler: overrides,
+    },
+  });
+  if (!checked.ok) throw new Error(`autoscaler spec: ${checked.errors.join("; ")}`);
+  return checked.job.spec.autoscaler;
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AutoscalerSpec } from "../api/types.generated.ts";
+import { defaultedAutoscaler } from "../api/validate.ts";
 import {
   type AutoscalerDecision,
   type AutoscalerHistory,
@@ -15,18 +15,8 @@ import type { CompleteSummary } from "./metrics-window.ts";
 const NOW = Date.parse("2030-01-01T12:00:00Z");
 const ago = (minutes: number) => new Date(NOW - minutes * 60_000).toISOString();
 
-const SPEC: AutoscalerSpec = {
-  enabled: true,
-  dryRun: false,
-  minParallelism: 1,
-  targetUtilization: 0.7,
-  catchUpDuration: "5m",
-  scaleDownDelay: "10m",
-  metricsInterval: "15s",
-  metricsWindow: "2m",
-  maxRescalesPerHour: 6,
-  deadBand: 0.1,
-};
+// The API's defaults, enabled.
+const SPEC = defaultedAutoscaler({ enabled: true });
 
 /** One subtask processes 1000 records per busy second. */
 const RATE = 1000;
