@@ -89,7 +89,7 @@ async function failed(error: unknown): Promise<never> {
   process.stderr.write(
     `\nThe demo failed: ${what}\n` +
       `  the operator's logs are kept in ${show(join(clusterPaths.logs, "chart-*.log"))}\n` +
-      `  source .cluster/env; kubectl -n ${DEMO.namespace} describe sj ${DEMO.job}\n`,
+      `  source ${show(clusterPaths.env)}; kubectl -n ${DEMO.namespace} describe sj ${DEMO.job}\n`,
   );
   process.exit(1);
 }
@@ -225,7 +225,11 @@ async function drive(admin: Admin, run: string): Promise<void> {
         if (reachedAt === undefined && goalReached(phase.goal, now, start)) {
           reachedAt = now.t - began;
         }
-        result = stopping ? "stopped" : phaseProgress(phase, now.t - began, reachedAt, peak);
+        result = stopping
+          ? reachedAt === undefined
+            ? "stopped"
+            : "done"
+          : phaseProgress(phase, now.t - began, reachedAt, peak);
       }
       current = now;
       outcomes.push({
@@ -383,7 +387,7 @@ function samplesCsv(samples: readonly Observation[]): string {
 
 function instructions(): string {
   const commands: [string, string][] = [
-    ["source .cluster/env", "KUBECONFIG, and kubectl/helm on PATH"],
+    [`source ${show(clusterPaths.env)}`, "KUBECONFIG, and kubectl/helm on PATH"],
     [`kubectl -n ${DEMO.namespace} get sj -w`, "state, parallelism, readiness"],
     [`kubectl -n ${DEMO.namespace} describe sj ${DEMO.job}`, "conditions, autoscaler, Events"],
     [`kubectl -n ${DEMO.namespace} get ssp`, "the savepoints taken"],
