@@ -55,10 +55,14 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-if (process.argv[2] === "down") {
+const command = process.argv[2];
+if (command === "down") {
   await demoDown();
-} else {
+} else if (command === undefined) {
   await demo();
+} else {
+  process.stderr.write(`usage: npm run demo [-- down] (not ${JSON.stringify(command)})\n`);
+  process.exit(2);
 }
 
 async function demo(): Promise<void> {
