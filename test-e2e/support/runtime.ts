@@ -5,8 +5,10 @@ import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Admin } from "@platformatic/kafka";
 import { httpGet } from "../cluster/probe.ts";
-import { clusterEnv } from "./cluster.ts";
+import { clusterEnv, uniqueName } from "./cluster.ts";
+import { deleteTopicsOf, inputProducer } from "./kafka.ts";
 import { eventually } from "./wait.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
@@ -17,8 +19,7 @@ export interface RuntimePod {
   url: string;
 }
 
-/** Starts `node runtime/src/main.ts <module>` as subtask `subtask` of `parallelism`. */
-export function startRuntime(options: {
+export interface RuntimeOptions {
   module: string;
   job: string;
   subtask: number;
@@ -33,7 +34,10 @@ export function startRuntime(options: {
   config?: Record<string, unknown> & { storage?: Record<string, unknown> };
   /** "pipe" to read what the process writes to stderr (see exitOf). */
   stderr?: "inherit" | "pipe";
-}): RuntimePod {
+}
+
+/** Starts `node runtime/src/main.ts <module>` as subtask `subtask` of `parallelism`. */
+export function startRuntime(options: RuntimeOptions): RuntimePod {
   const env = clusterEnv();
   const config = join(mkdtempSync(join(tmpdir(), "weir-runtime-")), "config.json");
   const { storage, ...settings } = options.config ?? {};
@@ -136,4 +140,59 @@ export async function exitOf(
 export function podIp(): string {
   const byte = () => 1 + Math.floor(Math.random() * 250);
   return `127.77.${byte()}.${byte()}`;
+}
+
+/**
+ * What a runtime test file shares: an admin client, the pods it started (killed by tearDown)
+ * and its jobs' unique names (tearDown deletes every topic starting with `<name>-`, the
+ * runtime's internal ones too).
+ */
+export class RuntimeTestbed {
+  readonly admin = new Admin({
+    clientId: "weir-test-admin",
+    bootstrapBrokers: [clusterEnv().kafkaBootstrap],
+  });
+  readonly #pods: RuntimePod[] = [];
+  readonly #jobs: string[] = [];
+
+  /** A unique job name (`uniqueName(prefix)`) whose topics tearDown deletes. */
+  jobName(prefix: string): string {
+    const name = uniqueName(prefix);
+    this.#jobs.push(name);
+    return name;
+  }
+
+  /** A job of its own: jobName(prefix), and its topics `<name>-in`, `<name>-out` (1 partition). */
+  async job(prefix: string): Promise<{ name: string; input: string; output: string }> {
+    const name = this.jobName(prefix);
+    const input = `${name}-in`;
+    const output = `${name}-out`;
+    await this.admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+    return { name, input, output };
+  }
+
+  /** startRuntime, by default as subtask 0 of 1 on a loopback address of its own. */
+  start(
+    options: Omit<RuntimeOptions, "subtask" | "parallelism" | "ip"> &
+      Partial<Pick<RuntimeOptions, "subtask" | "parallelism" | "ip">>,
+  ): RuntimePod {
+    const pod = startRuntime({ subtask: 0, parallelism: 1, ip: podIp(), ...options });
+    this.#pods.push(pod);
+    return pod;
+  }
+
+  async tearDown(): Promise<void> {
+    for (const pod of this.#pods) pod.process.kill("SIGKILL");
+    await deleteTopicsOf(this.admin, this.#jobs).catch(() => {});
+    await this.admin.close();
+  }
+}
+
+/** Input of the count job (fixtures/runtime-count-job.ts): a `{"word": …}` record per word. */
+export async function produceWords(topic: string, words: readonly string[]): Promise<void> {
+  const producer = inputProducer();
+  await producer.send({
+    messages: words.map((word) => ({ topic, partition: 0, value: JSON.stringify({ word }) })),
+  });
+  await producer.close();
 }

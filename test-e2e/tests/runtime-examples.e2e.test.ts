@@ -6,39 +6,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin } from "@platformatic/kafka";
 import {
   clicksPerUserGolden,
   filterEnrichGolden,
   type Golden,
   wordCountGolden,
 } from "../../runtime/examples/golden.ts";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { deleteTopicsOf, inputProducer, readRecords } from "../support/kafka.ts";
-import {
-  podIp,
-  type RuntimePod,
-  runtimeReady,
-  runtimeStatus,
-  scrape,
-  startRuntime,
-} from "../support/runtime.ts";
+import { inputProducer, readRecords } from "../support/kafka.ts";
+import { RuntimeTestbed, runtimeReady, runtimeStatus, scrape } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
-const admin = new Admin({
-  clientId: "weir-test-admin",
-  bootstrapBrokers: [clusterEnv().kafkaBootstrap],
-});
+const bed = new RuntimeTestbed();
 const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-example.ts");
-const pods: RuntimePod[] = [];
-const jobs: string[] = [];
 
-after(async () => {
-  for (const pod of pods) pod.process.kill("SIGKILL");
-  // The runtime's internal topics start with the job's unique name too.
-  await deleteTopicsOf(admin, jobs).catch(() => {});
-  await admin.close();
-});
+after(() => bed.tearDown());
 
 interface ExampleRun {
   example: string;
@@ -57,26 +38,18 @@ interface ExampleRun {
 }
 
 async function runExample(run: ExampleRun): Promise<void> {
-  const name = uniqueName(run.example);
-  jobs.push(name);
-  const input = `${name}-in`;
-  const output = `${name}-out`;
-  const renamed = (topic: string) => `${name}${run.outputs[topic]}`;
   // One partition each, so that the order of the golden output is the order read back. The
   // internal topics (repartition, late side output) are the runtime's to create.
-  await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+  const { name, input, output } = await bed.job(run.example);
+  const renamed = (topic: string) => `${name}${run.outputs[topic]}`;
 
-  const pod = startRuntime({
+  const pod = bed.start({
     module: fixture,
     job: name,
-    subtask: 0,
-    parallelism: 1,
-    ip: podIp(),
     config: {
       job: { config: { example: run.example, name, input, output } },
     },
   });
-  pods.push(pod);
   await runtimeReady(pod);
 
   const producer = inputProducer();

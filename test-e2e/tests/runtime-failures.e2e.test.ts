@@ -5,55 +5,29 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin } from "@platformatic/kafka";
 import { DEAD_LETTER_HEADERS } from "../../runtime/src/engine/failures.ts";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { deleteTopicsOf, inputProducer, readRecords } from "../support/kafka.ts";
-import {
-  exitOf,
-  podIp,
-  type RuntimePod,
-  runtimeReady,
-  scrape,
-  startRuntime,
-} from "../support/runtime.ts";
+import { inputProducer, readRecords } from "../support/kafka.ts";
+import { exitOf, RuntimeTestbed, runtimeReady, scrape } from "../support/runtime.ts";
 
-const admin = new Admin({
-  clientId: "weir-test-admin",
-  bootstrapBrokers: [clusterEnv().kafkaBootstrap],
-});
+const bed = new RuntimeTestbed();
 const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-count-job.ts");
-const pods: RuntimePod[] = [];
-const jobs: string[] = [];
 
-after(async () => {
-  for (const pod of pods) pod.process.kill("SIGKILL");
-  await deleteTopicsOf(admin, jobs).catch(() => {});
-  await admin.close();
-});
+after(() => bed.tearDown());
 
 /** A count job of its own (topics `<name>-in`, `<name>-out`, dead letters `<name>-dlq`). */
 async function countJob() {
-  const name = uniqueName("poison");
-  jobs.push(name);
-  const topics = { input: `${name}-in`, output: `${name}-out`, dlq: `${name}-dlq` };
-  await admin.createTopics({ topics: [topics.input, topics.output], partitions: 1, replicas: 1 });
-  const start = (options: { onFailure?: unknown; failures?: unknown; stderr?: "pipe" }) => {
-    const pod = startRuntime({
+  const { name, input, output } = await bed.job("poison");
+  const topics = { input, output, dlq: `${name}-dlq` };
+  const start = (options: { onFailure?: unknown; failures?: unknown; stderr?: "pipe" }) =>
+    bed.start({
       module: fixture,
       job: name,
-      subtask: 0,
-      parallelism: 1,
-      ip: podIp(),
       stderr: options.stderr ?? "inherit",
       config: {
         job: { config: { name, ...topics, onFailure: options.onFailure } },
         ...(options.failures === undefined ? {} : { failures: options.failures }),
       },
     });
-    pods.push(pod);
-    return pod;
-  };
   return { name, ...topics, start };
 }
 
@@ -158,7 +132,7 @@ test("skip: the runtime configuration overrides the job's dead-letter setting; f
   assert.equal(metrics.get('weir_dropped_records_total{reason="failure"}'), 3);
   assert.equal(metrics.get('weir_record_failures_total{kind="decode"}'), 2);
   assert.equal(metrics.get("weir_dead_letters_total"), 0);
-  const topics = new Set(await admin.listTopics());
+  const topics = new Set(await bed.admin.listTopics());
   assert.ok(!topics.has(job.dlq), "no dead-letter topic under skip");
   pod.process.kill("SIGTERM");
 });

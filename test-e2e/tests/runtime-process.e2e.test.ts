@@ -5,41 +5,33 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin } from "@platformatic/kafka";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { httpGet } from "../cluster/probe.ts";
-import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
+import { clusterEnv, s3Client } from "../support/cluster.ts";
 import { inputProducer, readTopic } from "../support/kafka.ts";
-import { type RuntimePod, runtimeReady, startRuntime } from "../support/runtime.ts";
+import { type RuntimePod, RuntimeTestbed, runtimeReady } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 import { assertExactlyOnce, produceRounds } from "../support/word-count.ts";
 
 const env = clusterEnv();
-const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
+const bed = new RuntimeTestbed();
 const fixture = join(import.meta.dirname, "..", "fixtures", "word-count-job.ts");
-const pods: RuntimePod[] = [];
-const topics: string[] = [];
 
-after(async () => {
-  for (const pod of pods) pod.process.kill("SIGKILL");
-  await admin.deleteTopics({ topics }).catch(() => {});
-  await admin.close();
-});
+after(() => bed.tearDown());
 
 /** A word-count job of its own: topics, and a way to start its pods. */
 async function wordCountJob(partitions: number) {
-  const name = uniqueName("wc");
+  const name = bed.jobName("wc");
   const input = `${name}-lines`;
   const output = `${name}-counts`;
-  topics.push(input, output, `${name}-counts-repartition`);
-  await admin.createTopics({ topics: [input, output], partitions, replicas: 1 });
+  await bed.admin.createTopics({ topics: [input, output], partitions, replicas: 1 });
   const start = async (
     parallelism: number,
     firstIp: number,
     extra: Record<string, string> = {},
   ) => {
     const started = Array.from({ length: parallelism }, (_, subtask) =>
-      startRuntime({
+      bed.start({
         module: fixture,
         job: name,
         subtask,
@@ -48,7 +40,6 @@ async function wordCountJob(partitions: number) {
         env: { TEST_JOB: name, TEST_INPUT: input, TEST_OUTPUT: output, ...extra },
       }),
     );
-    pods.push(...started);
     await Promise.all(started.map((pod) => runtimeReady(pod)));
     return started;
   };

@@ -4,62 +4,37 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin } from "@platformatic/kafka";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
-import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
-import { deleteTopicsOf, inputProducer, readRecords } from "../support/kafka.ts";
-import { exitOf, podIp, type RuntimePod, runtimeReady, startRuntime } from "../support/runtime.ts";
+import { clusterEnv, s3Client } from "../support/cluster.ts";
+import { readRecords } from "../support/kafka.ts";
+import { exitOf, produceWords, RuntimeTestbed, runtimeReady } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
-const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers: [env.kafkaBootstrap] });
+const bed = new RuntimeTestbed();
 const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-count-job.ts");
-const pods: RuntimePod[] = [];
-const jobs: string[] = [];
 
-after(async () => {
-  for (const pod of pods) pod.process.kill("SIGKILL");
-  await deleteTopicsOf(admin, jobs).catch(() => {});
-  await admin.close();
-});
-
-async function produce(topic: string, words: string[]): Promise<void> {
-  const producer = inputProducer();
-  await producer.send({
-    messages: words.map((word) => ({ topic, partition: 0, value: JSON.stringify({ word }) })),
-  });
-  await producer.close();
-}
+after(() => bed.tearDown());
 
 test("a savepoint with state of a removed step is refused, and restored with allowNonRestoredState", async () => {
-  const name = uniqueName("restore");
-  jobs.push(name);
-  const input = `${name}-in`;
-  const output = `${name}-out`;
-  await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+  const { name, input, output } = await bed.job("restore");
   const start = (
     totals: boolean,
     options: { config?: Record<string, unknown>; env?: Record<string, string> } = {},
-  ) => {
-    const pod = startRuntime({
+  ) =>
+    bed.start({
       module: fixture,
       job: name,
-      subtask: 0,
-      parallelism: 1,
-      ip: podIp(),
       stderr: "pipe",
       ...(options.env ? { env: options.env } : {}),
       config: { job: { config: { name, input, output, totals } }, ...options.config },
     });
-    pods.push(pod);
-    return pod;
-  };
 
   // Version 1 counts words, then totals them: two stateful steps.
   const v1 = start(true);
   const v1Exit = exitOf(v1);
   await runtimeReady(v1);
-  await produce(input, ["a", "b", "a"]);
+  await produceWords(input, ["a", "b", "a"]);
   await readRecords(output, (read) => read.length >= 3);
   const res = await fetch(`${v1.url}/v1/savepoints`, {
     method: "POST",
@@ -97,7 +72,7 @@ test("a savepoint with state of a removed step is refused, and restored with all
   const accepted = start(false, { env: restoreFrom, config: { allowNonRestoredState: true } });
   void exitOf(accepted); // drains its stderr
   await runtimeReady(accepted);
-  await produce(input, ["a", "b"]);
+  await produceWords(input, ["a", "b"]);
   const values = (await readRecords(output, (read) => read.length >= 5)).map((r) =>
     JSON.parse(r.value ?? ""),
   );

@@ -4,63 +4,33 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Admin } from "@platformatic/kafka";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { deleteTopicsOf, inputProducer, readRecords } from "../support/kafka.ts";
+import { readRecords } from "../support/kafka.ts";
 import {
-  podIp,
-  type RuntimePod,
+  produceWords,
+  RuntimeTestbed,
   runtimeReady,
   runtimeStatus,
   scrape,
-  startRuntime,
 } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
-const admin = new Admin({
-  clientId: "weir-test-admin",
-  bootstrapBrokers: [clusterEnv().kafkaBootstrap],
-});
+const bed = new RuntimeTestbed();
 const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-count-job.ts");
-const pods: RuntimePod[] = [];
-const jobs: string[] = [];
 
-after(async () => {
-  for (const pod of pods) pod.process.kill("SIGKILL");
-  await deleteTopicsOf(admin, jobs).catch(() => {});
-  await admin.close();
-});
+after(() => bed.tearDown());
 
 async function countJob(startFrom: "earliest" | "latest") {
-  const name = uniqueName("source");
-  jobs.push(name);
-  const input = `${name}-in`;
-  const output = `${name}-out`;
-  await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+  const { name, input, output } = await bed.job("source");
   const start = async () => {
-    const pod = startRuntime({
+    const pod = bed.start({
       module: fixture,
       job: name,
-      subtask: 0,
-      parallelism: 1,
-      ip: podIp(),
       config: { job: { config: { name, input, output, startFrom } } },
     });
-    pods.push(pod);
     await runtimeReady(pod);
     return pod;
   };
-  const produce = async (words: string[]) => {
-    const producer = inputProducer();
-    await producer.send({
-      messages: words.map((word) => ({
-        topic: input,
-        partition: 0,
-        value: JSON.stringify({ word }),
-      })),
-    });
-    await producer.close();
-  };
+  const produce = (words: string[]) => produceWords(input, words);
   return { input, output, start, produce };
 }
 

@@ -9,37 +9,26 @@ import { join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Admin } from "@platformatic/kafka";
 import { parseMetadata } from "../../runtime/src/state/metadata.ts";
-import { clusterEnv, uniqueName } from "../support/cluster.ts";
-import { deleteTopicsOf, inputProducer, readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic } from "../support/kafka.ts";
 import { PrivateMinio } from "../support/minio.ts";
-import { podIp, type RuntimePod, runtimeReady, scrape, startRuntime } from "../support/runtime.ts";
+import { RuntimeTestbed, runtimeReady, scrape } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
-const admin = new Admin({
-  clientId: "weir-test-admin",
-  bootstrapBrokers: [clusterEnv().kafkaBootstrap],
-});
+const bed = new RuntimeTestbed();
 const fixture = join(import.meta.dirname, "..", "fixtures", "runtime-count-job.ts");
-const name = uniqueName("outage");
-const input = `${name}-in`;
-const output = `${name}-out`;
 const words = ["alpha", "beta", "gamma", "delta"];
-const pods: RuntimePod[] = [];
 let minio: PrivateMinio | undefined;
 let feeder: ReturnType<typeof feed> | undefined;
 
 after(async () => {
   await feeder?.stop();
-  for (const pod of pods) pod.process.kill("SIGKILL");
+  await bed.tearDown();
   await minio?.remove();
-  await deleteTopicsOf(admin, [name]).catch(() => {});
-  await admin.close();
 });
 
 /** Input that keeps arriving until stopped: 10 records every 100 ms; `stop` says how many per word. */
-function feed() {
+function feed(input: string) {
   const producer = inputProducer();
   const sent = new Map<string, number>();
   let producing = true;
@@ -98,22 +87,18 @@ async function assertNoSnapshotWithoutItsFiles(store: PrivateMinio): Promise<num
 
 test("storage hanging or dead during checkpoints: processing goes on, checkpoints retry, exactly once", async () => {
   minio = await PrivateMinio.start();
-  await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
-  const pod = startRuntime({
+  const { name, input, output } = await bed.job("outage");
+  const pod = bed.start({
     module: fixture,
     job: name,
-    subtask: 0,
-    parallelism: 1,
-    ip: podIp(),
     config: {
       job: { config: { name, input, output } },
       storage: { endpoint: minio.endpoint, timeoutMs: 1_000 },
     },
   });
-  pods.push(pod);
   await runtimeReady(pod);
 
-  feeder = feed();
+  feeder = feed(input);
   const series = async (metric: string) => (await scrape(pod)).get(metric) ?? 0;
   const age = `weir_checkpoint_age_seconds{topic="${input}",partition="0"}`;
 
