@@ -57,9 +57,10 @@ export interface SavepointTimings {
   /** From the request to the batch boundary where the task took it. */
   waitMs: number;
   snapshotMs: number;
+  /** The savepoint's object, and with `checkpointCopy` a checkpoint at the same offset too. */
   uploadMs: number;
-  /** The same state stored as a checkpoint at the savepoint's offset. */
-  checkpointMs: number;
+  /** Whether records were processed since the last checkpoint (then both are uploaded). */
+  checkpointCopy: boolean;
   commitMs: number;
   bytes: number;
 }
@@ -303,25 +304,29 @@ export class TaskRunner {
       operators: this.#state.operatorNames(),
     };
     const snapshotMs = lap();
-    const entry = await store.writeTask("savepoint", id, snapshot);
+    // The same state as a checkpoint at that offset, uploaded side by side with the savepoint's
+    // object (the job stands still meanwhile): should the savepoint as a whole fail (another
+    // pod's part missing), this task restarts from its committed offset like after any crash,
+    // which needs a checkpoint taken at exactly that offset.
+    const checkpointCopy = this.#uncommitted > 0;
+    const [entry] = await Promise.all([
+      store.writeTask("savepoint", id, snapshot),
+      checkpointCopy
+        ? store.write(
+            "checkpoint",
+            checkpointId(task, this.#position, this.#options.run),
+            jobOperators,
+            [snapshot],
+          )
+        : undefined,
+    ]);
     const uploadMs = lap();
-    // The same state as a checkpoint at that offset: should the savepoint as a whole fail
-    // (another pod's part missing), this task restarts from its committed offset like after
-    // any crash, which needs a checkpoint taken at exactly that offset.
-    if (this.#uncommitted > 0)
-      await store.write(
-        "checkpoint",
-        checkpointId(task, this.#position, this.#options.run),
-        jobOperators,
-        [snapshot],
-      );
-    const checkpointMs = lap();
     await this.#commit();
     this.lastSavepoint = {
       waitMs,
       snapshotMs,
       uploadMs,
-      checkpointMs,
+      checkpointCopy,
       commitMs: lap(),
       bytes: snapshot.state.length,
     };
