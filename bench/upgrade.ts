@@ -300,27 +300,42 @@ interface PodSeen {
   deleted?: number;
 }
 
-/** When each pod of the job appeared, became Ready and was gone, as a watch sees it. */
+/**
+ * When each pod of the job appeared, became Ready and was gone, as a watch sees it (watched
+ * again whenever the API server ends the watch).
+ */
 function watchPods(namespace: string, job: string) {
   const seen = new Map<string, PodSeen>();
-  const abort = new Watch(adminKubeConfig()).watch(
-    `/api/v1/namespaces/${namespace}/pods`,
-    { labelSelector: `weir.dev/job=${job}` },
-    (type: string, pod: V1Pod) => {
-      const now = Date.now();
-      const name = pod.metadata?.name ?? "";
-      const entry = seen.get(name) ?? { run: pod.metadata?.labels?.["weir.dev/run"] };
-      seen.set(name, entry);
-      if (type === "ADDED") entry.added ??= now;
-      if (isReady(pod)) entry.ready ??= now;
-      if (type === "DELETED") entry.deleted = now;
-    },
-    () => {},
-  );
+  let stopped = false;
+  let watching: Promise<AbortController> | undefined;
+  const watch = () => {
+    watching = new Watch(adminKubeConfig()).watch(
+      `/api/v1/namespaces/${namespace}/pods`,
+      { labelSelector: `weir.dev/job=${job}` },
+      (type: string, pod: V1Pod) => {
+        const now = Date.now();
+        const name = pod.metadata?.name ?? "";
+        const entry = seen.get(name) ?? { run: pod.metadata?.labels?.["weir.dev/run"] };
+        seen.set(name, entry);
+        if (type === "ADDED") entry.added ??= now;
+        if (isReady(pod)) entry.ready ??= now;
+        if (type === "DELETED") entry.deleted = now;
+      },
+      (error: unknown) => {
+        if (stopped) return;
+        process.stderr.write(
+          `[bench] the pod watch ended (${error ?? "closed"}); watching again\n`,
+        );
+        watch();
+      },
+    );
+  };
+  watch();
   return {
     seen,
     stop: () => {
-      abort.then((controller) => controller.abort()).catch(() => {});
+      stopped = true;
+      watching?.then((controller) => controller.abort()).catch(() => {});
     },
   };
 }
@@ -456,6 +471,16 @@ function report(results: Result[]): void {
       ]),
     ]),
   );
+  process.stdout.write(
+    [
+      "",
+      "total: change applied → StreamJob Ready again. downtime (operator): its RunReady Event, savepoint completed → pods Ready.",
+      "output gap (reader): per task, the old run's last output → the new run's first at a read_committed reader (the worst task).",
+      "longest wait: of a record produced from the change on, produced → its output seen; usual: the same before the change",
+      "(output shows when its transaction commits, and a read_committed reader sees a partition only up to its oldest open transaction).",
+      "",
+    ].join("\n"),
+  );
   for (const r of results) {
     process.stdout.write(
       `\nWhere the time goes, ${r.size.name} state (operator: total ${r.operator.seconds} s):\n\n`,
@@ -478,12 +503,12 @@ function report(results: Result[]): void {
     process.stdout.write(
       table([
         [
-          "task",
-          "savepoint: wait for batch",
-          "snapshot",
-          "upload",
-          "checkpoint copy",
-          "commit",
+          "old pod's task",
+          "savepoint: wait for batch s",
+          "snapshot s",
+          "upload s",
+          "with checkpoint copy",
+          "commit s",
           "MB",
         ],
         ...r.savepointParts.flatMap((part) =>
@@ -492,7 +517,7 @@ function report(results: Result[]): void {
             ms(t.waitMs),
             ms(t.snapshotMs),
             ms(t.uploadMs),
-            ms(t.checkpointMs),
+            t.checkpointCopy ? "yes" : "no",
             ms(t.commitMs),
             mb(Number(t.bytes ?? 0)),
           ]),
