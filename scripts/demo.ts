@@ -32,6 +32,7 @@ import {
   phaseProgress,
   summaryLines,
   topicsOf,
+  whyNot,
 } from "./demo/plan.ts";
 import { clock, type PlotData, renderPlot } from "./demo/plot.ts";
 
@@ -244,14 +245,12 @@ async function drive(admin: Admin, run: string): Promise<void> {
         ...(reachedAt === undefined ? {} : { reachedAfter: reachedAt }),
       });
       if (result === "missed") {
-        const autoscaler = observer.job?.status?.autoscaler;
         say(
-          `  ${clock(now.t).padStart(5)}  ! ${phase.goal} not seen within ${phase.maxSeconds} s` +
-            (autoscaler?.reason
-              ? ` (autoscaler: ${autoscaler.reason}, recommends ${autoscaler.recommendedParallelism})`
-              : " (the operator wrote no autoscaler decision)") +
-            "; moving on",
+          `  ${clock(now.t).padStart(5)}  ! ${phase.goal} not seen within ${phase.maxSeconds} s: ` +
+            whyNot(phase.goal, observer.job?.status ?? {}),
         );
+        // Nothing else can be shown without a running job.
+        if (phase.goal === "running") break;
       }
     }
   } finally {
@@ -317,7 +316,7 @@ async function verify(
   if (!drained) {
     return {
       processed,
-      exactlyOnce: `not checked: ${produced - processed} lines still unprocessed after 30 s`,
+      exactlyOnce: `not checked: ${(produced - processed).toLocaleString("en-US")} lines still unprocessed after 30 s`,
     };
   }
   const expected = expectedCounts(produced);

@@ -15,6 +15,7 @@ import {
   parseRunReady,
   phaseProgress,
   summaryLines,
+  whyNot,
 } from "./plan.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
@@ -182,4 +183,38 @@ test("the summary: counts, savepoints, operations, and a goal missed said plainl
   assert.match(lines, /scale-down under low load +NO: not within 150 s/);
   assert.match(lines, /last decision: ScaleDownDelayed \(recommended parallelism 3\)/);
   assert.match(lines, /plot +\.cluster\/demo\/demo\.png/);
+});
+
+test("a goal missed: the autoscaler's last word, or the job's conditions", () => {
+  assert.equal(
+    whyNot("scaled-up", { autoscaler: { reason: "MetricsIncomplete", recommendedParallelism: 1 } }),
+    "the autoscaler says MetricsIncomplete, recommends 1",
+  );
+  assert.equal(whyNot("scaled-down", {}), "the operator wrote no autoscaler decision");
+  const condition = (type: string, status: "True" | "False", reason: string, message: string) => ({
+    type,
+    status,
+    reason,
+    message,
+  });
+  assert.equal(
+    whyNot("running", {
+      state: "Deploying",
+      conditions: [
+        condition("Progressing", "True", "Deploying", "run r1: 0/1 pods ready"),
+        condition("Degraded", "True", "PodsFailing", "word-count-r1-0: ErrImagePull"),
+      ],
+    }),
+    "state Deploying, Degraded PodsFailing: word-count-r1-0: ErrImagePull",
+  );
+  assert.equal(
+    whyNot("upgraded", {
+      state: "Upgrading",
+      conditions: [
+        condition("Degraded", "False", "AsExpected", ""),
+        condition("Progressing", "True", "UpgradeSavepoint", "upgrade of run r1 at step savepoint"),
+      ],
+    }),
+    "state Upgrading, Progressing UpgradeSavepoint: upgrade of run r1 at step savepoint",
+  );
 });
