@@ -2,6 +2,7 @@
 // word-count sample with autoscaling), the load phases and when each has made its point, and
 // the words of the summary.
 import { parseAllDocuments } from "yaml";
+import type { StreamJobStatus } from "../../operator/src/api/types.generated.ts";
 import { clock } from "./plot.ts";
 
 export const DEMO = {
@@ -44,7 +45,7 @@ const LOW = 100;
 const HIGH = 800;
 
 /**
- * Low load while the job starts and is upgraded, high load (more than one pod carries) until the
+ * Low load while the job starts and is upgraded, high load (more than one pod can carry) until the
  * autoscaler has scaled up and the backlog is drained, low load until it has scaled down.
  * The deadlines cover a deploy on a busy machine and the autoscaler's window (20 s), a rescale,
  * and its scale-down delay (30 s).
@@ -136,6 +137,20 @@ export function goalReached(goal: Goal, now: Observation, start: Observation): b
     case "scaled-down":
       return now.parallelism === 1;
   }
+}
+
+/** What the job's status says about a goal not reached: the autoscaler's last word, or its conditions. */
+export function whyNot(goal: Goal, status: StreamJobStatus): string {
+  if (goal === "scaled-up" || goal === "scaled-down") {
+    const autoscaler = status.autoscaler;
+    return autoscaler?.reason
+      ? `the autoscaler says ${autoscaler.reason}, recommends ${autoscaler.recommendedParallelism}`
+      : "the operator wrote no autoscaler decision";
+  }
+  const condition = (type: string) =>
+    status.conditions?.find((c) => c.type === type && c.status === "True");
+  const said = condition("Degraded") ?? condition("Progressing");
+  return `state ${status.state ?? "unknown"}${said ? `, ${said.type} ${said.reason}: ${said.message}` : ""}`;
 }
 
 /** Names of one demo run's topics (fresh each run, so counts and task groups start empty). */
