@@ -357,7 +357,7 @@ function phaseNote(goal: string): string {
     case "upgraded":
       return ", upgrading the image through a savepoint";
     case "scaled-up":
-      return ", more than one pod carries: waiting for the autoscaler to scale up";
+      return ", more than one pod can carry: waiting for the autoscaler to scale up";
     default:
       return ": waiting for the autoscaler to scale down";
   }
