@@ -164,21 +164,7 @@ async function measure(bed: OperatorTestbed, size: Size): Promise<Result> {
     { timeoutMs: 900_000 },
   );
 
-  // Input keeps arriving: existing keys count on, each record stamped with its produce time.
-  let stopping = false;
-  let produced = 0;
-  const trafficFrom = Date.now();
-  const traffic = (async () => {
-    const perTick = Math.max(1, Math.round((RATE * TICK_MS) / 1000));
-    while (!stopping) {
-      const batch: StateInput[] = [];
-      for (let j = 0; j < perTick; j++)
-        batch.push({ k: `k${(produced + j) % size.keys}`, t: Date.now() });
-      await send(batch);
-      produced += batch.length;
-      await new Promise((resolve) => setTimeout(resolve, TICK_MS));
-    }
-  })();
+  const traffic = keepArriving(send, size.keys);
 
   const pods = watchPods(bed.namespace, name);
   const oldPods = (await bed.podsOf(name)).map((p) => p.metadata?.name ?? "");
@@ -210,8 +196,7 @@ async function measure(bed: OperatorTestbed, size: Size): Promise<Result> {
     60_000,
   );
   await new Promise((resolve) => setTimeout(resolve, AFTER_MS));
-  stopping = true;
-  await traffic;
+  const produced = await traffic.stop();
   // The reader stops at the output of one more record, sent once it knows how many to expect.
   expected = size.keys + produced + 1;
   await send([{ k: "k0", t: Date.now() }]);
@@ -254,7 +239,7 @@ async function measure(bed: OperatorTestbed, size: Size): Promise<Result> {
     usualWaitMs: Math.max(
       0,
       ...seen
-        .filter((o) => o.out.run === oldRun && o.out.t < changed && o.out.t >= trafficFrom)
+        .filter((o) => o.out.run === oldRun && o.out.t < changed && o.out.t >= traffic.from)
         .map((o) => o.seenAt - o.out.t),
     ),
     user,
@@ -266,6 +251,35 @@ async function measure(bed: OperatorTestbed, size: Size): Promise<Result> {
   // The next size gets the machine's memory: this job's pods go first.
   await cli("kubectl", ["delete", "sj", name, "-n", bed.namespace, "--timeout=120s"]);
   return result;
+}
+
+/**
+ * Input that keeps arriving at RATE: existing keys count on, each record stamped with its
+ * produce time. `stop()` resolves with how many records were sent.
+ */
+function keepArriving(send: (records: StateInput[]) => Promise<unknown>, keys: number) {
+  const from = Date.now();
+  let stopping = false;
+  let produced = 0;
+  const loop = (async () => {
+    const perTick = Math.max(1, Math.round((RATE * TICK_MS) / 1000));
+    while (!stopping) {
+      const batch: StateInput[] = [];
+      for (let j = 0; j < perTick; j++)
+        batch.push({ k: `k${(produced + j) % keys}`, t: Date.now() });
+      await send(batch);
+      produced += batch.length;
+      await new Promise((resolve) => setTimeout(resolve, TICK_MS));
+    }
+  })();
+  return {
+    from,
+    stop: async () => {
+      stopping = true;
+      await loop;
+      return produced;
+    },
+  };
 }
 
 /** Resolves once every task group of the job's first stage has committed `counts` records. */
