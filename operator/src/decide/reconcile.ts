@@ -138,7 +138,7 @@ type Target = { spec: RunSpec; hash: string } | "suspended" | "deleted";
 const SETTLED_RESYNC_MS = 60_000;
 const BUSY_RESYNC_MS = 5_000;
 /** A savepoint in flight is polled this often. */
-const SAVEPOINT_POLL_MS = 1_000;
+const SAVEPOINT_POLL_MS = 200;
 const HISTORY_LENGTH = 20;
 const RETRY_BASE_MS = 10_000;
 const RETRY_CAP_MS = 10 * 60_000;
@@ -557,11 +557,12 @@ class Reconcile {
         seconds: this.secondsSince(op.startTime),
         bytes: record.sizeBytes ?? 0,
       });
-      // A stop-with-savepoint stopped processing when its parts were taken, about now.
+      // A stop-with-savepoint stopped processing when the pods took their parts, right after
+      // they were asked: the downtime counts from the savepoint's start.
       this.op =
         op.kind === "savepoint"
           ? undefined
-          : { ...op, step: "stopping", savepointPath: path, stopTime: this.now.toISOString() };
+          : { ...op, step: "stopping", savepointPath: path, stopTime: op.startTime };
       return true;
     }
     const states = seen?.pods ?? [];
@@ -589,6 +590,8 @@ class Reconcile {
         operators: completed[0]?.operators ?? [],
         parallelism: from.parallelism ?? 0,
       });
+      // Completed by this decision's actions: look again at once.
+      this.requeueAfterMs = 0;
       return false;
     }
     // Ask every pod that has not heard of it yet (a pod that restarted meanwhile asks again).
