@@ -20,3 +20,28 @@ export function backoffDelay(attempt: number, backoff: Backoff, random = Math.ra
   const delay = Math.min(backoff.capMs, backoff.baseMs * 2 ** exponent);
   return Math.round(delay * (1 - backoff.jitter * random()));
 }
+
+/**
+ * A wait that can be cut short: `wait(ms)` resolves after `ms`, or as soon as `wake()` is
+ * called (a loop that is being stopped should not sit out its back-off).
+ */
+export class Pause {
+  #wake: (() => void) | undefined;
+
+  wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    }).finally(() => {
+      this.#wake = undefined;
+    });
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+}

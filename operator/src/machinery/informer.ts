@@ -32,7 +32,7 @@ import {
   type ResourceType,
   statusCodeOf,
 } from "./api.ts";
-import { type Backoff, backoffDelay } from "./backoff.ts";
+import { type Backoff, backoffDelay, Pause } from "./backoff.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { countRequest } from "./metrics.ts";
 
@@ -124,6 +124,7 @@ export class Informer<T extends KubernetesObject> {
   #stopped = false;
   /** Ends whatever the loop is waiting for: the current stream or a back-off pause. */
   #interrupt: (() => void) | undefined;
+  readonly #pause = new Pause();
 
   constructor(kubeConfig: KubeConfig, type: ResourceType, options: InformerOptions = {}) {
     this.#kubeConfig = kubeConfig;
@@ -177,6 +178,7 @@ export class Informer<T extends KubernetesObject> {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#interrupt?.();
+    this.#pause.wake();
     if (!this.#synced) this.#rejectSynced(new Error("informer stopped before it synced"));
     await this.#running;
   }
@@ -185,7 +187,7 @@ export class Informer<T extends KubernetesObject> {
     let relist: RelistReason | undefined = "initial";
     let failures = 0;
     while (!this.#stopped) {
-      if (failures > 0) await this.#pause(backoffDelay(failures, this.#backoff));
+      if (failures > 0) await this.#pause.wait(backoffDelay(failures, this.#backoff));
       if (this.#stopped) break;
       if (relist) {
         try {
@@ -348,20 +350,6 @@ export class Informer<T extends KubernetesObject> {
         this.#log.error({ ...this.#fields(), event, err: error }, "informer handler threw");
       }
     }
-  }
-
-  /** Waits `ms`, or less if the informer is stopped meanwhile. */
-  #pause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#interrupt = done;
-    }).finally(() => {
-      this.#interrupt = undefined;
-    });
   }
 
   #fields(): Record<string, string | undefined> {

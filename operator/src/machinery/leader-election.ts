@@ -29,6 +29,7 @@ import {
   V1MicroTime,
 } from "@kubernetes/client-node";
 import { statusCodeOf } from "./api.ts";
+import { Pause } from "./backoff.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 
 export type StoppedLeading = "lost" | "released";
@@ -73,7 +74,7 @@ export class LeaderElector {
 
   #running: Promise<void> | undefined;
   #stopped = false;
-  #wake: (() => void) | undefined;
+  readonly #pause = new Pause();
 
   constructor(options: LeaderElectorOptions) {
     this.#options = options;
@@ -107,7 +108,7 @@ export class LeaderElector {
   /** Stops campaigning; a leader steps down ("released") and then frees the lease. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#wake?.();
+    this.#pause.wake();
     await this.#running;
     if (!this.#leading) return;
     await this.#stepDown("released");
@@ -132,7 +133,7 @@ export class LeaderElector {
       }
       // Candidates spread their attempts out; the leader renews on a steady beat.
       const jitter = this.#leading ? 1 : 1 + Math.random() * 1.2;
-      await this.#pause(this.#retryPeriodMs * jitter);
+      await this.#pause.wait(this.#retryPeriodMs * jitter);
     }
     clearTimeout(this.#deadline);
   }
@@ -256,19 +257,6 @@ export class LeaderElector {
       // The lease then expires on its own after leaseDuration.
       this.#log.warn({ lease: this.#leaseName(), err: error }, "could not release the lease");
     }
-  }
-
-  #pause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    }).finally(() => {
-      this.#wake = undefined;
-    });
   }
 
   #leaseName(): string {
