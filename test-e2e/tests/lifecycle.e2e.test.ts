@@ -49,6 +49,16 @@ async function savepointObject(ssp: string): Promise<SavepointObject> {
   })) as SavepointObject;
 }
 
+/** Asks for a savepoint of the job, as a user would: a StreamSavepoint named `ssp`. */
+async function requestSavepoint(ssp: string): Promise<void> {
+  await bed.apply({
+    apiVersion: "weir.dev/v1alpha1",
+    kind: "StreamSavepoint",
+    metadata: { name: ssp, namespace: bed.namespace },
+    spec: { jobName: name },
+  });
+}
+
 /** The keys of the savepoints of the job that exist (have their `_metadata.json`) in the bucket. */
 async function savepointsInBucket(): Promise<string[]> {
   const prefix = `operator-tests/${bed.namespace}/${name}/savepoints/`;
@@ -154,12 +164,7 @@ describe("changes to a running job go through savepoints", { concurrency: false 
 
   test("a StreamSavepoint takes one on request and the job goes on", async () => {
     const before = await readJob(bed.namespace, name);
-    await bed.apply({
-      apiVersion: "weir.dev/v1alpha1",
-      kind: "StreamSavepoint",
-      metadata: { name: "on-request", namespace: bed.namespace },
-      spec: { jobName: name },
-    });
+    await requestSavepoint("on-request");
     const done = await eventually(
       "the requested savepoint to complete",
       async () => {
@@ -181,12 +186,7 @@ describe("changes to a running job go through savepoints", { concurrency: false 
   test("retention removes old savepoints from the bucket, keeping the newest", async () => {
     assert.ok((await savepointsInBucket()).length >= 5, "every savepoint so far is in the bucket");
     await patchJobSpec(bed.namespace, name, { savepoints: { retention: { maxCount: 2 } } });
-    await bed.apply({
-      apiVersion: "weir.dev/v1alpha1",
-      kind: "StreamSavepoint",
-      metadata: { name: "after-retention", namespace: bed.namespace },
-      spec: { jobName: name },
-    });
+    await requestSavepoint("after-retention");
     const sj = await eventually(
       "the bucket to hold two savepoints besides the one in use",
       async () => {

@@ -549,7 +549,7 @@ class Reconcile {
       this.event(
         "Normal",
         "SavepointCompleted",
-        `savepoint ${recordName} of run ${from.id} completed: ${path} (${record.sizeBytes} bytes, ${Math.round((this.now.getTime() - Date.parse(op.startTime ?? "")) / 100) / 10} s)`,
+        `savepoint ${recordName} of run ${from.id} completed: ${path} (${record.sizeBytes} bytes, ${this.secondsSince(op.startTime)} s)`,
       );
       this.retain(path);
       this.measurements.savepoints.push({
