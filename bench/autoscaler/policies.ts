@@ -48,6 +48,8 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
   const delayMs = parseDuration(spec.scaleDownDelay);
   let window: MetricsWindow | undefined;
   let recommendations: AutoscalerHistory["recommendations"] = [];
+  /** The arrival rate each rescale was sized for, by its start (the reconciler keeps it in status). */
+  const sizedFor = new Map<string, unknown>();
   return {
     name: "weir",
     tick(o) {
@@ -59,10 +61,18 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
         spec,
         partitions,
         parallelism: o.parallelism,
-        history: { recommendations, rescales: o.rescales },
+        history: {
+          recommendations,
+          rescales: o.rescales.map((r) => {
+            const arrivalRate = sizedFor.get(r.time);
+            return typeof arrivalRate === "number" ? { ...r, arrivalRate } : r;
+          }),
+        },
         now: o.now,
       });
       recommendations = rememberRecommendation(recommendations, decision, o.now, delayMs);
+      if (decision.recommendedParallelism !== o.parallelism)
+        sizedFor.set(new Date(o.now).toISOString(), decision.inputs.sustainedArrivalRate);
       return decision.recommendedParallelism;
     },
   };

@@ -51,6 +51,7 @@ test("scales up with the backlog, back down after the load drops, exactly once t
     const recorded = up.status?.autoscaler?.rescales?.at(-1);
     assert.equal(recorded?.from, 1);
     assert.ok((recorded?.downtimeSeconds ?? -1) >= 0, "the rescale's downtime was measured");
+    assert.ok((recorded?.arrivalRate ?? 0) > 0, "the load the scale-up was sized for is kept");
 
     const drained = await eventually(
       "the backlog to drain",

@@ -511,6 +511,9 @@ const jobStatus = object(
             downtimeSeconds: number(
               "Seconds the job processed nothing: from the old run's stop to the new run's first processed record.",
             ),
+            arrivalRate: number(
+              "Records per second arriving (sustained) when the rescale was decided. After a scale-up, `from` did not keep up with it: the autoscaler does not go back to `from` within the hour while about as much arrives.",
+            ),
           },
           { required: ["time", "from", "to"] },
         ),

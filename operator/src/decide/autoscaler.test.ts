@@ -254,7 +254,7 @@ test("within minParallelism/maxParallelism; a parallelism outside them is correc
   assert.deepEqual(brief(raised), { to: 3, reason: "OutsideLimits" });
 });
 
-test("aligned so partitions spread evenly: 4.6 subtasks' worth of 12 partitions runs on 6", () => {
+test("aligned to the busiest subtask: 4.6 subtasks' worth of 12 partitions runs on 6", () => {
   // 3200/s at 70 % needs 4.6 evenly loaded subtasks, i.e. at most 2 partitions (533/s) each: 5
   // (or 4) would leave a subtask with 3 partitions, 800/s, 80 % busy.
   const d = decide({ summary: load(2, 3200), partitions: 12, parallelism: 2 });
@@ -264,6 +264,51 @@ test("aligned so partitions spread evenly: 4.6 subtasks' worth of 12 partitions 
     to: 4,
     reason: "ScaleUp",
   });
+});
+
+test("no pod that adds no capacity, and none missing: 6.5 subtasks' worth of 60 partitions runs on 7", () => {
+  // 4550/s at 70 % is 6.5 evenly loaded subtasks: at most 9 partitions (682/s, 97 %) on any.
+  // 7 pods own 9 or 8 each; a divisor of 60 would take 10.
+  const d = decide({ summary: load(3, 4550), parallelism: 3 });
+  assert.deepEqual(brief(d), { to: 7, reason: "ScaleUp" });
+});
+
+test("not back down to a parallelism the job outgrew within the hour at about this load", () => {
+  // 15 was reached by a scale-up from 12 at 7700/s, 20 minutes ago: 12 fell behind then.
+  const outgrew = (minutesAgo: number) => ({
+    recommendations: [{ time: ago(60), parallelism: 8 }],
+    rescales: [{ time: ago(minutesAgo), from: 12, to: 15, downtimeSeconds: 5, arrivalRate: 7700 }],
+  });
+  // At 7500/s the mean rate says 12 (10.7 subtasks' worth), but 12 was too few for 7700/s.
+  const held = decide({ summary: load(15, 7500), parallelism: 15, history: outgrew(20) });
+  assert.deepEqual(brief(held), { to: 15, reason: "Steady" });
+  assert.equal(held.inputs.outgrownParallelism, 12);
+  assert.match(held.message, /12 fell behind at this load within the hour/);
+  // Much less load than 12 fell behind at: down it goes, past 12.
+  assert.deepEqual(
+    brief(decide({ summary: load(15, 5000), parallelism: 15, history: outgrew(20) })),
+    {
+      to: 8,
+      reason: "ScaleDown",
+    },
+  );
+  // An hour later the memory is gone.
+  assert.deepEqual(
+    brief(decide({ summary: load(15, 7500), parallelism: 15, history: outgrew(61) })),
+    {
+      to: 12,
+      reason: "ScaleDown",
+    },
+  );
+  // A scale-down says nothing about its `from` being too few.
+  const down = {
+    recommendations: [{ time: ago(60), parallelism: 8 }],
+    rescales: [{ time: ago(20), from: 15, to: 12, downtimeSeconds: 5, arrivalRate: 7700 }],
+  };
+  assert.equal(
+    decide({ summary: load(15, 7500), parallelism: 15, history: down }).reason,
+    "ScaleDown",
+  );
 });
 
 test("dead band: a small relative change does nothing", () => {

@@ -187,6 +187,19 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
       }
     }
   }
+  if (target < current) {
+    const outgrown = outgrownAt(history, arrival, spec.deadBand, now);
+    if (outgrown !== undefined && target <= outgrown) {
+      // This job scaled up from `outgrown` within the hour at about this load: it was too few
+      // then and is now (capacity differs between runs; the mean rate hides a slow subtask).
+      target = Math.min(
+        current,
+        align(partitions / Math.max(1, Math.ceil(partitions / outgrown) - 1)),
+      );
+      why += `; ${outgrown} fell behind at this load within the hour`;
+      inputs.outgrownParallelism = outgrown;
+    }
+  }
   inputs.target = target;
 
   if (target === current) return hold("Steady", `${why}: ${current} fits`, { target, inputs });
@@ -227,6 +240,28 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
     stuck: false,
     inputs,
   };
+}
+
+/**
+ * The highest parallelism this job scaled up from within the last hour while at most about
+ * `arrival` arrived (within the dead band), or undefined.
+ */
+function outgrownAt(
+  history: AutoscalerHistory,
+  arrival: number,
+  deadBand: number,
+  now: number,
+): number | undefined {
+  const outgrown = (history.rescales ?? [])
+    .filter(
+      (r) =>
+        r.to > r.from &&
+        r.arrivalRate !== undefined &&
+        r.arrivalRate <= arrival * (1 + deadBand) &&
+        Date.parse(r.time) > now - HOUR_MS,
+    )
+    .map((r) => r.from);
+  return outgrown.length > 0 ? Math.max(...outgrown) : undefined;
 }
 
 /** Mean downtime of the latest measured rescales, or the default before any. */

@@ -858,9 +858,18 @@ class Reconcile {
   /** A rescale the autoscaler made, with its measured downtime (what the next plan counts in). */
   recordRescale(op: Operation, to: number, downtimeSeconds: number): void {
     const from = (this.previous.lastStableSpec as RunSpec | undefined)?.parallelism ?? to;
+    // The load the rescale was sized for: after a scale-up, `from` proved too few for it.
+    const sizedFor = this.autoscaler?.inputs?.sustainedArrivalRate;
+    const arrivalRate = typeof sizedFor === "number" ? sizedFor : undefined;
     const rescales = [
       ...(this.autoscaler?.rescales ?? []),
-      { time: op.startTime ?? this.now.toISOString(), from, to, downtimeSeconds },
+      {
+        time: op.startTime ?? this.now.toISOString(),
+        from,
+        to,
+        downtimeSeconds,
+        ...(arrivalRate === undefined ? {} : { arrivalRate }),
+      },
     ].slice(-60);
     const hourAgo = this.now.getTime() - 3_600_000;
     this.autoscaler = {

@@ -77,21 +77,18 @@ export function ownerOf(partitionCount: number, parallelism: number, partition: 
 }
 
 /**
- * The parallelism to run instead of `desired` so that partitions spread evenly, within
- * [min, max] and never above `partitionCount`.
+ * The parallelism to run instead of `desired`: the fewest subtasks that give the busiest one no
+ * more partitions than `desired` would, within [min, max] and never above `partitionCount`.
  *
- * A job's throughput is bounded by its busiest subtask, which owns ceil(N/P) partitions: so
- * P=5 of 12 partitions has no more capacity than P=4 (3 partitions on the busiest subtask),
- * and P=7 none more than P=6. The rule:
- * 1. `desired` is rounded up to an integer and clamped into [max(min, 1), min(max, N)].
- * 2. The answer is the smallest divisor d of N in that range whose busiest subtask owns no
- *    more partitions than under `desired` (N/d <= ceil(N/desired)): even spread, no capacity
- *    lost, and no pod more than that capacity needs. It may be below `desired` (12 partitions,
- *    desired 5 → 4; desired 9 → 6) and is above it only when no smaller even choice exists.
- * 3. When no divisor qualifies (none in range, or only ones that would lose capacity), the
- *    smallest parallelism in range with the same busiest-subtask load, max(lo, ceil(N/k)) for
- *    k = ceil(N/desired): capacity wins over evenness (13 partitions, max 12, desired 8 → 7).
- * When `min` exceeds the partition count, the partition count wins (the hard cap).
+ * A job's throughput is bounded by its busiest subtask, which owns ceil(N/P) partitions (the
+ * spread differs by at most one partition between subtasks): so P=5 of 12 partitions has no
+ * more capacity than P=4 (3 partitions on the busiest subtask), and P=11 none more than P=6.
+ * `desired` is rounded up and clamped into [max(min, 1), min(max, N)]; with k = ceil(N/desired)
+ * partitions on its busiest subtask, the answer is max(lo, ceil(N/k)). Every pod of it lightens
+ * the busiest subtask. Unlike rounding to a divisor of N (an even spread, Flink's default), no
+ * pod is added that adds no capacity: 60 partitions and desired 7 run on 7 pods (9 or 8
+ * partitions each), not 10. When `min` exceeds the partition count, the partition count
+ * wins (the hard cap).
  */
 export function alignParallelism(
   partitionCount: number,
@@ -109,8 +106,5 @@ export function alignParallelism(
   const lo = Math.min(min, hi);
   const wanted = Math.min(hi, Math.max(lo, Math.ceil(desired)));
   const busiest = Math.ceil(partitionCount / wanted);
-  for (let d = lo; d <= hi; d++) {
-    if (partitionCount % d === 0 && partitionCount / d <= busiest) return d;
-  }
   return Math.max(lo, Math.ceil(partitionCount / busiest));
 }
