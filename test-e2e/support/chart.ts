@@ -34,14 +34,17 @@ export function weirRelease(): WeirRelease {
   };
 }
 
-/** The release's operator pods, terminating ones left out. */
-export async function operatorPods(release: WeirRelease): Promise<V1Pod[]> {
+/** The release's operator pods, terminating ones left out unless asked for. */
+export async function operatorPods(
+  release: WeirRelease,
+  options: { terminating?: boolean } = {},
+): Promise<V1Pod[]> {
   const core = adminKubeConfig().makeApiClient(CoreV1Api);
   const list = await core.listNamespacedPod({
     namespace: release.namespace,
     labelSelector: release.selector,
   });
-  return list.items.filter((p) => !p.metadata?.deletionTimestamp);
+  return list.items.filter((p) => options.terminating || !p.metadata?.deletionTimestamp);
 }
 
 /**

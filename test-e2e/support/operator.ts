@@ -1,5 +1,8 @@
-// The operator as a test runs it: `node operator/src/main.ts` against the local cluster with the
-// admin kubeconfig, its JSON log lines kept for assertions; and the StreamJob a test applies.
+// The operator as a test runs it, and the StreamJob a test applies. By default the operator runs
+// in the cluster as users run it: a release of the chart, a pod with its service-account token
+// (so every operator test proves the chart's RBAC is enough). WEIR_E2E_OPERATOR=process runs it
+// as a local process instead (`node operator/src/main.ts` with config/rbac's account), which is
+// quicker to debug; both look the same to a test (`Operator`).
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createWriteStream, mkdtempSync, writeFileSync } from "node:fs";
@@ -17,22 +20,30 @@ import { stringify } from "yaml";
 import type { StreamJob } from "../../operator/src/api/types.ts";
 import { clusterPaths } from "../cluster/layout.ts";
 import { httpGet } from "../cluster/probe.ts";
+import { helmRelease, keepOperatorLogs, operatorPods, weirRelease } from "./chart.ts";
 import { adminKubeConfig, cli, clusterEnv, uniqueName } from "./cluster.ts";
 import { eventually } from "./wait.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
 let nextPort = 18_080 + Math.floor(Math.random() * 500) * 2;
 
-export interface OperatorProcess {
-  process: ChildProcess;
+/** One operator a test controls, a local process or a pod of the chart's Deployment. */
+export interface Operator {
+  /** Its Lease holder identity (a pod's name in the cluster). */
   identity: string;
-  url: string;
   /** Every JSON log line so far. */
-  logs: Record<string, unknown>[];
-  /** SIGTERM, and waits for the exit (graceful: releases the Lease). */
+  logs(): Promise<Record<string, unknown>[]>;
+  /** SIGTERM, and waits until it is gone (graceful: releases the Lease). */
   stop(): Promise<void>;
-  /** SIGKILL, and waits for the exit (the Lease is left to expire). */
+  /** SIGKILL, and waits until it is gone (the Lease is left to expire). */
   kill(): Promise<void>;
+  /** Waits until it exits on its own; its exit code. */
+  exited(): Promise<number | null>;
+}
+
+export interface OperatorProcess extends Operator {
+  process: ChildProcess;
+  url: string;
 }
 
 export interface OperatorOptions {
@@ -83,16 +94,9 @@ export async function startOperator(
     buffered += chunk.toString("utf8");
     const lines = buffered.split("\n");
     buffered = lines.pop() ?? "";
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
+    logs.push(...logLines(lines.join("\n")));
   });
-  const exited = once(child, "exit");
+  const exited = once(child, "exit") as Promise<[number | null]>;
   const end = async (signal: NodeJS.Signals) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
@@ -101,9 +105,10 @@ export async function startOperator(
     process: child,
     identity,
     url: `http://127.0.0.1:${port}`,
-    logs,
+    logs: async () => logs,
     stop: () => end("SIGTERM"),
     kill: () => end("SIGKILL"),
+    exited: async () => (await exited)[0],
   };
   await eventually("the operator to serve /readyz", async () => {
     if (child.exitCode !== null) throw new Error(`operator ${identity} exited (${child.exitCode})`);
@@ -111,6 +116,156 @@ export async function startOperator(
     return answer?.status === 200 ? true : undefined;
   });
   return operator;
+}
+
+/** The operator's JSON log lines (a line that is not JSON as `{ msg }`). */
+function logLines(text: string): Record<string, unknown>[] {
+  return text
+    .split("\n")
+    .filter((line) => line.trim())
+    .map((line) => {
+      try {
+        return JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return { msg: line };
+      }
+    });
+}
+
+/**
+ * The operator pods of a chart release that watches one namespace, as a test drives them:
+ * started by scaling the Deployment up (or by `helm upgrade` when their environment changes:
+ * operators of other settings never run alongside), stopped or killed one pod at a time with
+ * the Deployment scaled down so nothing replaces it (a graceful stop marks the pod to go first,
+ * `controller.kubernetes.io/pod-deletion-cost`).
+ */
+class InClusterOperators {
+  readonly release = weirRelease();
+  #installed = false;
+  #replicas = 0;
+  #env: Record<string, string> = {};
+
+  readonly watchNamespace: string;
+
+  constructor(watchNamespace: string) {
+    this.watchNamespace = watchNamespace;
+  }
+
+  async start(env: Record<string, string>): Promise<Operator> {
+    const changed = JSON.stringify(env) !== JSON.stringify(this.#env);
+    if (changed && this.#replicas > 0) await this.#scaleTo(0);
+    const before = new Set((await this.#pods()).map((p) => p.metadata?.name));
+    this.#replicas++;
+    if (!this.#installed || changed) {
+      const command = this.#installed ? "upgrade" : "install";
+      this.#env = env;
+      this.#installed = true;
+      await helmRelease(command, this.release, this.#values());
+    } else {
+      await this.#scale();
+    }
+    const pod = await eventually(
+      "a new operator pod to be ready",
+      async () =>
+        (await this.#pods()).find(
+          (p) => !p.metadata?.deletionTimestamp && !before.has(p.metadata?.name) && isReady(p),
+        ),
+      180_000,
+    );
+    return this.#handle(pod.metadata?.name ?? "");
+  }
+
+  /** Keeps the pods' logs (.cluster/logs/chart-*), then uninstalls the release and its namespace. */
+  async uninstall(): Promise<void> {
+    if (!this.#installed) return;
+    await keepOperatorLogs(this.release).catch(() => {});
+    await cli("helm", ["uninstall", this.release.name, "-n", this.release.namespace, "--wait"]);
+    await adminKubeConfig()
+      .makeApiClient(CoreV1Api)
+      .deleteNamespace({ name: this.release.namespace })
+      .catch(() => {});
+  }
+
+  #values(): string[] {
+    return [
+      "--set",
+      "crds.install=false",
+      "--set-json",
+      `watchNamespaces=${JSON.stringify([this.watchNamespace])}`,
+      "--set",
+      `replicaCount=${this.#replicas}`,
+      "--set-json",
+      `extraEnv=${JSON.stringify(Object.entries(this.#env).map(([name, value]) => ({ name, value })))}`,
+    ];
+  }
+
+  #handle(pod: string): Operator {
+    const { namespace } = this.release;
+    return {
+      identity: pod,
+      logs: async () => logLines(await cli("kubectl", ["logs", pod, "-n", namespace])),
+      stop: () => this.#remove(pod, false),
+      kill: () => this.#remove(pod, true),
+      exited: () =>
+        eventually(
+          `operator pod ${pod} to exit`,
+          async () => {
+            const [found] = (await this.#pods()).filter((p) => p.metadata?.name === pod);
+            const status = found?.status?.containerStatuses?.[0];
+            const ended = status?.state?.terminated ?? status?.lastState?.terminated;
+            return ended ? ended.exitCode : undefined;
+          },
+          180_000,
+        ),
+    };
+  }
+
+  async #remove(pod: string, kill: boolean): Promise<void> {
+    const args = ["-n", this.release.namespace];
+    if (kill) await cli("kubectl", ["delete", "pod", pod, ...args, "--grace-period=0", "--force"]);
+    else
+      await cli("kubectl", [
+        "annotate",
+        "pod",
+        pod,
+        ...args,
+        "controller.kubernetes.io/pod-deletion-cost=-1000",
+        "--overwrite",
+      ]);
+    await this.#scaleTo(Math.max(0, this.#replicas - 1));
+    await eventually(
+      `operator pod ${pod} to be gone`,
+      async () => ((await this.#pods()).some((p) => p.metadata?.name === pod) ? undefined : true),
+      120_000,
+    );
+  }
+
+  /** Scales the Deployment and waits until exactly that many pods exist (terminating ones too). */
+  async #scaleTo(replicas: number): Promise<void> {
+    this.#replicas = replicas;
+    await this.#scale();
+    await eventually(
+      `${replicas} operator pods`,
+      async () => ((await this.#pods()).length === replicas ? true : undefined),
+      120_000,
+    );
+  }
+
+  async #scale(): Promise<void> {
+    await cli("kubectl", [
+      "scale",
+      "deployment",
+      this.release.operatorName,
+      "-n",
+      this.release.namespace,
+      `--replicas=${this.#replicas}`,
+    ]);
+  }
+
+  /** The release's operator pods, terminating ones included. */
+  #pods(): Promise<V1Pod[]> {
+    return operatorPods(this.release, { terminating: true });
+  }
 }
 
 /** Where the plain manifests put the operator, and its service account. */
@@ -210,17 +365,26 @@ export async function jobReady(
   );
 }
 
+/** Where operator tests run the operator: in the cluster (the default) or as a local process. */
+const IN_CLUSTER = (process.env.WEIR_E2E_OPERATOR ?? "in-cluster") !== "process";
+
 /**
- * A namespace of its own for an operator test: the storage Secret, operators run as the
- * ServiceAccount of config/rbac (so every test also proves that RBAC is enough, with a Lease of
- * its own), word-count StreamJobs on topics of their own, and a cleanup that leaves nothing.
+ * A namespace of its own for an operator test: the storage Secret, operators with exactly the
+ * RBAC users get (in the cluster: a release of the chart watching only this namespace; as a
+ * process: the ServiceAccount of config/rbac), with a Lease of their own, word-count StreamJobs
+ * on topics of their own, and a cleanup that leaves nothing.
  */
 export class OperatorTestbed {
   readonly namespace: string;
   readonly core = adminKubeConfig().makeApiClient(CoreV1Api);
   readonly admin: Admin;
   readonly topics: string[] = [];
-  operator: OperatorProcess | undefined;
+  operator: Operator | undefined;
+  /** The operator's user (for `kubectl auth can-i --as`), and where its Lease is. */
+  readonly account: string;
+  readonly leaseNamespace: string;
+  readonly leaseName: string;
+  readonly #inCluster: InClusterOperators | undefined;
   #kubeconfig = "";
 
   constructor(prefix: string) {
@@ -229,6 +393,17 @@ export class OperatorTestbed {
       clientId: "weir-test-admin",
       bootstrapBrokers: [clusterEnv().kafkaBootstrap],
     });
+    if (IN_CLUSTER) {
+      this.#inCluster = new InClusterOperators(this.namespace);
+      const { release } = this.#inCluster;
+      this.account = release.account;
+      this.leaseNamespace = release.namespace;
+      this.leaseName = release.operatorName;
+    } else {
+      this.account = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_ACCOUNT}`;
+      this.leaseNamespace = OPERATOR_NAMESPACE;
+      this.leaseName = this.namespace;
+    }
   }
 
   /** Creates the namespace and its storage Secret, and starts the first operator. */
@@ -243,15 +418,17 @@ export class OperatorTestbed {
         stringData: { accessKey: env.s3AccessKey, secretKey: env.s3SecretKey },
       },
     });
-    this.#kubeconfig = await operatorAccountKubeconfig();
+    if (!this.#inCluster) this.#kubeconfig = await operatorAccountKubeconfig();
     this.operator = await this.startOperator("operator-a");
   }
 
-  startOperator(identity: string, env: Record<string, string> = {}): Promise<OperatorProcess> {
+  /** Starts one more operator (`identity` names a process; a pod names itself). */
+  startOperator(identity: string, env: Record<string, string> = {}): Promise<Operator> {
+    if (this.#inCluster) return this.#inCluster.start(env);
     return startOperator(this.namespace, identity, {
       kubeconfig: this.#kubeconfig,
-      leaseNamespace: OPERATOR_NAMESPACE,
-      leaseName: this.namespace,
+      leaseNamespace: this.leaseNamespace,
+      leaseName: this.leaseName,
       env,
     });
   }
@@ -261,10 +438,14 @@ export class OperatorTestbed {
     await cli("kubectl", ["delete", "sj", "--all", "-n", this.namespace, "--timeout=90s"]).catch(
       () => {},
     );
-    await this.operator?.stop();
-    await cli("kubectl", ["delete", "lease", this.namespace, "-n", OPERATOR_NAMESPACE]).catch(
-      () => {},
-    );
+    if (this.#inCluster) {
+      await this.#inCluster.uninstall().catch(() => {});
+    } else {
+      await this.operator?.stop();
+      await cli("kubectl", ["delete", "lease", this.leaseName, "-n", this.leaseNamespace]).catch(
+        () => {},
+      );
+    }
     await cli("kubectl", ["delete", "ssp", "--all", "-n", this.namespace]).catch(() => {});
     await this.core.deleteNamespace({ name: this.namespace }).catch(() => {});
     await this.admin.deleteTopics({ topics: this.topics }).catch(() => {});

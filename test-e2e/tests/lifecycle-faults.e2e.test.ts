@@ -4,7 +4,6 @@
 // upgrade completes once it is back; a new job starts from an old job's savepoint. Every
 // running count comes out exactly once.
 import assert from "node:assert/strict";
-import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import type { StreamJob } from "../../operator/src/api/types.ts";
 import { httpGet } from "../cluster/probe.ts";
@@ -70,10 +69,8 @@ describe("an upgrade that goes wrong", { concurrency: false }, () => {
         WEIR_TEST_EXIT_AT_STEP: step,
       });
       bed.operator = doomed;
-      const exited = once(doomed.process, "exit");
       await patchJobSpec(bed.namespace, name, { image: `weir/runtime:${step}` });
-      const [code] = await exited;
-      assert.equal(code, 99, "the test hook stopped it");
+      assert.equal(await doomed.exited(), 99, "the test hook stopped it");
       const recorded = await readJob(bed.namespace, name);
       assert.equal(recorded.status?.upgrade?.step, step, "the step was on record before it died");
 

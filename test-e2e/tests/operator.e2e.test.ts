@@ -13,8 +13,7 @@ import { ensureTopics, inputProducer, readTopic } from "../support/kafka.ts";
 import {
   isReady,
   jobReady,
-  OPERATOR_NAMESPACE,
-  type OperatorProcess,
+  type Operator,
   OperatorTestbed,
   patchJobSpec,
   readJob,
@@ -366,7 +365,15 @@ describe("two operators at once", { concurrency: false }, () => {
     const second = await bed.startOperator("operator-c");
     try {
       const lease = JSON.parse(
-        await cli("kubectl", ["get", "lease", namespace, "-n", OPERATOR_NAMESPACE, "-o", "json"]),
+        await cli("kubectl", [
+          "get",
+          "lease",
+          bed.leaseName,
+          "-n",
+          bed.leaseNamespace,
+          "-o",
+          "json",
+        ]),
       );
       const leaderId = lease.spec.holderIdentity;
       assert.equal(leaderId, bed.operator?.identity, "the first operator holds the Lease");
@@ -375,10 +382,12 @@ describe("two operators at once", { concurrency: false }, () => {
       const job = await wordCountJob(name, { parallelism: 1 });
       await apply(job.manifest);
       await jobReady(namespace, name);
-      const acted = (o: OperatorProcess | undefined) =>
-        (o?.logs ?? []).filter((line) => line.job === name && typeof line.reason === "string");
-      assert.ok(acted(bed.operator).length > 0, "the leader reconciled the job");
-      assert.equal(acted(second).length, 0, "the stand-by did nothing");
+      const acted = async (o: Operator | undefined) =>
+        ((await o?.logs()) ?? []).filter(
+          (line) => line.job === name && typeof line.reason === "string",
+        );
+      assert.ok((await acted(bed.operator)).length > 0, "the leader reconciled the job");
+      assert.equal((await acted(second)).length, 0, "the stand-by did nothing");
 
       await bed.operator?.stop();
       await patchJobSpec(namespace, name, { parallelism: 2 });
@@ -390,7 +399,7 @@ describe("two operators at once", { concurrency: false }, () => {
         },
         180_000,
       );
-      assert.ok(acted(second).length > 0, "the new leader acted");
+      assert.ok((await acted(second)).length > 0, "the new leader acted");
       await cli("kubectl", ["delete", "sj", name, "-n", namespace, "--wait=true", "--timeout=90s"]);
     } finally {
       bed.operator = second;
@@ -410,7 +419,7 @@ test("the operator's service account may do what it uses and nothing else", asyn
         ...(subresource ? [`--subresource=${subresource}`] : []),
         "-n",
         ns,
-        `--as=system:serviceaccount:${OPERATOR_NAMESPACE}:weir-operator`,
+        `--as=${bed.account}`,
       ]).catch((error: { stdout?: string }) => error.stdout ?? "")
     ).trim();
   };
@@ -437,6 +446,6 @@ test("the operator's service account may do what it uses and nothing else", asyn
     ["create", "pods/exec"],
   ] as const)
     assert.equal(await can(verb, resource), "no", `${verb} ${resource}`);
-  assert.equal(await can("update", "leases.coordination.k8s.io", OPERATOR_NAMESPACE), "yes");
+  assert.equal(await can("update", "leases.coordination.k8s.io", bed.leaseNamespace), "yes");
   assert.equal(await can("update", "leases.coordination.k8s.io", namespace), "no");
 });
