@@ -1,4 +1,4 @@
-// Programs the cluster build needs from the machine. Where one is missing and we may, it is
+// Programs the cluster build and the tests need from the machine. Where one is missing and we may, it is
 // installed from Debian's packages; Go comes from the machine (or, when too old, from the
 // Go module proxy: see toolchain.ts).
 import { execFileSync } from "node:child_process";
@@ -11,6 +11,11 @@ const TOOLS: { command: string; debianPackage: string; purpose: string }[] = [
   { command: "mvn", debianPackage: "maven", purpose: "fetching Kafka from Maven Central" },
   // Lua 5.1 is the language of Argo CD's interpreter (gopher-lua): the chart's health check.
   { command: "lua5.1", debianPackage: "lua5.1", purpose: "testing the Argo CD health check" },
+  // Weir's images built and run without a Docker engine (test-e2e/support/images.ts).
+  { command: "buildah", debianPackage: "buildah", purpose: "building Weir's images" },
+  { command: "podman", debianPackage: "podman", purpose: "running Weir's images" },
+  { command: "runc", debianPackage: "runc", purpose: "running Weir's images" },
+  { command: "debootstrap", debianPackage: "debootstrap", purpose: "the images' base" },
 ];
 
 function onPath(command: string): boolean {
