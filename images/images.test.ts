@@ -1,7 +1,8 @@
-// The Dockerfiles cannot be built here (no container engine), so their essentials are checked:
-// the base image, a non-root user, production dependencies only, an entry point that exists,
-// every module the entry point loads copied into the image (and every package it imports a
-// production dependency), and the local cluster's image catalog running the same entry point.
+// Quick checks of the Dockerfiles that need no container engine (test-e2e/tests/images.e2e.test.ts
+// builds and runs them with buildah and podman): the base image, a non-root user, production
+// dependencies only, an entry point that exists, every module the entry point loads copied into
+// the image (and every package it imports a production dependency), and the local cluster's
+// image catalog running the same entry point.
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
