@@ -6,7 +6,9 @@
 //   scripts/run -- node --test --test-timeout=1000000 test-e2e/tests/autoscaler.e2e.test.ts
 //   scripts/run -- node bench/autoscaler/calibrate.ts [operator logs…]
 //
-// Without arguments it reads every operator log of the local cluster (.cluster/logs/operator-*.log).
+// Without arguments it reads every operator log of the local cluster: .cluster/logs/chart-*.log
+// (operator pods, kept by the tests when they uninstall the chart) and operator-*.log (operators
+// the tests ran as processes).
 // Only rescales in savepoint mode count (the autoscaler's); earlier measurements in the file are kept,
 // and so is the per-pod capacity (it comes from the runtime benchmark, see calibration.ts).
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -71,7 +73,7 @@ if (import.meta.main) {
     process.argv.length > 2
       ? process.argv.slice(2)
       : readdirSync(dir)
-          .filter((f) => /^operator-.*\.log$/.test(f))
+          .filter((f) => /^(chart|operator)-.*\.log$/.test(f))
           .map((f) => join(dir, f));
   const rescales = measuredRescales(files.flatMap((f) => readFileSync(f, "utf8").split("\n")));
   if (rescales.length === 0) {
