@@ -40,22 +40,7 @@ export interface RuntimeOptions {
 export function startRuntime(options: RuntimeOptions): RuntimePod {
   const env = clusterEnv();
   const config = join(mkdtempSync(join(tmpdir(), "weir-runtime-")), "config.json");
-  const { storage, ...settings } = options.config ?? {};
-  writeFileSync(
-    config,
-    JSON.stringify({
-      kafka: { bootstrap: [env.kafkaBootstrap] },
-      storage: {
-        endpoint: env.s3Endpoint,
-        bucket: env.s3Bucket,
-        prefix: options.prefix ?? "runtime-tests",
-        region: env.s3Region,
-        ...storage,
-      },
-      checkpointIntervalMs: options.checkpointIntervalMs ?? 500,
-      ...settings,
-    }),
-  );
+  writeFileSync(config, JSON.stringify(runtimeConfig(options)));
   const child = spawn(
     process.execPath,
     [...(options.nodeArgs ?? []), join(repo, "runtime", "src", "main.ts"), options.module],
@@ -75,6 +60,26 @@ export function startRuntime(options: RuntimeOptions): RuntimePod {
     },
   );
   return { process: child, ip: options.ip, url: `http://${options.ip}:9249` };
+}
+
+/** The runtime's configuration file for the local cluster's Kafka and MinIO, `config` merged over it. */
+export function runtimeConfig(
+  options: Pick<RuntimeOptions, "config" | "prefix" | "checkpointIntervalMs">,
+): Record<string, unknown> {
+  const env = clusterEnv();
+  const { storage, ...settings } = options.config ?? {};
+  return {
+    kafka: { bootstrap: [env.kafkaBootstrap] },
+    storage: {
+      endpoint: env.s3Endpoint,
+      bucket: env.s3Bucket,
+      prefix: options.prefix ?? "runtime-tests",
+      region: env.s3Region,
+      ...storage,
+    },
+    checkpointIntervalMs: options.checkpointIntervalMs ?? 500,
+    ...settings,
+  };
 }
 
 /** Waits until the pod's /readyz answers 200 (and fails at once if the process died). */

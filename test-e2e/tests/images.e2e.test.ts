@@ -20,7 +20,7 @@ import {
   stopContainer,
 } from "../support/images.ts";
 import { operatorAccountKubeconfig } from "../support/operator.ts";
-import { podIp, RuntimeTestbed } from "../support/runtime.ts";
+import { podIp, RuntimeTestbed, runtimeConfig } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 import { assertExactlyOnce, produceRounds } from "../support/word-count.ts";
 
@@ -106,17 +106,12 @@ test("the runtime image runs a job exactly once, locked down, and stops graceful
   const config = join(shared, "runtime-config.json");
   writeFileSync(
     config,
-    JSON.stringify({
-      kafka: { bootstrap: [env.kafkaBootstrap] },
-      storage: {
-        endpoint: env.s3Endpoint,
-        bucket: env.s3Bucket,
+    JSON.stringify(
+      runtimeConfig({
         prefix: "image-tests",
-        region: env.s3Region,
-      },
-      checkpointIntervalMs: 500,
-      job: { config: { name: job, input, output } },
-    }),
+        config: { job: { config: { name: job, input, output } } },
+      }),
+    ),
   );
   chmodSync(config, 0o644);
   const ip = podIp();
