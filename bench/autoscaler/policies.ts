@@ -72,7 +72,7 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
       });
       recommendations = rememberRecommendation(recommendations, decision, o.now, delayMs);
       if (decision.recommendedParallelism !== o.parallelism)
-        sizedFor.set(new Date(o.now).toISOString(), decision.inputs.sustainedArrivalRate);
+        sizedFor.set(new Date(o.now).toISOString(), decision.inputs.latestArrivalRate);
       return decision.recommendedParallelism;
     },
   };

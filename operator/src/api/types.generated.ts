@@ -382,7 +382,7 @@ export interface AutoscalerRescale {
   to: number;
   /** Seconds the job processed nothing: from the old run's stop to the new run's first processed record. */
   downtimeSeconds?: number;
-  /** Records per second arriving (sustained) when the rescale was decided. After a scale-up, `from` did not keep up with it: the autoscaler does not go back to `from` within the hour while about as much arrives. */
+  /** Records per second arriving when the rescale was decided (the latest scrape interval's rate: what a scale-up is sized for). After a scale-up, `from` did not keep up with it: the autoscaler does not go back to `from` within the hour while about as much arrives. */
   arrivalRate?: number;
 }
 

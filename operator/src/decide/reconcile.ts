@@ -858,8 +858,9 @@ class Reconcile {
   /** A rescale the autoscaler made, with its measured downtime (what the next plan counts in). */
   recordRescale(op: Operation, to: number, downtimeSeconds: number): void {
     const from = (this.previous.lastStableSpec as RunSpec | undefined)?.parallelism ?? to;
-    // The load the rescale was sized for: after a scale-up, `from` proved too few for it.
-    const sizedFor = this.autoscaler?.inputs?.sustainedArrivalRate;
+    // The load the rescale was sized for (the latest interval's: a scale-up in a rise is sized
+    // for it): after a scale-up, `from` proved too few for it.
+    const sizedFor = this.autoscaler?.inputs?.latestArrivalRate;
     const arrivalRate = typeof sizedFor === "number" ? sizedFor : undefined;
     const rescales = [
       ...(this.autoscaler?.rescales ?? []),
