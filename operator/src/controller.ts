@@ -143,18 +143,7 @@ export class StreamJobController {
       registers: [registry],
     });
     this.#measure = operationMetrics(registry);
-    const jobs = this.#jobs;
-    new Gauge({
-      name: "weir_operator_streamjobs",
-      help: "StreamJobs by state",
-      labelNames: ["state"],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const informer of jobs)
-          for (const job of informer.list()) this.inc({ state: job.status?.state ?? "Pending" });
-      },
-    });
+    jobMetrics(registry, () => this.#jobs.flatMap((informer) => informer.list()));
   }
 
   /** Fills the caches; reconciling starts with `run`, once this replica leads. */
@@ -264,6 +253,63 @@ export class StreamJobController {
   }
 }
 
+/**
+ * What the StreamJobs in the caches say, read at each scrape: jobs by state, each job's
+ * parallelism and, while its autoscaler is on, what the autoscaler recommends and whether it
+ * reports a backlog that does not shrink. Labelled `weir_job` as the runtime's metrics are
+ * (Prometheus keeps `job` for the scrape job).
+ */
+function jobMetrics(registry: Registry, jobs: () => StreamJob[]): void {
+  const byJob = (job: StreamJob) => ({
+    namespace: job.metadata.namespace ?? "",
+    weir_job: job.metadata.name ?? "",
+  });
+  const gauge = (name: string, help: string, value: (job: StreamJob) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["namespace", "weir_job"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const job of jobs()) {
+          const v = value(job);
+          if (v !== undefined) this.set(byJob(job), v);
+        }
+      },
+    });
+  new Gauge({
+    name: "weir_operator_streamjobs",
+    help: "StreamJobs by state",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const job of jobs()) this.inc({ state: job.status?.state ?? "Pending" });
+    },
+  });
+  gauge(
+    "weir_operator_streamjob_parallelism",
+    "Parallelism of the job's current run",
+    (job) => job.status?.parallelism,
+  );
+  const autoscaling = (job: StreamJob) =>
+    job.spec.autoscaler?.enabled ? job.status?.autoscaler : undefined;
+  gauge(
+    "weir_operator_autoscaler_recommended_parallelism",
+    "The autoscaler's latest recommendation (jobs with autoscaling on)",
+    (job) => autoscaling(job)?.recommendedParallelism,
+  );
+  gauge(
+    "weir_operator_autoscaler_backlog_not_shrinking",
+    "1 while the autoscaler reports a backlog that does not shrink despite spare capacity",
+    (job) => {
+      const status = autoscaling(job);
+      return status === undefined ? undefined : status.stuck ? 1 : 0;
+    },
+  );
+}
+
 /** Savepoints and operations as Prometheus sees them (the chart's dashboard charts these). */
 function operationMetrics(registry: Registry): (measurements: Measurements) => void {
   const savepoints = new Counter({
@@ -298,7 +344,14 @@ function operationMetrics(registry: Registry): (measurements: Measurements) => v
     buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
     registers: [registry],
   });
+  const decisions = new Counter({
+    name: "weir_operator_autoscaler_decisions_total",
+    help: "The autoscaler's decisions by reason (ScaleUp, ScaleDown, Steady, ScaleDownDelayed, …)",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
   return (measurements) => {
+    for (const reason of measurements.autoscalerDecisions) decisions.inc({ reason });
     for (const s of measurements.savepoints) {
       savepoints.inc({ result: s.result });
       if (s.result === "completed") {

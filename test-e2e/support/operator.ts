@@ -39,6 +39,8 @@ export interface Operator {
   kill(): Promise<void>;
   /** Waits until it exits on its own; its exit code. */
   exited(): Promise<number | null>;
+  /** Its /metrics, as Prometheus scrapes them. */
+  metrics(): Promise<string>;
 }
 
 export interface OperatorProcess extends Operator {
@@ -109,6 +111,7 @@ export async function startOperator(
     stop: () => end("SIGTERM"),
     kill: () => end("SIGKILL"),
     exited: async () => (await exited)[0],
+    metrics: async () => (await httpGet(`http://127.0.0.1:${port}/metrics`)).body,
   };
   await eventually("the operator to serve /readyz", async () => {
     if (child.exitCode !== null) throw new Error(`operator ${identity} exited (${child.exitCode})`);
@@ -204,6 +207,10 @@ class InClusterOperators {
     return {
       identity: pod,
       logs: async () => logLines(await cli("kubectl", ["logs", pod, "-n", namespace])),
+      metrics: async () => {
+        const [found] = (await this.#pods()).filter((p) => p.metadata?.name === pod);
+        return (await httpGet(`http://${found?.status?.podIP}:8080/metrics`)).body;
+      },
       stop: () => this.#remove(pod, false),
       kill: () => this.#remove(pod, true),
       exited: () =>

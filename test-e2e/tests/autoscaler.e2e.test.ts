@@ -52,6 +52,18 @@ test("scales up with the backlog, back down after the load drops, exactly once t
     assert.equal(recorded?.from, 1);
     assert.ok((recorded?.downtimeSeconds ?? -1) >= 0, "the rescale's downtime was measured");
     assert.ok((recorded?.arrivalRate ?? 0) > 0, "the load the scale-up was sized for is kept");
+    // The decision in the operator's metrics too.
+    const metrics = (await bed.operator?.metrics()) ?? "";
+    const labels = `namespace="${bed.namespace}",weir_job="${name}"`;
+    assert.match(
+      metrics,
+      new RegExp(`weir_operator_streamjob_parallelism\\{${labels}\\} ${up.status?.parallelism}`),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`weir_operator_autoscaler_recommended_parallelism\\{${labels}\\} \\d`),
+    );
+    assert.match(metrics, /weir_operator_autoscaler_decisions_total\{reason="ScaleUp"\} [1-9]/);
 
     const drained = await eventually(
       "the backlog to drain",

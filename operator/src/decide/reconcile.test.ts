@@ -810,6 +810,7 @@ describe("decide: the autoscaler", () => {
     assert.equal(d.status.autoscaler?.reason, "ScaleUp");
     assert.equal(d.status.autoscaler?.recommendedParallelism, 4);
     assert.ok(d.events.some((e) => e.reason === "Autoscaler" && e.message.startsWith("ScaleUp")));
+    assert.deepEqual(d.measurements.autoscalerDecisions, ["ScaleUp"], "counted in the metrics");
     assert.equal(d.status.upgrade?.kind, "rescale");
     assert.equal(d.status.upgrade?.step, "savepoint");
   });

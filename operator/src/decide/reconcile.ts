@@ -31,7 +31,7 @@ import { FINALIZER, jobLabels, jobSelector, nextRunId } from "../build/names.ts"
 import { buildConfigMap, buildPod, type RunRef } from "../build/run-objects.ts";
 import type { AutoscalingInputs } from "../observe/job-metrics.ts";
 import type { PodSavepointState } from "../observe/runtime-control.ts";
-import { decideParallelism, rememberRecommendation } from "./autoscaler.ts";
+import { type AutoscalerReason, decideParallelism, rememberRecommendation } from "./autoscaler.ts";
 import { type ConditionInput, conditionOf, setCondition } from "./conditions.ts";
 import { classifyChange, type RunSpec, runSpecOf, specHash } from "./run-spec.ts";
 
@@ -116,6 +116,8 @@ export interface Measurements {
   savepoints: { result: "completed" | "failed"; seconds: number; bytes?: number }[];
   /** Operations that completed: how long they took, and how long nothing was processed. */
   operations: { kind: string; seconds: number; downtimeSeconds: number }[];
+  /** The autoscaler's decisions, by reason. */
+  autoscalerDecisions: AutoscalerReason[];
 }
 
 export interface Decision {
@@ -155,7 +157,7 @@ class Reconcile {
   readonly now: Date;
   readonly actions: Action[] = [];
   readonly events: EventSpec[] = [];
-  readonly measurements: Measurements = { savepoints: [], operations: [] };
+  readonly measurements: Measurements = { savepoints: [], operations: [], autoscalerDecisions: [] };
   state: State;
   run: Run | undefined;
   op: Operation | undefined;
@@ -830,6 +832,7 @@ class Reconcile {
       history: previous,
       now,
     });
+    this.measurements.autoscalerDecisions.push(decision.reason);
     this.autoscaler = {
       ...previous,
       recommendedParallelism: decision.recommendedParallelism,
