@@ -179,6 +179,9 @@ export async function removeContainer(container: string): Promise<void> {
   await podman(["rm", "-f", container]).catch(() => {});
 }
 
-export async function containerLogs(container: string): Promise<string> {
-  return podman(["logs", container]).catch((error: Error) => error.message);
+/** The container's last log lines (for a failure's message). */
+export async function containerLogs(container: string, lines = 20): Promise<string> {
+  return podman(["logs", "--tail", String(lines), container]).catch(
+    (error: Error) => error.message,
+  );
 }

@@ -19,7 +19,7 @@ import {
   startContainer,
   stopContainer,
 } from "../support/images.ts";
-import { operatorAccountKubeconfig } from "../support/operator.ts";
+import { installCrds, operatorAccountKubeconfig } from "../support/operator.ts";
 import { podIp, RuntimeTestbed, runtimeConfig } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 import { assertExactlyOnce, produceRounds } from "../support/word-count.ts";
@@ -35,6 +35,8 @@ const shared = mkdtempSync(join(tmpdir(), "weir-images-"));
 chmodSync(shared, 0o755);
 
 before(async () => {
+  // The operator container lists StreamJobs and StreamSavepoints: their CRDs must be served.
+  await installCrds();
   const started = Date.now();
   await ensureNodeBase();
   const based = Date.now();
