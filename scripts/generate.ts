@@ -3,12 +3,10 @@
 // from operator/src/rbac.ts, and the chart's CRD templates (helm/generate.ts).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { chartFiles } from "../helm/generate.ts";
-import { generatedFiles } from "../operator/src/api/generate.ts";
-import { rbacFiles } from "../operator/src/rbac.ts";
 import { repoRoot } from "../test-e2e/cluster/layout.ts";
+import { allGeneratedFiles } from "./generated.ts";
 
-for (const [path, content] of [...generatedFiles(), ...rbacFiles(), ...chartFiles()]) {
+for (const [path, content] of allGeneratedFiles()) {
   const file = join(repoRoot, path);
   let current: string | undefined;
   try {

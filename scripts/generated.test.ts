@@ -1,13 +1,13 @@
-// The chart's CRD templates are exactly what the schema generates (npm run generate).
+// The committed generated files are exactly what their sources generate (`npm run generate`).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { repoRoot } from "../test-e2e/cluster/layout.ts";
-import { chartFiles } from "./generate.ts";
+import { allGeneratedFiles } from "./generated.ts";
 
-for (const [path, content] of chartFiles()) {
-  test(`${path} is up to date with operator/src/api/schema.ts`, () => {
+for (const [path, content] of allGeneratedFiles()) {
+  test(`${path} is up to date with its source`, () => {
     let committed = "";
     try {
       committed = readFileSync(join(repoRoot, path), "utf8");
