@@ -31,9 +31,9 @@ import { inputProducer, readRecords } from "../test-e2e/support/kafka.ts";
 import {
   isReady,
   jobReady,
+  nextRunRunning,
   OperatorTestbed,
   patchJobSpec,
-  readJob,
 } from "../test-e2e/support/operator.ts";
 import { eventually } from "../test-e2e/support/wait.ts";
 import { table } from "./measure.ts";
@@ -176,19 +176,7 @@ async function measure(bed: OperatorTestbed, size: Size): Promise<Result> {
 
   const changed = Date.now();
   await patchJobSpec(bed.namespace, name, { image: "weir/runtime:v2" });
-  const upgraded = await eventually(
-    "the new run to be Ready after its savepoint",
-    async () => {
-      const sj = await readJob(bed.namespace, name);
-      return sj.status?.run?.id !== oldRun &&
-        sj.status?.state === "Running" &&
-        !sj.status.upgrade &&
-        sj.status.observedGeneration === sj.metadata.generation
-        ? sj
-        : undefined;
-    },
-    600_000,
-  );
+  const upgraded = await nextRunRunning(bed.namespace, name, oldRun, 600_000);
   const jobReadyAt = Date.now();
   const newRun = upgraded.status?.run?.id ?? "";
   await eventually(

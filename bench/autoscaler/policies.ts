@@ -49,7 +49,7 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
   let window: MetricsWindow | undefined;
   let recommendations: AutoscalerHistory["recommendations"] = [];
   /** The arrival rate each rescale was sized for, by its start (the reconciler keeps it in status). */
-  const sizedFor = new Map<string, unknown>();
+  const sizedFor = new Map<string, number>();
   return {
     name: "weir",
     tick(o) {
@@ -65,14 +65,15 @@ export function weirPolicy(spec: AutoscalerSpec, partitions: number): Policy {
           recommendations,
           rescales: o.rescales.map((r) => {
             const arrivalRate = sizedFor.get(r.time);
-            return typeof arrivalRate === "number" ? { ...r, arrivalRate } : r;
+            return arrivalRate === undefined ? r : { ...r, arrivalRate };
           }),
         },
         now: o.now,
       });
       recommendations = rememberRecommendation(recommendations, decision, o.now, delayMs);
-      if (decision.recommendedParallelism !== o.parallelism)
-        sizedFor.set(new Date(o.now).toISOString(), decision.inputs.latestArrivalRate);
+      const latest = decision.inputs.latestArrivalRate;
+      if (decision.recommendedParallelism !== o.parallelism && latest !== undefined)
+        sizedFor.set(new Date(o.now).toISOString(), latest);
       return decision.recommendedParallelism;
     },
   };

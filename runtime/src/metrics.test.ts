@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { seriesValues } from "../../test-e2e/support/metrics-text.ts";
 import { NO_WATERMARK } from "./engine/time.ts";
 import { type MetricsSource, runtimeMetrics, type TaskFigures, taskStatus } from "./metrics.ts";
 
@@ -28,14 +29,7 @@ function figures(partition: number, overrides: Partial<TaskFigures> = {}): TaskF
 
 /** The registry's series → value, as Prometheus would read them. */
 async function series(source: MetricsSource): Promise<Map<string, number>> {
-  const text = await runtimeMetrics(source).metrics();
-  const values = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const split = line.lastIndexOf(" ");
-    values.set(line.slice(0, split), Number(line.slice(split + 1)));
-  }
-  return values;
+  return seriesValues(await runtimeMetrics(source).metrics());
 }
 
 const ends = new Map([["in-0", 25n]]);

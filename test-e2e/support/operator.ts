@@ -372,6 +372,31 @@ export async function jobReady(
   );
 }
 
+/**
+ * Waits until a run other than `previousRun` is Running with no operation left, for the job's
+ * current generation (an upgrade or rescale has completed); returns the job.
+ */
+export async function nextRunRunning(
+  namespace: string,
+  name: string,
+  previousRun: string | undefined,
+  timeoutMs: number,
+): Promise<StreamJob> {
+  return eventually(
+    `StreamJob ${namespace}/${name} to run a new run after its operation`,
+    async () => {
+      const job = await readJob(namespace, name);
+      return job.status?.run?.id !== previousRun &&
+        job.status?.state === "Running" &&
+        !job.status.upgrade &&
+        job.status.observedGeneration === job.metadata.generation
+        ? job
+        : undefined;
+    },
+    timeoutMs,
+  );
+}
+
 /** Where operator tests run the operator: in the cluster (the default) or as a local process. */
 const IN_CLUSTER = (process.env.WEIR_E2E_OPERATOR ?? "in-cluster") !== "process";
 

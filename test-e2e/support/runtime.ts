@@ -9,6 +9,7 @@ import { Admin } from "@platformatic/kafka";
 import { httpGet } from "../cluster/probe.ts";
 import { clusterEnv, uniqueName } from "./cluster.ts";
 import { deleteTopicsOf, inputProducer } from "./kafka.ts";
+import { seriesValues } from "./metrics-text.ts";
 import { eventually } from "./wait.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
@@ -98,14 +99,7 @@ export async function runtimeReady(pod: RuntimePod, timeoutMs = 30_000): Promise
 
 /** The pod's metrics as Prometheus prints them: series (with its labels) → value. */
 export async function scrape(pod: RuntimePod): Promise<Map<string, number>> {
-  const text = (await httpGet(`${pod.url}/metrics`)).body;
-  const series = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const split = line.lastIndexOf(" ");
-    series.set(line.slice(0, split), Number(line.slice(split + 1)));
-  }
-  return series;
+  return seriesValues((await httpGet(`${pod.url}/metrics`)).body);
 }
 
 /** The pod's /v1/status. */

@@ -1,8 +1,8 @@
-// Autoscaling end to end on the local cluster: a job whose pods can take ~500 lines/s each
-// (test-e2e/fixtures/slow-word-count.ts) gets more input than one pod can handle → its backlog
-// grows → it scales up through a savepoint rescale → the backlog drains → the input drops →
-// after the scale-down delay it scales back down. Every running count comes out exactly once,
-// and the decisions are in `kubectl describe sj`.
+// Autoscaling end to end on the local cluster: a job whose pods can take ~500 lines/s each (the
+// demo's job, scripts/demo/job.ts: the word count with a wait per line) gets more input than one
+// pod can handle → its backlog grows → it scales up through a savepoint rescale → the backlog
+// drains → the input drops → after the scale-down delay it scales back down. Every running
+// count comes out exactly once, and the decisions are in `kubectl describe sj`.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { cli } from "../support/cluster.ts";
@@ -30,8 +30,8 @@ test("scales up with the backlog, back down after the load drops, exactly once t
     },
   });
   const spec = job.manifest.spec as { job: { entry: string; config: Record<string, unknown> } };
-  spec.job.entry = "/app/test-e2e/fixtures/slow-word-count.ts";
-  spec.job.config.msPerLine = 2;
+  spec.job.entry = "/app/scripts/demo/job.ts";
+  spec.job.config.workMs = 2;
   await bed.apply(job.manifest);
   const applied = await jobReady(bed.namespace, name);
 

@@ -8,7 +8,13 @@ import { after, before, describe, test } from "node:test";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import type { StreamJob } from "../../operator/src/api/types.ts";
 import { adminKubeConfig, cli, clusterEnv, s3Client } from "../support/cluster.ts";
-import { jobReady, OperatorTestbed, patchJobSpec, readJob } from "../support/operator.ts";
+import {
+  jobReady,
+  nextRunRunning,
+  OperatorTestbed,
+  patchJobSpec,
+  readJob,
+} from "../support/operator.ts";
 import { eventually } from "../support/wait.ts";
 import { assertExactlyOnce, produceContinuously } from "../support/word-count.ts";
 
@@ -77,19 +83,7 @@ async function throughSavepoint(change: () => Promise<void>, trigger: string): P
   await change();
   // The operator never writes the spec: the generation moves with the user's change alone.
   const generation = (await readJob(bed.namespace, name)).metadata.generation;
-  const sj = await eventually(
-    "the next run to be running after its savepoint",
-    async () => {
-      const job = await readJob(bed.namespace, name);
-      return job.status?.run?.id !== before.status?.run?.id &&
-        job.status?.state === "Running" &&
-        !job.status.upgrade &&
-        job.status.observedGeneration === job.metadata.generation
-        ? job
-        : undefined;
-    },
-    180_000,
-  );
+  const sj = await nextRunRunning(bed.namespace, name, before.status?.run?.id, 180_000);
   assert.equal(sj.metadata.generation, generation, "the operation left the spec alone");
   const savepoint = sj.status?.lastSavepoint;
   assert.equal(savepoint?.trigger, trigger);
