@@ -192,10 +192,9 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
     if (outgrown !== undefined && target <= outgrown) {
       // This job scaled up from `outgrown` within the hour at about this load: it was too few
       // then and is now (capacity differs between runs; the mean rate hides a slow subtask).
-      target = Math.min(
-        current,
-        align(partitions / Math.max(1, Math.ceil(partitions / outgrown) - 1)),
-      );
+      // The next size up is the first whose busiest subtask owns one partition fewer.
+      const lighterBusiest = Math.max(1, Math.ceil(partitions / outgrown) - 1);
+      target = Math.min(current, align(partitions / lighterBusiest));
       why += `; ${outgrown} fell behind at this load within the hour`;
       inputs.outgrownParallelism = outgrown;
     }
