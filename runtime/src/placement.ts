@@ -3,7 +3,14 @@
 import type { FailureSettings, JobConfig } from "./api/job.ts";
 
 export interface RuntimeConfig {
-  kafka: { bootstrap: string[] };
+  kafka: {
+    bootstrap: string[];
+    /**
+     * Replication factor of the topics the runtime creates (repartition, late records, dead
+     * letters); default: the broker's own (default.replication.factor).
+     */
+    internalTopicReplicationFactor?: number;
+  };
   storage: {
     endpoint: string;
     bucket: string;

@@ -299,9 +299,16 @@ logger.statechange.name = state.change.logger
 logger.statechange.level = warn
 `;
 
-/** Kafka's cluster id format: 16 random bytes, URL-safe base64 without padding. */
+/**
+ * Kafka's cluster id format: 16 random bytes, URL-safe base64 without padding. Never one that
+ * starts with "-": `kafka-storage format -t <id>` would read it as an option (Kafka's own
+ * Uuid.randomUuid() draws again for the same reason), which failed about one `up` in 64.
+ */
 export function kafkaClusterId(): string {
-  return randomBytes(16).toString("base64url");
+  for (;;) {
+    const id = randomBytes(16).toString("base64url");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 function kafkaJava(bin: Binaries, mainClass: string, args: string[]): LaunchSpec {

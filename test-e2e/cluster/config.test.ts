@@ -41,10 +41,12 @@ test("kafka properties make a single KRaft node that can run transactions", () =
   assert.equal(props.get("log.dirs"), "/data/kafka");
 });
 
-test("kafka cluster ids are 22 URL-safe base64 characters and differ", () => {
+test("kafka cluster ids are 22 URL-safe base64 characters, differ, and never start with '-'", () => {
   const a = kafkaClusterId();
   assert.match(a, /^[A-Za-z0-9_-]{22}$/);
   assert.notEqual(a, kafkaClusterId());
+  // One id in 64 would start with "-" if drawn once; 2,000 draws would meet ~31 of them.
+  for (let i = 0; i < 2_000; i++) assert.doesNotMatch(kafkaClusterId(), /^-/);
 });
 
 test("the Kubernetes wrapper module maps every staging module to its v0 twin", () => {

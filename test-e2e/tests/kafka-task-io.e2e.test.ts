@@ -1,6 +1,7 @@
 // The runtime's Kafka task I/O against the real broker: a task reads exactly its partition,
 // and commits its outputs with its next source offset in one transaction; a new owner of the
-// task fences the old one.
+// task fences the old one; an aborted transaction is never read, however far its marker is;
+// an offset out of range stops the task with an error that names it.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { Admin } from "@platformatic/kafka";
@@ -59,7 +60,7 @@ describe("kafka task I/O", () => {
     await producer.close();
 
     const reader = new TaskReader({ bootstrapBrokers, job, task });
-    assert.equal(await reader.committedOffset(), undefined, "a new task has no position yet");
+    assert.equal(await reader.committed(), undefined, "a new task has no position yet");
     const records = await readN(reader, await reader.start(0n), 3);
     assert.deepEqual(
       records.map((r) => [r.partition, r.value.toString()]),
@@ -80,13 +81,17 @@ describe("kafka task I/O", () => {
         value: Buffer.from(r.value.toString().toUpperCase()),
       })),
     );
-    await writer.commit(last);
+    await writer.commit(await reader.offsetsAt(last.offset + 1n, 1n));
     await writer.close();
     await reader.close();
 
     assert.deepEqual(await readTopic(output, (values) => values.length >= 3), ["X", "Y", "Z"]);
     const again = new TaskReader({ bootstrapBrokers, job, task });
-    assert.equal(await again.committedOffset(), 3n, "the transaction moved the task's offset");
+    assert.deepEqual(
+      await again.committed(),
+      { offset: 3n, checkpoint: 1n },
+      "the transaction moved the task's offset and named its checkpoint",
+    );
     await again.close();
   });
 
@@ -98,22 +103,108 @@ describe("kafka task I/O", () => {
     const [record] = await readN(reader, await reader.start(3n), 1);
     assert.ok(record);
 
+    const offsets = await reader.offsetsAt(record.offset + 1n, 2n);
     const zombie = new TaskWriter({ bootstrapBrokers, job, task, clientId: "zombie" });
-    await zombie.commit(record); // registers the zombie's producer epoch
+    await zombie.fence(); // registers the zombie's producer epoch
     const owner = new TaskWriter({ bootstrapBrokers, job, task, clientId: "owner" });
-    await owner.send([{ topic: output, partition: 0, value: Buffer.from("FROM-OWNER") }]);
-    await owner.commit(record);
+    await owner.fence();
     await assert.rejects(async () => {
       await zombie.send([{ topic: output, partition: 0, value: Buffer.from("FROM-ZOMBIE") }]);
-      await zombie.commit(record);
-    });
+      await zombie.commit(offsets);
+    }, "a fenced owner can neither send nor commit");
+    await owner.send([{ topic: output, partition: 0, value: Buffer.from("FROM-OWNER") }]);
+    await owner.commit(offsets);
     await Promise.all([zombie.close().catch(() => {}), owner.close(), reader.close()]);
     const position = new TaskReader({ bootstrapBrokers, job, task });
-    assert.equal(await position.committedOffset(), 4n, "only the owner's offset landed");
+    assert.equal((await position.committed())?.offset, 4n, "only the owner's offset landed");
     await position.close();
 
     const values = await readTopic(output, (read) => read.length >= 4);
     assert.deepEqual(values, ["X", "Y", "Z", "FROM-OWNER"]);
     assert.equal(taskGroupId(job, task), `weir.tests.${job.name}.${input}.1`);
+  });
+  test("an upstream task's aborted transaction is never read, even when its marker is a fetch away", async () => {
+    // The pod-kill case: an upstream task's transaction is open when its pod dies, other tasks
+    // go on writing to the same partition, and only the next owner's fencing aborts it. The
+    // reader fetches 256 KB at a time, so the abort marker lies beyond the fetch that holds the
+    // transaction's records (the client kept them: the word count over-counted).
+    const topic = uniqueName("weir-repartition");
+    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+    try {
+      const upstream = { topic: uniqueName("weir-upstream"), partition: 0 };
+      const killed = new TaskWriter({ bootstrapBrokers, job, task: upstream, clientId: "killed" });
+      const aborted = Array.from({ length: 50 }, (_, i) => ({
+        topic,
+        partition: 0,
+        value: Buffer.from(`aborted-${i}`),
+      }));
+      await killed.send(aborted);
+      const producer = inputProducer();
+      const committed = Array.from(
+        { length: 600 },
+        (_, i) => `committed-${i}-${"x".repeat(1_000)}`,
+      );
+      for (let i = 0; i < committed.length; i += 100) {
+        await producer.send({
+          messages: committed.slice(i, i + 100).map((value) => ({ topic, partition: 0, value })),
+        });
+      }
+      await producer.close();
+      // The task's next owner fences the killed one: the broker aborts its transaction now.
+      const next = new TaskWriter({ bootstrapBrokers, job, task: upstream, clientId: "next" });
+      await next.fence();
+
+      const reader = new TaskReader({ bootstrapBrokers, job, task: { topic, partition: 0 } });
+      const read = await readN(reader, await reader.start(0n), committed.length);
+      await reader.close();
+      await Promise.all([next.close(), killed.close().catch(() => {})]);
+      const values = read.map((r) => r.value.toString());
+      assert.deepEqual(
+        values.filter((v) => v.startsWith("aborted-")),
+        [],
+        "no record of the aborted transaction",
+      );
+      assert.deepEqual(values, committed, "every committed record, in order");
+    } finally {
+      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    }
+  });
+
+  test("a position out of range stops the task with an error naming topic, partition and offsets", async () => {
+    const topic = uniqueName("weir-retained");
+    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+    try {
+      const producer = inputProducer();
+      await producer.send({
+        messages: ["a", "b", "c", "d"].map((value) => ({ topic, partition: 0, value })),
+      });
+      await producer.close();
+      // Retention passed offset 1 (as deleteRecords does it).
+      await admin.deleteRecords({
+        topics: [{ name: topic, partitions: [{ partition: 0, offset: 3n }] }],
+      });
+      const reader = new TaskReader({ bootstrapBrokers, job, task: { topic, partition: 0 } });
+      const records = await reader.start(1n);
+      await assert.rejects(
+        async () => {
+          for await (const _ of records)
+            assert.fail("no record is read from a position that is gone");
+        },
+        new RegExp(`${topic}-0: offset 1 is out of range \\(it holds offsets 3 to 4\\)`),
+      );
+      await reader.close().catch(() => {});
+
+      const skipping = new TaskReader({
+        bootstrapBrokers,
+        job,
+        task: { topic, partition: 0 },
+        outOfRange: "earliest",
+      });
+      const [first] = await readN(skipping, await skipping.start(1n), 1);
+      assert.equal(first?.value.toString(), "d", "outOfRange: earliest goes on from the log start");
+      await skipping.close();
+    } finally {
+      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    }
   });
 });

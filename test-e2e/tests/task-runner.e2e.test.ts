@@ -9,7 +9,11 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { Admin, type Producer } from "@platformatic/kafka";
 import { TaskReader } from "../../runtime/src/connectors/kafka/task-io.ts";
-import { CheckpointNotStored, TaskRunner } from "../../runtime/src/engine/task-runner.ts";
+import {
+  CheckpointNotStored,
+  MAX_CHECKPOINT_INTERVAL_MS,
+  TaskRunner,
+} from "../../runtime/src/engine/task-runner.ts";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopic } from "../support/kafka.ts";
@@ -156,7 +160,7 @@ test("while storage refuses checkpoints the task keeps processing and commits no
       task: { topic, partition: 0 },
     });
     assert.equal(
-      await position.committedOffset(),
+      await position.committed(),
       undefined,
       "no offset committed without its checkpoint",
     );
@@ -190,7 +194,7 @@ test("the first commit comes once the task caught up with its source; later ones
     jobOperators: [],
     stateful: false,
     // Far longer than the test: only the first commit may come before the stop.
-    checkpointIntervalMs: 600_000,
+    checkpointIntervalMs: MAX_CHECKPOINT_INTERVAL_MS,
     sourceEnd: () => 300n,
     createProcessor: () => ({
       process: (records) =>

@@ -99,3 +99,26 @@ test("empty state starts at the committed offset without state, then keeps the r
   const restarted = planRestore(task, EMPTY_STATE, 25, [...checkpoints, own], true, "r3");
   assert.equal(restarted.kind === "snapshot" && restarted.snapshot.id, own.id);
 });
+
+test("two checkpoints at one offset: the committed number decides which state is restored", () => {
+  // The second was taken after a window fired on a quiet partition (no new input, same offset).
+  const beforeFiring = snapshot("checkpoint", checkpointId(task, 30, "r1", 4), 30);
+  const afterFiring = snapshot("checkpoint", checkpointId(task, 30, "r1", 5), 30);
+  for (const order of [
+    [beforeFiring, afterFiring],
+    [afterFiring, beforeFiring],
+  ]) {
+    for (const [number, expected] of [
+      [4, beforeFiring],
+      [5, afterFiring],
+    ] as const) {
+      const plan = planRestore(task, undefined, 30, order, true, "r1", number);
+      assert.equal(plan.kind === "snapshot" && plan.snapshot.id, expected.id);
+      // A restart of another run finds it the same way.
+      const other = planRestore(task, undefined, 30, order, true, "r2", number);
+      assert.equal(other.kind === "snapshot" && other.snapshot.id, expected.id);
+    }
+  }
+  // A number no stored checkpoint has: the state of what was committed is gone.
+  assert.throws(() => planRestore(task, undefined, 30, [beforeFiring], true, "r1", 5), RestoreRefused);
+});

@@ -22,11 +22,25 @@ export class RestoreRefused extends Error {}
 export const EMPTY_STATE = "empty";
 
 /**
- * A task's checkpoint is named by its position and the run that took it: a retried upload
- * overwrites itself, and a run can tell its own checkpoints from those of the runs before.
+ * A task's checkpoint is named by its position, the run that took it and its number: a run
+ * can tell its own checkpoints from those of the runs before, and the number (committed with
+ * the transaction, see TaskReader.offsetsAt) tells apart two checkpoints at one position, the
+ * second taken after a timer or window emitted without new input.
  */
-export function checkpointId(task: TaskRef, offset: bigint | number, run = ""): string {
-  return `${checkpointIdPrefix(task)}${offset}${run ? `-${run}` : ""}`;
+export function checkpointId(
+  task: TaskRef,
+  offset: bigint | number,
+  run = "",
+  checkpoint?: bigint | number,
+): string {
+  const number = checkpoint === undefined ? "" : `.${checkpoint}`;
+  return `${checkpointIdPrefix(task)}${offset}${run ? `-${run}` : ""}${number}`;
+}
+
+/** The number in a checkpoint's id (see checkpointId); undefined for ids without one. */
+function checkpointNumberOf(id: string): number | undefined {
+  const match = /\.(\d+)$/.exec(id);
+  return match ? Number(match[1]) : undefined;
 }
 
 /** Narrows listings to (about) one task's checkpoints; the metadata's task decides exactly. */
@@ -53,6 +67,8 @@ function offsetIn(snapshot: SnapshotMetadata, task: TaskRef): number | undefined
  * @param stateful whether the job keeps state (a stateless job may resume from the offset alone)
  * @param run the run this task belongs to (`WEIR_RUN`): a task restarted within its run
  *   continues from its own checkpoint, whatever the run started from
+ * @param committedCheckpoint the number of the checkpoint the last transaction committed with
+ *   (absent for transactions of versions before checkpoint numbers: the offset alone decides)
  */
 export function planRestore(
   task: TaskRef,
@@ -61,13 +77,19 @@ export function planRestore(
   checkpoints: readonly SnapshotMetadata[],
   stateful: boolean,
   run = "",
+  committedCheckpoint?: number,
 ): RestorePlan {
+  // The state of the committed transaction: at its offset, and with its number when it has one.
+  const isCommitted = (c: SnapshotMetadata) =>
+    offsetIn(c, task) === committed &&
+    (committedCheckpoint === undefined || checkpointNumberOf(c.id) === committedCheckpoint);
   const own =
     run && committed !== undefined
       ? [...checkpoints]
           .reverse()
           .find(
-            (c) => c.id === checkpointId(task, committed, run) && offsetIn(c, task) === committed,
+            (c) =>
+              c.id === checkpointId(task, committed, run, committedCheckpoint) && isCommitted(c),
           )
       : undefined;
   const fromOwn = (checkpoint: SnapshotMetadata): RestorePlan => ({
@@ -101,7 +123,7 @@ export function planRestore(
   }
   if (committed === undefined) return { kind: "fresh" };
   for (const checkpoint of [...checkpoints].reverse()) {
-    if (offsetIn(checkpoint, task) === committed) {
+    if (isCommitted(checkpoint)) {
       return {
         kind: "snapshot",
         snapshot: checkpoint,

@@ -4,7 +4,7 @@
 // transaction with that offset. A crash at any point leaves either the previous committed
 // transaction (and the checkpoint taken at its offset) or the new one: never half of one.
 import type { MessageToProduce as KafkaMessageToProduce, Message } from "@platformatic/kafka";
-import { TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
+import { type OutOfRangePolicy, TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
@@ -94,11 +94,40 @@ export interface TaskRunnerOptions {
   maxBatch?: number;
   /** How many checkpoints of this task to keep. */
   retainCheckpoints?: number;
+  /** Where the task goes when its position is gone from the partition (default: it fails). */
+  outOfRange?: OutOfRangePolicy;
+  /**
+   * Whether the task is its source partition's only reader (a repartition topic): records it
+   * has committed are then deleted, so the internal topic does not keep the whole stream.
+   */
+  purgeCommitted?: boolean;
   now?: () => number;
 }
 
 /** The state could not be uploaded: nothing was committed, the transaction is still open. */
 export class CheckpointNotStored extends Error {}
+
+/**
+ * A transaction could not commit and was aborted: its outputs are gone while the task's state
+ * and position include them, so the task must not go on (it restarts from its last commit).
+ */
+export class CommitFailed extends Error {}
+
+/** Longest a checkpoint interval may be: the transaction stays open that long (see below). */
+export const MAX_CHECKPOINT_INTERVAL_MS = 5 * 60_000;
+const MIN_CHECKPOINT_INTERVAL_MS = 100;
+
+/**
+ * The transaction timeout for a checkpoint interval: a transaction spans one interval plus the
+ * state's upload, and the broker aborts any open longer (its transaction.max.timeout.ms, 15
+ * minutes by default, bounds this).
+ */
+export function transactionTimeoutFor(checkpointIntervalMs: number): number {
+  return Math.max(60_000, 2 * checkpointIntervalMs + 30_000);
+}
+
+/** Deleting committed records of an internal topic: at most this often per task. */
+const PURGE_EVERY_MS = 10_000;
 
 export class TaskRunner {
   readonly #options: TaskRunnerOptions;
@@ -111,9 +140,13 @@ export class TaskRunner {
   #arrived: (() => void) | undefined;
   #drained: (() => void) | undefined;
   #pumping: Promise<void> | undefined;
-  #lastInput: RawMessage | undefined;
+  /** Why the source stopped delivering (its offset out of range, say): the task fails on it. */
+  #sourceFailed: unknown;
   /** The next offset to process (what a snapshot taken now records). */
   #position = 0n;
+  /** The number of the checkpoint the last commit named (see checkpointId). */
+  #checkpointNumber = 0n;
+  #lastPurge = 0;
   #finished = false;
   #savepointRequest:
     | {
@@ -124,7 +157,8 @@ export class TaskRunner {
         requestedAt: number;
       }
     | undefined;
-  #uncommitted = 0;
+  /** Records processed and outputs sent since the last commit: something to commit. */
+  #pending = 0;
   #stopping = false;
   #loop: Promise<void> | undefined;
   plan: RestorePlan | undefined;
@@ -145,11 +179,24 @@ export class TaskRunner {
   lastSavepoint: SavepointTimings | undefined;
 
   constructor(options: TaskRunnerOptions) {
+    const interval = options.checkpointIntervalMs ?? 1_000;
+    if (
+      !Number.isSafeInteger(interval) ||
+      interval < MIN_CHECKPOINT_INTERVAL_MS ||
+      interval > MAX_CHECKPOINT_INTERVAL_MS
+    ) {
+      throw new Error(
+        `checkpoint interval ${String(interval)} ms is out of range: a whole number of milliseconds from ${MIN_CHECKPOINT_INTERVAL_MS} to ${MAX_CHECKPOINT_INTERVAL_MS} (each task's Kafka transaction stays open for one interval)`,
+      );
+    }
     this.#options = options;
     this.#now = options.now ?? Date.now;
     const io = { bootstrapBrokers: options.bootstrapBrokers, job: options.job, task: options.task };
-    this.#reader = new TaskReader(io);
-    this.#writer = new TaskWriter(io);
+    this.#reader = new TaskReader({
+      ...io,
+      ...(options.outOfRange ? { outOfRange: options.outOfRange } : {}),
+    });
+    this.#writer = new TaskWriter({ ...io, transactionTimeoutMs: transactionTimeoutFor(interval) });
   }
 
   get task(): TaskRef {
@@ -186,16 +233,21 @@ export class TaskRunner {
     const startedAt = performance.now();
     let restoreMs = 0;
     let restoredBytes = 0;
-    const committed = await this.#reader.committedOffset();
+    // Fence first: once this task's producer is registered no earlier owner (a zombie pod) can
+    // commit, so the committed offset read next is final.
+    await this.#writer.fence();
+    const committed = await this.#reader.committed();
+    this.#checkpointNumber = committed?.checkpoint ?? 0n;
     const checkpoints =
       committed === undefined ? [] : await store.list("checkpoint", checkpointIdPrefix(task));
     const plan = planRestore(
       task,
       restoreFrom,
-      committed === undefined ? undefined : Number(committed),
+      committed === undefined ? undefined : Number(committed.offset),
       checkpoints,
       stateful,
       run,
+      committed?.checkpoint === undefined ? undefined : Number(committed.checkpoint),
     );
     this.plan = plan;
     if (plan.kind === "snapshot" && plan.entry) {
@@ -234,6 +286,7 @@ export class TaskRunner {
     };
     while (!this.#stopping) {
       const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
+      if (this.#sourceFailed !== undefined) throw this.#sourceFailed;
       const busySince = performance.now();
       if (batch.length > 0) await this.#process(batch);
       const due = this.#processor?.advanceTime?.(this.#now());
@@ -241,7 +294,7 @@ export class TaskRunner {
       this.busyMs += performance.now() - busySince;
       if (
         this.#now() >= nextCheckpoint ||
-        (!committedOnce && this.#uncommitted > 0 && caughtUp())
+        (!committedOnce && this.#pending > 0 && caughtUp())
       ) {
         committedOnce = true;
         // A checkpoint that cannot be stored (storage down) is retried at the next interval
@@ -267,6 +320,8 @@ export class TaskRunner {
           },
           (error: unknown) => {
             request.reject(error);
+            // Its transaction aborted: outputs are gone that state and position include.
+            if (error instanceof CommitFailed) throw error;
             return false;
           },
         );
@@ -308,20 +363,21 @@ export class TaskRunner {
     // object (the job stands still meanwhile): should the savepoint as a whole fail (another
     // pod's part missing), this task restarts from its committed offset like after any crash,
     // which needs a checkpoint taken at exactly that offset.
-    const checkpointCopy = this.#uncommitted > 0;
+    const checkpointCopy = this.#pending > 0;
+    const number = this.#checkpointNumber + 1n;
     const [entry] = await Promise.all([
       store.writeTask("savepoint", id, snapshot),
       checkpointCopy
         ? store.write(
             "checkpoint",
-            checkpointId(task, this.#position, this.#options.run),
+            checkpointId(task, this.#position, this.#options.run, number),
             jobOperators,
             [snapshot],
           )
         : undefined,
     ]);
     const uploadMs = lap();
-    await this.#commit();
+    await this.#commit(number);
     this.lastSavepoint = {
       waitMs,
       snapshotMs,
@@ -339,15 +395,21 @@ export class TaskRunner {
    */
   async #pump(stream: AsyncIterable<RawMessage>): Promise<void> {
     const max = this.#options.maxBatch ?? 500;
-    for await (const message of stream) {
-      this.#queue.push(message);
-      this.#arrived?.();
-      while (this.#queue.length >= max && !this.#stopping) {
-        await new Promise<void>((resolve) => {
-          this.#drained = resolve;
-        });
+    try {
+      for await (const message of stream) {
+        this.#queue.push(message);
+        this.#arrived?.();
+        while (this.#queue.length >= max && !this.#stopping) {
+          await new Promise<void>((resolve) => {
+            this.#drained = resolve;
+          });
+        }
+        if (this.#stopping) break;
       }
-      if (this.#stopping) break;
+    } catch (error) {
+      if (this.#stopping) return;
+      this.#sourceFailed = error;
+      this.#arrived?.();
     }
   }
 
@@ -380,9 +442,9 @@ export class TaskRunner {
     const outputs: Processed = this.#processor?.process(records, this.#now()) ?? [];
     await this.#emit(outputs, this.#handleFailures(outputs.failures ?? []));
     this.recordsIn += records.length;
-    this.#uncommitted += records.length;
-    this.#lastInput = batch.at(-1);
-    if (this.#lastInput) this.#position = this.#lastInput.offset + 1n;
+    this.#pending += records.length;
+    const last = batch.at(-1);
+    if (last) this.#position = last.offset + 1n;
   }
 
   /**
@@ -416,40 +478,73 @@ export class TaskRunner {
   }
 
   async #emit(outputs: OutputRecord[], deadLetters: MessageToProduce[] = []): Promise<void> {
-    await this.#writer.send([
+    const messages = [
       ...outputs.map((o) => ({
         topic: o.topic,
         value: o.value,
         ...(o.key ? { key: o.key } : {}),
+        ...(o.partition === undefined ? {} : { partition: o.partition }),
         timestamp: BigInt(o.timestamp),
       })),
       ...deadLetters,
-    ]);
+    ];
+    await this.#writer.send(messages);
+    // Outputs of timers and windows count too: they commit even if no record arrives.
+    this.#pending += messages.length;
     this.recordsOut += outputs.length;
   }
 
-  /** Commits the open transaction with the offset after the last record processed. */
-  async #commit(): Promise<void> {
-    if (!this.#lastInput || this.#uncommitted === 0) return;
-    await this.#writer.commit(this.#lastInput);
-    this.#uncommitted = 0;
+  /**
+   * Commits the open transaction with the current position and checkpoint number `number`
+   * (whose state is already stored). A commit that fails is a CommitFailed: see there.
+   */
+  async #commit(number: bigint): Promise<void> {
+    if (this.#pending === 0) return;
+    try {
+      await this.#writer.commit(await this.#reader.offsetsAt(this.#position, number));
+    } catch (error) {
+      const { topic, partition } = this.#options.task;
+      const why = error instanceof Error ? error.message : String(error);
+      throw new CommitFailed(`commit of ${topic}-${partition} at ${this.#position} failed: ${why}`, {
+        cause: error,
+      });
+    }
+    this.#pending = 0;
+    this.#checkpointNumber = number;
+    this.#purgeCommitted();
+  }
+
+  /** Deletes what this task committed from its internal source topic, now and then. */
+  #purgeCommitted(): void {
+    if (!this.#options.purgeCommitted || this.#now() - this.#lastPurge < PURGE_EVERY_MS) return;
+    this.#lastPurge = this.#now();
+    const { topic, partition } = this.#options.task;
+    this.#reader.purgeBefore(this.#position).catch((error: unknown) => {
+      process.stderr.write(
+        `${JSON.stringify({ msg: "purging committed records failed", task: `${topic}-${partition}`, error: String(error) })}\n`,
+      );
+    });
   }
 
   /** State for the current offset first, then the transaction that moves the offset there. */
   async checkpoint(): Promise<void> {
-    if (!this.#lastInput || this.#uncommitted === 0) {
+    if (this.#pending === 0) {
       this.checkpointedAt = this.#now();
       return;
     }
     const { task, store, jobOperators } = this.#options;
     const next = this.#position;
+    const number = this.#checkpointNumber + 1n;
     const offsets = { [`${task.topic}-${task.partition}`]: next };
     const started = performance.now();
     const state = this.#state.snapshot(this.#now());
     try {
-      await store.write("checkpoint", checkpointId(task, next, this.#options.run), jobOperators, [
-        { task, offsets, state, operators: this.#state.operatorNames() },
-      ]);
+      await store.write(
+        "checkpoint",
+        checkpointId(task, next, this.#options.run, number),
+        jobOperators,
+        [{ task, offsets, state, operators: this.#state.operatorNames() }],
+      );
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
       throw new CheckpointNotStored(
@@ -457,7 +552,7 @@ export class TaskRunner {
         { cause: error },
       );
     }
-    await this.#commit();
+    await this.#commit(number);
     this.checkpointedAt = this.#now();
     this.lastCheckpoint = {
       offset: next,
@@ -490,7 +585,13 @@ export class TaskRunner {
     this.#stopping = true;
     this.#arrived?.();
     this.#drained?.();
-    await this.#loop;
+    try {
+      await this.#loop;
+    } catch (error) {
+      // A failed task commits nothing more, but its clients are closed all the same.
+      await this.#finish(false);
+      throw error;
+    }
     await this.#finish(true);
   }
 

@@ -7,15 +7,19 @@
 // member at once, and the group's committed offset is the task's exactly-once position.
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  Consumer,
+  Admin,
+  FindCoordinatorKeyTypes,
   findErrorBy,
+  ListOffsetTimestamps,
   type Message,
   type MessagesStream,
+  MessagesStreamFallbackModes,
   MessagesStreamModes,
   type MessageToProduce,
   Producer,
 } from "@platformatic/kafka";
 import type { JobRef, TaskRef } from "../../state/metadata.ts";
+import { ReadCommittedConsumer } from "./read-committed.ts";
 
 /**
  * The task's stable name, stable across runs and parallelism. It is both its consumer group
@@ -31,23 +35,65 @@ type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 /** Largest fetch response (the broker still sends a larger record batch whole). */
 const FETCH_MAX_BYTES = 256 * 1024;
 
+/**
+ * Where a task goes when its position is no longer in the partition (retention deleted it, or
+ * an old savepoint names it): "fail" (the default) stops the task with an error naming the
+ * offsets; "earliest" or "latest" skip to that end, as the job asked.
+ */
+export type OutOfRangePolicy = "fail" | "earliest" | "latest";
+
+/** Where the task's last transaction left it. */
+export interface Committed {
+  /** The next offset to read. */
+  offset: bigint;
+  /** The number of the checkpoint holding the state for it (absent: committed before numbers). */
+  checkpoint: bigint | undefined;
+}
+
+/** One offset a transaction commits, in the shape the client's addOffset takes. */
+export interface TransactionalOffset {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  metadata: {
+    consumer: { groupId: string; memberId: string; generationId: number; coordinatorId: number };
+  };
+}
+
+/** The task's position is outside the partition's records (see OutOfRangePolicy). */
+export class OffsetOutOfRange extends Error {}
+
 export interface TaskReaderOptions {
   bootstrapBrokers: string[];
   job: JobRef;
   task: TaskRef;
   clientId?: string;
+  outOfRange?: OutOfRangePolicy;
 }
 
+/** How long a task waits for a predecessor's commit in flight to settle (requireStable). */
+const STABLE_OFFSET_WAIT_MS = 60_000;
+
 export class TaskReader {
-  readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
+  readonly #consumer: ReadCommittedConsumer;
   readonly #task: TaskRef;
+  readonly #groupId: string;
+  readonly #bootstrapBrokers: string[];
+  readonly #checkpointGroupId: string;
+  readonly #outOfRange: OutOfRangePolicy;
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+  #admin: Admin | undefined;
+  #checkpointCoordinator: number | undefined;
 
   constructor(options: TaskReaderOptions) {
     const { task } = options;
     this.#task = task;
     const groupId = taskGroupId(options.job, task);
-    this.#consumer = new Consumer({
+    this.#groupId = groupId;
+    this.#checkpointGroupId = `${groupId}.checkpoint`;
+    this.#bootstrapBrokers = options.bootstrapBrokers;
+    this.#outOfRange = options.outOfRange ?? "fail";
+    this.#consumer = new ReadCommittedConsumer({
       clientId: options.clientId ?? groupId,
       bootstrapBrokers: options.bootstrapBrokers,
       groupId,
@@ -65,13 +111,93 @@ export class TaskReader {
     });
   }
 
-  /** The next offset to read according to the task's last committed transaction. */
-  async committedOffset(): Promise<bigint | undefined> {
-    const offsets = await this.#consumer.listCommittedOffsets({
-      topics: [{ topic: this.#task.topic, partitions: [this.#task.partition] }],
+  /**
+   * What the task's last committed transaction says: the next offset to read and the
+   * checkpoint that holds the state for it. Asked with requireStable: while a predecessor's
+   * commit is still being completed by the broker the answer waits for it, instead of giving
+   * the offset before it (a restore from there would apply that transaction's records twice).
+   */
+  async committed(): Promise<Committed | undefined> {
+    const deadline = Date.now() + STABLE_OFFSET_WAIT_MS;
+    const topics = [{ name: this.#task.topic, partitionIndexes: [this.#task.partition] }];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const groups = await this.#adminClient().listConsumerGroupOffsets({
+          groups: [
+            { groupId: this.#groupId, topics },
+            { groupId: this.#checkpointGroupId, topics },
+          ],
+          requireStable: true,
+        });
+        const offsetOf = (groupId: string) => {
+          const offset = groups
+            .find((g) => g.groupId === groupId)
+            ?.topics.find((t) => t.name === this.#task.topic)
+            ?.partitions.find((p) => p.partitionIndex === this.#task.partition)?.committedOffset;
+          return offset === undefined || offset < 0n ? undefined : offset;
+        };
+        const offset = offsetOf(this.#groupId);
+        if (offset === undefined) return undefined;
+        return { offset, checkpoint: offsetOf(this.#checkpointGroupId) };
+      } catch (error) {
+        const unstable = findErrorBy(error as Error, "apiId", "UNSTABLE_OFFSET_COMMIT") !== null;
+        if (!unstable || Date.now() > deadline) throw error;
+        await sleep(Math.min(100 * attempt, 1_000));
+      }
+    }
+  }
+
+  /**
+   * The offsets a transaction commits to move the task to `position` with the state of
+   * checkpoint number `checkpoint`: the task's group gets the position, a second group of its
+   * own the checkpoint's number (a task that emits without reading, a timer or window on a quiet
+   * partition, checkpoints twice at one position: the number tells the two states apart).
+   */
+  async offsetsAt(position: bigint, checkpoint: bigint): Promise<TransactionalOffset[]> {
+    const { topic, partition } = this.#task;
+    const consumer = this.#consumer;
+    this.#checkpointCoordinator ??= await this.#adminClient()
+      .findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [this.#checkpointGroupId] })
+      .then(([found]) => found?.nodeId);
+    const at = (offset: bigint, group: TransactionalOffset["metadata"]["consumer"]) => ({
+      topic,
+      partition,
+      // The client commits the offset after the message it is given.
+      offset: offset - 1n,
+      metadata: { consumer: group },
     });
-    const offset = offsets.get(this.#task.topic)?.[this.#task.partition];
-    return offset === undefined || offset < 0n ? undefined : offset;
+    return [
+      at(position, {
+        groupId: this.#groupId,
+        memberId: consumer.memberId ?? "",
+        generationId: consumer.generationId ?? -1,
+        coordinatorId: consumer.coordinatorId ?? -1,
+      }),
+      at(checkpoint, {
+        groupId: this.#checkpointGroupId,
+        memberId: "",
+        generationId: -1,
+        coordinatorId: this.#checkpointCoordinator ?? -1,
+      }),
+    ];
+  }
+
+  /**
+   * Deletes the partition's records before `offset`: for an internal topic (repartition) whose
+   * only reader is this task, what it has committed is never read again.
+   */
+  async purgeBefore(offset: bigint): Promise<void> {
+    await this.#adminClient().deleteRecords({
+      topics: [{ name: this.#task.topic, partitions: [{ partition: this.#task.partition, offset }] }],
+    });
+  }
+
+  #adminClient(): Admin {
+    this.#admin ??= new Admin({
+      clientId: `${this.#groupId}-admin`,
+      bootstrapBrokers: this.#bootstrapBrokers,
+    });
+    return this.#admin;
   }
 
   /**
@@ -91,23 +217,66 @@ export class TaskReader {
       // up from the first chunk: a fetch of the default 50 MB costs ~15 µs of CPU per record,
       // one of 256 KB ~2.5 µs (measured on records of ~100 bytes).
       maxBytes: FETCH_MAX_BYTES,
+      // Never the client's default (skip to the end): see OutOfRangePolicy.
+      fallbackMode:
+        this.#outOfRange === "fail"
+          ? MessagesStreamFallbackModes.FAIL
+          : this.#outOfRange === "earliest"
+            ? MessagesStreamFallbackModes.EARLIEST
+            : MessagesStreamFallbackModes.LATEST,
     });
     this.#stream = stream;
-    const partition = this.#task.partition;
+    const { topic, partition } = this.#task;
+    const heldRange = () => this.#heldRange();
     return (async function* inOrder() {
       let next = offset;
-      for await (const message of stream) {
-        if (message.partition !== partition || message.offset < next) continue;
-        next = message.offset + 1n;
-        yield message;
+      try {
+        for await (const message of stream) {
+          if (message.partition !== partition || message.offset < next) continue;
+          next = message.offset + 1n;
+          yield message;
+        }
+      } catch (error) {
+        if (findErrorBy(error as Error, "apiId", "OFFSET_OUT_OF_RANGE") === null) throw error;
+        const held = await heldRange().catch(() => undefined);
+        throw outOfRange(error, topic, partition, next, held);
       }
     })();
+  }
+
+  /** The first offset the partition still holds and its end. */
+  async #heldRange(): Promise<[bigint, bigint]> {
+    const { topic, partition } = this.#task;
+    const at = async (timestamp: bigint) => {
+      const [listed] = await this.#adminClient().listOffsets({
+        topics: [{ name: topic, partitions: [{ partitionIndex: partition, timestamp }] }],
+      });
+      return listed?.partitions[0]?.offset ?? -1n;
+    };
+    return [await at(ListOffsetTimestamps.EARLIEST), await at(ListOffsetTimestamps.LATEST)];
   }
 
   async close(): Promise<void> {
     await this.#stream?.close();
     await this.#consumer.close(true);
+    await this.#admin?.close();
   }
+}
+
+/** The broker's OFFSET_OUT_OF_RANGE for the task's partition, as an error a person can act on. */
+function outOfRange(
+  error: unknown,
+  topic: string,
+  partition: number,
+  position: bigint,
+  held: [bigint, bigint] | undefined,
+): OffsetOutOfRange {
+  const range = held ? ` (it holds offsets ${held[0]} to ${held[1]})` : "";
+  return new OffsetOutOfRange(
+    `${topic}-${partition}: offset ${position} is out of range${range}: its records were deleted (retention) or the offset comes from an old savepoint. ` +
+      "The task stops rather than skip records; a source with outOfRange: 'earliest' or 'latest' skips to that end instead.",
+    { cause: error },
+  );
 }
 
 export interface TaskWriterOptions {
@@ -175,6 +344,15 @@ export class TaskWriter {
     return this.#transaction;
   }
 
+  /**
+   * Registers this writer as the task's producer, fencing any earlier owner (a zombie pod) and
+   * aborting its open transaction. A new owner does this before it reads the committed offset:
+   * from then on nobody else can commit for the task.
+   */
+  async fence(): Promise<void> {
+    await this.#open();
+  }
+
   /** Sends outputs inside the open transaction: invisible to read_committed until `commit`. */
   async send(outputs: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[]): Promise<void> {
     if (outputs.length === 0) return;
@@ -182,18 +360,17 @@ export class TaskWriter {
   }
 
   /**
-   * Commits the open transaction together with the source position after `lastInput` (a
-   * message read by this task's TaskReader, which knows its group). On any error the
-   * transaction is aborted: its outputs never become visible.
+   * Commits the open transaction together with `offsets` (TaskReader.offsetsAt). On any error
+   * the transaction is aborted: its outputs never become visible.
    */
-  async commit(lastInput: RawMessage): Promise<void> {
-    const consumer = (lastInput.metadata as { consumer?: { groupId: string } }).consumer;
-    if (!consumer) throw new Error("lastInput was not read by a TaskReader: it names no group");
+  async commit(offsets: readonly TransactionalOffset[]): Promise<void> {
     const transaction = await this.#open();
     this.#transaction = undefined;
     try {
-      await transaction.addConsumer(consumer as never);
-      await transaction.addOffset(lastInput as never);
+      for (const offset of offsets) {
+        await transaction.addConsumer(offset.metadata.consumer as never);
+        await transaction.addOffset(offset as never);
+      }
       await transaction.commit();
     } catch (error) {
       if (!transaction.completed) await transaction.abort().catch(() => {});
