@@ -170,6 +170,18 @@ describe("the StreamJob and StreamSavepoint API", () => {
       /is required when failures is dead-letter/,
     ],
     ["a missing required field", { job: { args: [] } }, "spec.job.entry", /Required value/],
+    [
+      "a checkpoint interval beyond a transaction's life (CEL)",
+      { checkpoints: { interval: "10m" } },
+      "spec.checkpoints.interval",
+      /must be from 100ms to 5m/,
+    ],
+    [
+      "a checkpoint interval of nothing (CEL)",
+      { checkpoints: { interval: "0s" } },
+      "spec.checkpoints.interval",
+      /must be from 100ms to 5m/,
+    ],
   ];
   for (const [name, spec, field, message] of bad) {
     test(`refused by the API server and by the operator, naming the field: ${name}`, async () => {

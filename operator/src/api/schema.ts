@@ -317,8 +317,22 @@ const jobSpec = object(
     checkpoints: object(
       "CheckpointsSpec",
       "Periodic checkpoints of every task.",
-      { interval: duration("Time between two checkpoints of a task.", "10s") },
-      { default: {} },
+      {
+        interval: duration(
+          "Time between two checkpoints of a task, from 100ms to 5m: each task's Kafka transaction stays open for one interval.",
+          "10s",
+        ),
+      },
+      {
+        default: {},
+        "x-kubernetes-validations": [
+          {
+            rule: "!has(self.interval) || (duration(self.interval) >= duration('100ms') && duration(self.interval) <= duration('5m'))",
+            message: "must be from 100ms to 5m (a task's Kafka transaction stays open for one interval)",
+            fieldPath: ".interval",
+          },
+        ],
+      },
     ),
     savepoints,
     initialSavepoint: string(

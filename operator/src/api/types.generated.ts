@@ -126,7 +126,7 @@ export interface KafkaSpec {
 
 /** Periodic checkpoints of every task. */
 export interface CheckpointsSpec {
-  /** Time between two checkpoints of a task. A duration such as 90s, 5m, 1h30m or 250ms. Default: "10s". */
+  /** Time between two checkpoints of a task, from 100ms to 5m: each task's Kafka transaction stays open for one interval. A duration such as 90s, 5m, 1h30m or 250ms. Default: "10s". */
   interval: string;
 }
 

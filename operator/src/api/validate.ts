@@ -43,6 +43,12 @@ export const celMirrors: Record<string, ((self: unknown) => boolean) | null> = {
   "!has(self.failures) || self.failures != 'dead-letter' || has(self.deadLetterTopic)": mirror(
     (self: StreamJobSpec) => self.failures !== "dead-letter" || self.deadLetterTopic !== undefined,
   ),
+  "!has(self.interval) || (duration(self.interval) >= duration('100ms') && duration(self.interval) <= duration('5m'))":
+    mirror(
+      (self: { interval?: string }) =>
+        self.interval === undefined ||
+        (parseDuration(self.interval) >= 100 && parseDuration(self.interval) <= 300_000),
+    ),
   "self == oldSelf": null,
 };
 
