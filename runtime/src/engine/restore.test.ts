@@ -120,5 +120,8 @@ test("two checkpoints at one offset: the committed number decides which state is
     }
   }
   // A number no stored checkpoint has: the state of what was committed is gone.
-  assert.throws(() => planRestore(task, undefined, 30, [beforeFiring], true, "r1", 5), RestoreRefused);
+  assert.throws(
+    () => planRestore(task, undefined, 30, [beforeFiring], true, "r1", 5),
+    RestoreRefused,
+  );
 });

@@ -292,10 +292,7 @@ export class TaskRunner {
       const due = this.#processor?.advanceTime?.(this.#now());
       if (due) await this.#emit(due, this.#handleFailures(due.failures ?? []));
       this.busyMs += performance.now() - busySince;
-      if (
-        this.#now() >= nextCheckpoint ||
-        (!committedOnce && this.#pending > 0 && caughtUp())
-      ) {
+      if (this.#now() >= nextCheckpoint || (!committedOnce && this.#pending > 0 && caughtUp())) {
         committedOnce = true;
         // A checkpoint that cannot be stored (storage down) is retried at the next interval
         // with the state of then: the transaction stays open meanwhile, so nothing is lost or
@@ -505,9 +502,12 @@ export class TaskRunner {
     } catch (error) {
       const { topic, partition } = this.#options.task;
       const why = error instanceof Error ? error.message : String(error);
-      throw new CommitFailed(`commit of ${topic}-${partition} at ${this.#position} failed: ${why}`, {
-        cause: error,
-      });
+      throw new CommitFailed(
+        `commit of ${topic}-${partition} at ${this.#position} failed: ${why}`,
+        {
+          cause: error,
+        },
+      );
     }
     this.#pending = 0;
     this.#checkpointNumber = number;

@@ -40,10 +40,7 @@ test("an aborted transaction whose marker lies beyond the response is dropped", 
   // Producer 7's transaction began at 10 and was aborted later than this response reaches: the
   // fetch was cut at its byte limit after other producers' records.
   const records = [data(7n, 10n, 3), data(8n, 13n, 2), marker(8n, 15n, "commit"), data(7n, 16n)];
-  assert.deepEqual(offsetsLeft(records, [{ producerId: 7n, firstOffset: 10n }]), [
-    "8@13",
-    "8@15",
-  ]);
+  assert.deepEqual(offsetsLeft(records, [{ producerId: 7n, firstOffset: 10n }]), ["8@13", "8@15"]);
 });
 
 test("two aborted transactions of one producer in one response are both dropped", () => {

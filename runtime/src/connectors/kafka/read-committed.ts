@@ -28,7 +28,9 @@ const CONTROL = 1 << 5;
 const ABORT_MARKER = 0;
 
 function isAbortMarker(batch: RecordsBatch): boolean {
-  return (batch.attributes & CONTROL) !== 0 && batch.records[0]?.key?.readInt16BE(2) === ABORT_MARKER;
+  return (
+    (batch.attributes & CONTROL) !== 0 && batch.records[0]?.key?.readInt16BE(2) === ABORT_MARKER
+  );
 }
 
 /**
@@ -87,7 +89,7 @@ export class ReadCommittedConsumer extends Consumer<Buffer, Buffer, Buffer, Buff
   override fetch(
     options: FetchOptions<Buffer, Buffer, Buffer, Buffer>,
     callback?: CallbackWithPromise<FetchResponse>,
-  ): Promise<FetchResponse> | void {
+  ): Promise<FetchResponse> | undefined {
     if (!callback) return super.fetch(options).then(withoutAborted);
     super.fetch(
       options,
@@ -97,6 +99,7 @@ export class ReadCommittedConsumer extends Consumer<Buffer, Buffer, Buffer, Buff
         callback,
       ),
     );
+    return undefined;
   }
 }
 

@@ -188,7 +188,9 @@ export class TaskReader {
    */
   async purgeBefore(offset: bigint): Promise<void> {
     await this.#adminClient().deleteRecords({
-      topics: [{ name: this.#task.topic, partitions: [{ partition: this.#task.partition, offset }] }],
+      topics: [
+        { name: this.#task.topic, partitions: [{ partition: this.#task.partition, offset }] },
+      ],
     });
   }
 
