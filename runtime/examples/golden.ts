@@ -2,6 +2,10 @@
 // tests (examples.test.ts, in memory) and the end-to-end tests (through Kafka) check both.
 // Each input is meant to be its own batch, and the run ends with the watermark at infinity
 // (through Kafka: a last record far in the future), so window results are exact.
+//
+// For clicks-per-user over many partitions there is a batch answer instead (clicksPerMinute),
+// and input in which one partition lags behind the others in event time (laggingClicks).
+import type { Click } from "./clicks-per-user.ts";
 
 export interface GoldenInput {
   value: string;
@@ -113,3 +117,74 @@ export const filterEnrichGolden: Golden = {
     },
   ],
 };
+
+/**
+ * The batch answer of clicks-per-user for clicks none of which is late: per user and 60 s
+ * window, one result counting all of its clicks, for the windows complete at `watermark` (the
+ * end of input's). Sorted by window, then user.
+ */
+export function clicksPerMinute(
+  input: readonly Click[],
+  watermark = Number.POSITIVE_INFINITY,
+): GoldenOutput[] {
+  const counts = new Map<string, { user: string; start: number; n: number }>();
+  for (const { user, ts } of input) {
+    const start = ts - (((ts % 60_000) + 60_000) % 60_000);
+    const id = `${start} ${user}`;
+    const entry = counts.get(id) ?? { user, start, n: 0 };
+    entry.n++;
+    counts.set(id, entry);
+  }
+  return [...counts.values()]
+    .filter(({ start }) => start + 59_999 <= watermark)
+    .sort((a, b) => a.start - b.start || (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
+    .map(({ user, start, n }) => clicks(user, start, n));
+}
+
+/** A deterministic pseudo-random sequence in [0, 1) (mulberry32): tests that can repeat. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+export interface LaggingClicksOptions {
+  partitions: number;
+  /** Rounds of 10 s of event time each. */
+  rounds: number;
+  clicksPerRound: number;
+  /** Event time of the first round. */
+  start: number;
+  /** How far partition `lagging` is behind the others in event time. */
+  lagMs: number;
+  lagging: number;
+  seed: number;
+}
+
+/**
+ * Clicks per source partition, per round: round `r` of every partition covers event time
+ * [start + 10 s·r, +10 s), but the lagging partition's is `lagMs` earlier. Within a partition
+ * clicks are in order, the others' shuffled by up to 2 s (within the example's 5 s bound), so
+ * no click is late: what a slow or restarted upstream task looks like to its downstream tasks.
+ */
+export function laggingClicks(options: LaggingClicksOptions): Click[][][] {
+  const random = seededRandom(options.seed);
+  const step = 10_000 / options.clicksPerRound;
+  return Array.from({ length: options.partitions }, (_, partition) =>
+    Array.from({ length: options.rounds }, (_, round) =>
+      Array.from({ length: options.clicksPerRound }, (_, i) => {
+        const base = options.start + round * 10_000 + Math.floor(i * step);
+        const ts =
+          partition === options.lagging
+            ? base - options.lagMs
+            : base + Math.floor((random() - 0.5) * 4000);
+        return { user: `u${Math.floor(random() * 7)}`, url: `/p${partition}`, ts };
+      }),
+    ),
+  );
+}

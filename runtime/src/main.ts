@@ -65,7 +65,12 @@ async function main(): Promise<void> {
   const missing = internal.filter((topic) => !existing.has(topic));
   if (missing.length > 0) {
     await admin
-      .createTopics({ topics: missing, partitions: partitionCount, replicas: 1 })
+      .createTopics({
+        topics: missing,
+        partitions: partitionCount,
+        // -1: the broker's default.replication.factor, as a production cluster sets it.
+        replicas: config.kafka.internalTopicReplicationFactor ?? -1,
+      })
       .catch((error: unknown) => {
         // Another subtask may have created them first.
         if (!/already exists/i.test(String(error))) throw error;
@@ -129,10 +134,15 @@ async function main(): Promise<void> {
         run: process.env.WEIR_RUN ?? "",
         dropOperators,
         failures,
+        purgeCommitted: stage.source.internal,
         startOffset: () => offsets.startOffset(task, stage.source.startFrom),
         sourceEnd: () => offsets.end(task),
         createProcessor: (state) =>
-          createTask(stage, state, { partitions: [task.partition], now: Date.now() }),
+          createTask(stage, state, {
+            partitions: [task.partition],
+            now: Date.now(),
+            tasksPerStage: partitionCount,
+          }),
       }),
   );
   const observed: MetricsSource = { runners, end: (task) => offsets.end(task), now: Date.now };

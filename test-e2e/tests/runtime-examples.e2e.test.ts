@@ -12,7 +12,7 @@ import {
   type Golden,
   wordCountGolden,
 } from "../../runtime/examples/golden.ts";
-import { inputProducer, readRecords } from "../support/kafka.ts";
+import { inputProducer, readTopicSettled } from "../support/kafka.ts";
 import { RuntimeTestbed, runtimeReady, runtimeStatus, scrape } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
@@ -57,7 +57,7 @@ async function runExample(run: ExampleRun): Promise<void> {
     ...run.golden.inputs,
     ...(run.end ?? []).map((value) => ({ value, timestamp: 0 })),
   ];
-  const lastTask = async () => (await runtimeStatus(pod)).tasks.at(-1);
+  const tasks = async () => (await runtimeStatus(pod)).tasks;
   for (const [i, record] of inputs.entries()) {
     await producer.send({
       messages: [
@@ -70,8 +70,16 @@ async function runExample(run: ExampleRun): Promise<void> {
       ],
     });
     if (run.paced) {
+      // Input i is committed by the first stage; the last stage has read everything the first
+      // wrote by then (its elements and its watermark-only records alike).
+      const written = await eventually(`input ${i} committed by the first stage`, async () => {
+        const first = (await tasks())[0];
+        return first && BigInt(first.lastCheckpoint?.offset ?? 0) > i
+          ? first.recordsOut
+          : undefined;
+      });
       await eventually(`input ${i} processed by the last stage`, async () =>
-        ((await lastTask())?.recordsIn ?? 0) > i ? true : undefined,
+        ((await tasks()).at(-1)?.recordsIn ?? 0) >= written ? true : undefined,
       );
     }
   }
@@ -81,7 +89,7 @@ async function runExample(run: ExampleRun): Promise<void> {
     const expected = run.golden.outputs
       .filter((o) => renamed(o.topic) === topic)
       .map((o) => ({ key: o.key, value: o.value, timestamp: BigInt(o.timestamp) }));
-    const records = await readRecords(topic, (read) => read.length >= expected.length);
+    const { records } = await readTopicSettled(topic, expected.length);
     assert.deepEqual(
       records.map((r) => ({
         key: r.key,

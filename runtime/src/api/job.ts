@@ -28,6 +28,11 @@ export interface SourceRecord<V> {
 
 export interface WatermarkSpec {
   maxOutOfOrdernessMs: number;
+  /**
+   * A source partition, or an upstream task through a repartition topic, silent for longer
+   * than this stops holding the watermark back. Keep it well above the checkpoint interval: a
+   * downstream task hears from an upstream task only when its transaction commits.
+   */
   idleTimeoutMs?: number;
 }
 
@@ -38,7 +43,10 @@ export interface KafkaSourceOptions<F extends Format, V> {
   value: F;
   /** Default "earliest". */
   startFrom?: "earliest" | "latest";
-  /** Event time of a record; default: the Kafka record timestamp. */
+  /**
+   * Event time of a record, in whole milliseconds (it becomes Kafka timestamps, int64: anything
+   * else fails the record); default: the Kafka record timestamp.
+   */
   timestamp?: (record: SourceRecord<V>) => number;
 }
 
@@ -146,6 +154,7 @@ export function logSink<T = unknown>(): Sink<T> {
 
 // ---- keyed operators ----
 
+/** Timer times are whole milliseconds. */
 export interface Timers {
   /** Fires `onTimer` once processing time (the `now` the runtime passes) reaches `at`. */
   registerProcessingTime(at: number): void;
@@ -165,7 +174,7 @@ export interface ProcessContext<O> {
   readonly watermark: number;
   readonly state: KeyedStateStores;
   readonly timers: Timers;
-  /** Emits downstream; `timestamp` defaults to `ctx.timestamp`. */
+  /** Emits downstream; `timestamp` (whole milliseconds) defaults to `ctx.timestamp`. */
   emit(out: O, timestamp?: number): void;
 }
 
@@ -612,8 +621,8 @@ function splitStages(job: Job): Stage[] {
       throw new Error("keyBy must be followed by a keyed step");
     const topic = repartitionTopic(job.name, next.name);
     finish([{ kind: "repartition", topic }]);
-    // Watermarks are not forwarded through the topic: the next stage derives its own from
-    // the record timestamps with the same bound (see pipeline.ts).
+    // Watermarks go through the topic with the records: the next stage's is the minimum over
+    // the tasks writing to it (pipeline.ts); the spec gives it their idle timeout.
     source = {
       topic,
       internal: true,

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type Job, job, kafkaSink, kafkaSource, logSink } from "../api/job.ts";
+import { defaultPartitioner } from "@platformatic/kafka";
+import { type Click, clicksPerUser } from "../../examples/clicks-per-user.ts";
+import {
+  clicksPerMinute,
+  type GoldenOutput,
+  laggingClicks,
+  seededRandom,
+} from "../../examples/golden.ts";
+import { type Job, job, kafkaSink, kafkaSource, logSink, type Stage } from "../api/job.ts";
 import { TaskState } from "../state/keyed-state.ts";
+import { decodeRepartition } from "./element-codec.ts";
 import {
   compile,
   createTask,
@@ -10,7 +19,7 @@ import {
   type StepResult,
   type TaskPipeline,
 } from "./pipeline.ts";
-import { session, sliding, tumbling } from "./time.ts";
+import { NO_WATERMARK, session, sliding, tumbling } from "./time.ts";
 
 let offset = 0n;
 function rec(
@@ -228,7 +237,7 @@ describe("process functions with state and timers", () => {
         0,
       ),
     );
-    assert.equal(input.length, 3);
+    assert.equal(input.length, 4, "three clicks, then the watermark they moved");
     const first = s1.process(input, 100);
     // Watermark 1799: a's timer at 2000 is not due yet.
     assert.deepEqual(first.logs, []);
@@ -541,5 +550,574 @@ describe("snapshot and restore", () => {
       1,
     );
     assert.deepEqual(run(windowed, 0, late, 0), whole);
+  });
+});
+
+describe("units of work: a failure takes nothing else with it", () => {
+  const count = { init: () => 0, add: (n: number) => n + 1 };
+
+  test("a window whose result throws: the other windows fire, it is one Failure, reported once", () => {
+    const j = job("wf")
+      .source(clicks())
+      .keyBy((c) => c.user, { repartition: false })
+      .window("per-10s", tumbling(10_000), {
+        aggregate: {
+          ...count,
+          result: (n) => {
+            if (n === 2) throw new Error("two is bad");
+            return n;
+          },
+        },
+      })
+      .sink(kafkaSink({ topic: "out" }));
+    const t = task(j);
+    t.process(
+      [
+        json({ user: "a", ts: 1000 }, 0),
+        json({ user: "b", ts: 2000 }, 0),
+        json({ user: "b", ts: 3000 }, 0),
+        json({ user: "c", ts: 4000 }, 0),
+      ],
+      0,
+    );
+    const out = t.process([json({ user: "a", ts: 20_000 }, 0)], 0);
+    assert.deepEqual(
+      show(out).map((o) => (o as { value: { key: string } }).value.key),
+      ["a", "c"],
+    );
+    assert.equal(out.failures.length, 1);
+    assert.deepEqual(
+      [out.failures[0]?.record, out.failures[0]?.operator, out.failures[0]?.error.message],
+      [null, "per-10s", "two is bad"],
+    );
+    assert.deepEqual(t.metrics().failures, 1);
+    const later = t.process([json({ user: "a", ts: 30_000 }, 0)], 0);
+    assert.deepEqual(
+      later.failures.length,
+      0,
+      "the failed window counts as fired: not again at every advance",
+    );
+    assert.deepEqual(show(later).length, 1, "[10000, 20000) of a");
+  });
+
+  test("a window firing into a throwing stateful step: that step's writes are rolled back", () => {
+    const j = job("wp")
+      .source(clicks())
+      .keyBy((c) => c.user, { repartition: false })
+      .window("per-10s", tumbling(10_000), { aggregate: count })
+      .keyBy((w) => w.key, { repartition: false })
+      .process<string>("total", (w, ctx) => {
+        const total = ctx.state.value<number>("total");
+        const sum = (total.get(ctx.key, ctx.now) ?? 0) + w.value;
+        total.set(ctx.key, sum, ctx.now);
+        if (w.key === "b") throw new Error("not b");
+        ctx.emit(`${w.key} ${sum}`);
+      })
+      .sink(logSink());
+    const state = new TaskState();
+    const t = task(j, 0, state);
+    t.process([json({ user: "a", ts: 1000 }, 0), json({ user: "b", ts: 2000 }, 0)], 0);
+    const out = t.process([json({ user: "c", ts: 15_000 }, 0)], 0);
+    assert.deepEqual(
+      out.logs.map((l) => l.value),
+      ["a 1"],
+    );
+    assert.equal(out.failures[0]?.operator, "total");
+    const totals = state.operator("total").value<number>("total");
+    assert.deepEqual(totals.entries(0), [["a", 1]], "b's total was rolled back");
+  });
+
+  test("a throwing timer: the other timers fire; its state writes and timers are rolled back", () => {
+    const j = job("tf")
+      .source(clicks())
+      .keyBy((c) => c.user)
+      .process<string>("alarm", {
+        process(_click, ctx) {
+          ctx.timers.registerEventTime(ctx.timestamp + 1000);
+        },
+        onTimer(at, ctx) {
+          ctx.state.value<number>("fired").set(ctx.key, at, ctx.now);
+          ctx.timers.registerEventTime(at + 100_000);
+          if (ctx.key === "b") throw new Error("b's timer");
+          ctx.emit(`${ctx.key} ${at}`);
+        },
+      })
+      .sink(logSink());
+    const state = new TaskState();
+    const s0 = task(j);
+    const s1 = task(j, 1, state);
+    const clicksAt = (...users: [string, number][]) =>
+      asInput(
+        s0.process(
+          users.map(([user, ts]) => json({ user, ts }, 0)),
+          0,
+        ),
+      );
+    s1.process(clicksAt(["a", 100], ["b", 200], ["c", 300]), 0);
+    const out = s1.process(clicksAt(["d", 1400]), 0);
+    assert.deepEqual(
+      out.logs.map((l) => l.value),
+      ["a 1100", "c 1300"],
+    );
+    assert.deepEqual(
+      out.failures.map((f) => [f.record, f.operator, f.error.message]),
+      [[null, "alarm", "b's timer"]],
+    );
+    const alarm = state.operator("alarm");
+    assert.deepEqual(alarm.value<number>("fired").keys(0), ["a", "c"]);
+    // b's timer is gone (reported once, not at every advance), and so is the one it registered.
+    assert.deepEqual(alarm.map("_timers").keys(0).sort(), ["a", "c", "d"]);
+    assert.deepEqual(s1.process(clicksAt(["d", 1500]), 0).failures, []);
+  });
+
+  test("a record failing after an aggregate, in a map or a sink, leaves the count as it was", () => {
+    for (const failAt of ["map", "sink"] as const) {
+      const j = job("agg")
+        .source(kafkaSource({ topic: "in", value: "string" }))
+        .keyBy(() => "k", { repartition: false })
+        .aggregate("count", {
+          init: () => ({ n: 0, last: "" }),
+          add: (acc, s: string) => ({ n: acc.n + 1, last: s }),
+        })
+        .map(({ value }) => {
+          if (value.last !== "bad") return String(value.n);
+          if (failAt === "map") throw new Error("bad record");
+          return value; // not a string: the string sink refuses it
+        })
+        .sink(kafkaSink({ topic: "out", value: "string" }));
+      const out = task(j).process([rec("good", 1), rec("bad", 2), rec("good", 3)], 0);
+      assert.deepEqual(
+        out.failures.map((f) => f.operator),
+        [failAt],
+      );
+      assert.deepEqual(
+        out.map((o) => o.value.toString()),
+        ["1", "2"],
+        `${failAt}: the failed record did not count`,
+      );
+    }
+  });
+
+  test("a record failing after a process step leaves neither its state nor its timers", () => {
+    const j = job("pf")
+      .source(kafkaSource({ topic: "in", value: "string" }))
+      .keyBy((s) => s, { repartition: false })
+      .process<string>("remember", {
+        process(v, ctx) {
+          ctx.state.value<string>("seen").set(ctx.key, v, ctx.now);
+          ctx.timers.registerProcessingTime(ctx.now + 10);
+          ctx.emit(v);
+        },
+        onTimer(_at, ctx) {
+          ctx.emit(`timer ${ctx.key}`);
+        },
+      })
+      .map((v) => {
+        if (v === "bad") throw new Error("bad");
+        return v;
+      })
+      .sink(logSink());
+    const state = new TaskState();
+    const t = task(j, 0, state);
+    const out = t.process([rec("good", 1), rec("bad", 2)], 0);
+    assert.equal(out.failures[0]?.operator, "map");
+    assert.deepEqual(state.operator("remember").value<string>("seen").keys(0), ["good"]);
+    assert.deepEqual(
+      t.advanceTime(100).logs.map((l) => l.value),
+      ["timer good"],
+    );
+  });
+
+  test("a record failing in its second window leaves its first window as it was", () => {
+    const j = job("ww")
+      .source(clicks())
+      .keyBy((c) => c.user, { repartition: false })
+      .window("slide", sliding(10_000, 5000), { aggregate: count, allowedLatenessMs: 60_000 })
+      .map((w) => {
+        if (w.window.start === 0) throw new Error("not this window");
+        return w;
+      })
+      .sink(kafkaSink({ topic: "out" }));
+    const state = new TaskState();
+    const t = task(j, 0, state);
+    t.process([json({ user: "x", ts: 30_000 }, 0)], 0);
+    // Late within lateness: [-5000, 5000) and [0, 10000) fire at once, the second throws.
+    const out = t.process([json({ user: "bad", ts: 1000 }, 0)], 0);
+    assert.equal(out.length, 0);
+    assert.equal(out.failures.length, 1);
+    assert.deepEqual(state.operator("slide").map("_windows").keys(0), ["x"]);
+  });
+
+  test("a record failing after a late element of it leaves the late counts as they were", () => {
+    const j = job("lc")
+      .source(clicks())
+      .flatMap((c) => [1, 2].map((n) => ({ ...c, n })))
+      .map((c) => {
+        if (c.n === 2 && c.user === "bad") throw new Error("second copy");
+        return c;
+      })
+      .keyBy((c) => c.user, { repartition: false })
+      .window("win", tumbling(10_000), { aggregate: count, lateRecords: "side-output" })
+      .sink(kafkaSink({ topic: "out" }));
+    const t = task(j);
+    t.process([json({ user: "x", ts: 30_000 }, 0)], 0);
+    const out = t.process([json({ user: "bad", ts: 1000 }, 0)], 0);
+    assert.deepEqual([out.length, out.failures.length], [0, 1]);
+    assert.deepEqual([t.metrics().lateRecords, t.metrics().lateDropped], [0, 0]);
+  });
+
+  test("a failed record does not move event time", () => {
+    const j = job("wm")
+      .source(clicks())
+      .map((c) => {
+        if (c.user === "poison") throw new Error("poison");
+        return c;
+      })
+      .keyBy((c) => c.user, { repartition: false })
+      .window("per-10s", tumbling(10_000), { aggregate: count })
+      .sink(kafkaSink({ topic: "out" }));
+    const state = new TaskState();
+    const t = task(j, 0, state);
+    const out = t.process(
+      [json({ user: "a", ts: 1000 }, 0), json({ user: "poison", ts: 900_000 }, 0)],
+      0,
+    );
+    assert.equal(out.failures.length, 1);
+    assert.equal(t.watermark, 999);
+    // Nor does a restored task: the saved clock has not seen it either.
+    assert.equal(task(j, 0, TaskState.restore(state.snapshot(0))).watermark, 999);
+  });
+});
+
+describe("timestamps are whole milliseconds", () => {
+  test("an extractor's fractional, NaN or infinite timestamp fails the record, clearly", () => {
+    const j = job("ts")
+      .source(
+        kafkaSource<{ ts: number }>({
+          topic: "in",
+          value: "json",
+          timestamp: (r) => Number(r.value.ts),
+        }),
+      )
+      .sink(logSink());
+    const t = task(j);
+    const out = t.process(
+      [rec('{"ts": 1.5}', 0), rec('{"ts": "x"}', 0), rec('{"ts": 1e400}', 0), rec('{"ts": 7}', 0)],
+      0,
+    );
+    assert.deepEqual(
+      out.logs.map((l) => l.timestamp),
+      [7],
+    );
+    assert.deepEqual(
+      out.failures.map((f) => [f.operator, f.error.message]),
+      [
+        [
+          "source",
+          "event timestamp must be an integer of milliseconds (Kafka timestamps are int64), got 1.5",
+        ],
+        [
+          "source",
+          "event timestamp must be an integer of milliseconds (Kafka timestamps are int64), got NaN",
+        ],
+        [
+          "source",
+          "event timestamp must be an integer of milliseconds (Kafka timestamps are int64), got Infinity",
+        ],
+      ],
+    );
+  });
+
+  test("emitting at or registering a timer for a fractional time fails the record", () => {
+    const j = job("tt")
+      .source(kafkaSource({ topic: "in", value: "string" }))
+      .keyBy((s) => s, { repartition: false })
+      .process<string>("p", {
+        process(v, ctx) {
+          if (v === "emit") ctx.emit(v, 2.5);
+          else if (v === "timer") ctx.timers.registerEventTime(Number.NaN);
+          else ctx.timers.registerProcessingTime(ctx.now + 0.1);
+        },
+        onTimer() {},
+      })
+      .sink(kafkaSink({ topic: "out" }));
+    const out = task(j).process([rec("emit", 1), rec("timer", 1), rec("later", 1)], 0);
+    assert.equal(out.length, 0);
+    assert.deepEqual(
+      out.failures.map((f) => f.error.message.replace(/ \(Kafka.*/, "")),
+      [
+        "emit timestamp must be an integer of milliseconds",
+        "timer time must be an integer of milliseconds",
+        "timer time must be an integer of milliseconds",
+      ],
+    );
+  });
+});
+
+/**
+ * A two-stage job at `tasks` tasks per stage, in memory, connected as Kafka connects them:
+ * stage-0 task p reads source partition p; each record it writes to the repartition topic is
+ * queued, in order, for the stage-1 task of the record's partition, which reads its queue when
+ * told. Stage-1 tasks can be restarted from a snapshot of their state.
+ */
+class TwoStages {
+  readonly tasks: number;
+  readonly upstream: TaskPipeline[];
+  downstream: TaskPipeline[];
+  readonly states: TaskState[];
+  readonly queues: InputRecord[][];
+  /** What stage 1 produced (the job's outputs). */
+  readonly output: OutputRecord[] = [];
+  readonly #stages: readonly [Stage, Stage];
+
+  constructor(j: Job, tasks: number, now = 0) {
+    this.tasks = tasks;
+    const [first, second] = compile(j).stages;
+    assert.ok(first && second);
+    this.#stages = [first, second];
+    const each = <T>(make: (p: number) => T) => Array.from({ length: tasks }, (_, p) => make(p));
+    this.upstream = each((p) => this.#task(0, p, new TaskState(), now));
+    this.states = each(() => new TaskState());
+    this.downstream = each((p) => this.#task(1, p, this.#state(p), now));
+    this.queues = each(() => []);
+  }
+
+  #task(stage: 0 | 1, p: number, state: TaskState, now: number): TaskPipeline {
+    return createTask(this.#stages[stage], state, {
+      partitions: [p],
+      now,
+      tasksPerStage: this.tasks,
+    });
+  }
+
+  #state(p: number): TaskState {
+    const state = this.states[p];
+    assert.ok(state);
+    return state;
+  }
+
+  #route(outputs: readonly OutputRecord[]): void {
+    for (const o of outputs) {
+      assert.equal(o.topic, this.#stages[1].sourceTopic, "stage 0 writes to the repartition topic");
+      assert.ok(o.partition !== undefined && o.partition < this.tasks, "addressed to a partition");
+      this.queues[o.partition]?.push({
+        key: o.key,
+        value: o.value,
+        timestamp: o.timestamp,
+        partition: o.partition,
+        offset: offset++,
+      });
+    }
+  }
+
+  /** Stage-0 task `p` reads `batch` of clicks at `now`. */
+  source(p: number, batch: readonly Click[], now: number): void {
+    const out = this.upstream[p]?.process(
+      batch.map((c) => json(c, 0, p)),
+      now,
+    );
+    assert.deepEqual(out?.failures, []);
+    this.#route(out ?? []);
+  }
+
+  /** Stage-0 task `p` advances to `now` (to `watermark`: the end of input). */
+  advanceSource(p: number, now: number, watermark?: number): void {
+    this.#route(this.upstream[p]?.advanceTime(now, watermark) ?? []);
+  }
+
+  /** Stage-1 task `p` reads up to `count` records of its queue at `now`. */
+  deliver(p: number, now: number, count = Number.POSITIVE_INFINITY): void {
+    const batch = this.queues[p]?.splice(0, count) ?? [];
+    const out = this.downstream[p]?.process(batch, now);
+    assert.deepEqual(out?.failures, []);
+    this.output.push(...(out ?? []));
+  }
+
+  /** Stage-1 task `p` restarts at `now` from a snapshot of its state (taken at `now`). */
+  restart(p: number, now: number): void {
+    this.states[p] = TaskState.restore(this.#state(p).snapshot(now));
+    this.downstream[p] = this.#task(1, p, this.#state(p), now);
+  }
+
+  /** Ends the input: every stage-0 task's watermark to infinity, every queue read. */
+  finish(now: number): void {
+    for (let p = 0; p < this.tasks; p++) this.advanceSource(p, now, Number.POSITIVE_INFINITY);
+    for (let p = 0; p < this.tasks; p++) this.deliver(p, now);
+  }
+
+  lateRecords(): number {
+    return this.downstream.reduce((sum, t) => sum + t.metrics().lateRecords, 0);
+  }
+
+  /** The job's outputs as the golden outputs are written, sorted like clicksPerMinute's. */
+  results(): GoldenOutput[] {
+    return this.output
+      .map((o) => ({
+        topic: o.topic,
+        key: o.key?.toString() ?? null,
+        value: JSON.parse(o.value.toString()) as { user: string; start: number },
+        timestamp: o.timestamp,
+      }))
+      .sort((a, b) => a.value.start - b.value.start || (a.key ?? "").localeCompare(b.key ?? ""));
+  }
+}
+
+describe("event time through a repartition topic", () => {
+  const lagging = (tasks: number, seed: number) =>
+    laggingClicks({
+      partitions: tasks,
+      rounds: 30,
+      clicksPerRound: 4,
+      start: 1_000_000,
+      lagMs: 20_000,
+      lagging: tasks - 1,
+      seed,
+    });
+
+  test("one partition 20 s behind: no click late, windows equal the batch answer, at 1, 2, 3", () => {
+    for (const tasks of [1, 2, 3]) {
+      const input = lagging(tasks, tasks);
+      const job = new TwoStages(clicksPerUser(), tasks);
+      for (let round = 0; round < 30; round++) {
+        const now = round * 100;
+        for (let p = 0; p < tasks; p++) job.source(p, input[p]?.[round] ?? [], now);
+        for (let p = 0; p < tasks; p++) job.deliver(p, now);
+      }
+      job.finish(3000);
+      assert.equal(job.lateRecords(), 0, `${tasks} tasks: no click late`);
+      assert.deepEqual(job.results(), clicksPerMinute(input.flat(2)), `${tasks} tasks`);
+    }
+  });
+
+  test("any interleaving of upstream outputs, reads and restarts gives the batch answer", () => {
+    for (const [seed, tasks] of [
+      [1, 2],
+      [2, 3],
+      [3, 3],
+      [4, 3],
+      [5, 6],
+    ] as const) {
+      const input = lagging(tasks, seed);
+      const random = seededRandom(seed);
+      const pick = (n: number) => Math.floor(random() * n);
+      const job = new TwoStages(clicksPerUser(), tasks);
+      const nextRound = input.map(() => 0);
+      let now = 0;
+      // Processing time moves by a few ms a step: never past the 30 s idle timeout.
+      while (nextRound.some((r) => r < 30)) {
+        now += pick(5);
+        const p = pick(tasks);
+        const action = pick(10);
+        if (action < 4) {
+          // A source task reads a batch of its partition: part of a round, or several.
+          const round = nextRound[p] ?? 30;
+          const batches = 1 + pick(2);
+          job.source(p, (input[p] ?? []).slice(round, round + batches).flat(), now);
+          nextRound[p] = round + batches;
+        } else if (action < 8) {
+          job.deliver(p, now, pick((job.queues[p]?.length ?? 0) + 1));
+        } else if (action < 9) {
+          job.advanceSource(p, now);
+        } else {
+          job.restart(p, now);
+        }
+      }
+      job.finish(now + 1);
+      assert.equal(job.lateRecords(), 0, `seed ${seed}: no click late`);
+      assert.deepEqual(job.results(), clicksPerMinute(input.flat(2)), `seed ${seed}`);
+    }
+  });
+
+  test("the stage-1 watermark is the minimum over upstream tasks, not the fastest one's", () => {
+    const job = new TwoStages(clicksPerUser(), 2);
+    job.source(0, [{ user: "a", url: "/", ts: 100_000 }], 0);
+    job.source(1, [{ user: "a", url: "/", ts: 60_000 }], 0);
+    for (const p of [0, 1]) job.deliver(p, 0);
+    const expected = 60_000 - 5001;
+    assert.deepEqual(
+      job.downstream.map((t) => t.watermark),
+      [expected, expected],
+    );
+  });
+
+  test("watermark-only records: to every partition when the watermark moved, once a batch", () => {
+    const j = clicksPerUser();
+    const [first] = compile(j).stages;
+    assert.ok(first);
+    const t = createTask(first, new TaskState(), { partitions: [4], now: 0, tasksPerStage: 3 });
+    const users = Array.from({ length: 10 }, (_, i) => ({ user: `u${i}`, url: "/", ts: 50_000 }));
+    const out = t.process(
+      users.map((c) => json(c, 0, 4)),
+      0,
+    );
+    const decoded = out.map((o) => ({ o, r: decodeRepartition(o.value) }));
+    const data = decoded.filter(({ r }) => r.kind === "element");
+    const marks = decoded.filter(({ r }) => r.kind === "watermark");
+    assert.equal(data.length, 10);
+    for (const { o } of data) {
+      assert.equal(o.partition, defaultPartitioner(undefined as never, o.key ?? undefined) % 3);
+    }
+    assert.deepEqual(
+      data.map(({ r }) => r.kind === "element" && r.clock),
+      users.map(() => ({ upstream: 4, watermark: NO_WATERMARK, idle: false })),
+      "records carry the watermark of the batch's start",
+    );
+    assert.deepEqual(
+      marks.map(({ o, r }) => [o.partition, o.key, r.kind === "watermark" && r.clock]),
+      [0, 1, 2].map((p) => [p, null, { upstream: 4, watermark: 44_999, idle: false }]),
+      "then the watermark the batch moved to, after its records",
+    );
+    const still = t.process([json({ user: "x", url: "/", ts: 49_000 }, 0, 4)], 10);
+    assert.equal(still.length, 1, "the watermark did not move: no watermark-only record");
+  });
+
+  test("an idle upstream task says so and drops out at once; with data it is back", () => {
+    const j = job("idle")
+      .source(
+        kafkaSource<{ user: string; ts: number }>({
+          topic: "clicks",
+          value: "json",
+          timestamp: (r) => r.value.ts,
+        }).withWatermarks({ maxOutOfOrdernessMs: 0, idleTimeoutMs: 1000 }),
+      )
+      .keyBy((c) => c.user)
+      .window("win", tumbling(10_000), { aggregate: { init: () => 0, add: (n) => n + 1 } })
+      .sink(kafkaSink({ topic: "out" }));
+    const stages = new TwoStages(j, 2);
+    const click = (ts: number) => [{ user: "a", url: "/", ts }];
+    stages.source(0, click(5000), 0);
+    stages.source(1, click(2000), 0);
+    stages.deliver(0, 0);
+    assert.equal(stages.downstream[0]?.watermark, 1999);
+    // Task 1 has no input for more than its idle timeout: it announces itself idle, and the
+    // downstream task leaves it out at once, though it heard from it just now.
+    stages.source(0, click(30_000), 1200);
+    stages.advanceSource(1, 1200);
+    stages.deliver(0, 1200);
+    assert.equal(stages.downstream[0]?.watermark, 29_999);
+    assert.equal(stages.output.length, 1, "[0, 10000) fired");
+    // Back with data: it holds the watermark again (behind it, its click is late).
+    stages.source(1, click(31_000), 1300);
+    stages.source(0, click(50_000), 1300);
+    stages.deliver(0, 1300);
+    assert.equal(stages.downstream[0]?.watermark, 30_999);
+  });
+
+  test("a restarted stage-1 task keeps what each upstream task told it: no jump, no regress", () => {
+    const stages = new TwoStages(clicksPerUser(), 2);
+    stages.source(0, [{ user: "a", url: "/", ts: 100_000 }], 0);
+    stages.source(1, [{ user: "a", url: "/", ts: 60_000 }], 0);
+    stages.deliver(0, 0);
+    assert.equal(stages.downstream[0]?.watermark, 54_999);
+    // Restarted long after (more than the idle timeout): upstream task 1 still counts...
+    stages.restart(0, 100_000);
+    assert.equal(stages.downstream[0]?.watermark, 54_999);
+    stages.source(0, [{ user: "a", url: "/", ts: 200_000 }], 100_000);
+    stages.deliver(0, 100_000);
+    assert.equal(stages.downstream[0]?.watermark, 54_999, "no jump past the slow task");
+    // ...until it has been silent for the idle timeout since the restart.
+    stages.source(0, [{ user: "a", url: "/", ts: 210_000 }], 130_001);
+    stages.deliver(0, 130_001);
+    assert.equal(stages.downstream[0]?.watermark, 204_999);
   });
 });

@@ -5,7 +5,15 @@
 //
 // Time model: the watermark advances only between batches (end of `process`, `advanceTime`).
 // Within a batch, lateness is judged against the watermark at its start; that keeps the result
-// a function of the batches alone, whatever the order windows and timers are looked at.
+// a function of the batches alone, whatever the order windows and timers are looked at. A task
+// reading a source topic derives its watermark from its partitions' event times; a task reading
+// a repartition topic takes the minimum over its upstream tasks' watermarks, which every
+// repartition record carries (element-codec.ts; UpstreamWatermarks in time.ts).
+//
+// Units of work: each record, each fired window and each timer either succeeds whole (its
+// outputs kept, its state writes committed) or fails whole (one Failure, no outputs, its state
+// writes rolled back), and the others go on.
+import { murmur2 } from "@platformatic/kafka";
 import {
   type FailureSettings,
   type Format,
@@ -20,8 +28,23 @@ import {
   type TimerContext,
 } from "../api/job.ts";
 import type { OperatorState, TaskState, ValueState } from "../state/keyed-state.ts";
-import { decodeElement, encodeElement } from "./element-codec.ts";
-import { isLate, NO_WATERMARK, SessionWindows, WatermarkTracker, type Window } from "./time.ts";
+import {
+  decodeRepartition,
+  encodeElement,
+  encodeWatermark,
+  type UpstreamClock,
+} from "./element-codec.ts";
+import {
+  isLate,
+  NO_WATERMARK,
+  requireTimestamp,
+  SessionWindows,
+  type UpstreamMark,
+  UpstreamWatermarks,
+  WatermarkAnnouncements,
+  WatermarkTracker,
+  type Window,
+} from "./time.ts";
 
 export interface InputRecord {
   key: Buffer | null;
@@ -36,6 +59,8 @@ export interface OutputRecord {
   key: Buffer | null;
   value: Buffer;
   timestamp: number;
+  /** The partition to write to (repartition records name theirs); default: by key. */
+  partition?: number;
 }
 
 /** An element sent to a logSink. */
@@ -108,10 +133,19 @@ export function compile(job: Job): CompiledJob {
 }
 
 export interface TaskOptions {
-  /** Source partitions the task reads: each holds the watermark back until it has data. */
+  /**
+   * Source partitions the task reads: each holds the watermark back until it has data. The
+   * first names the task (a repartition record says which upstream task wrote it by this).
+   */
   partitions: readonly number[];
   /** When the task starts (registers the partitions). */
   now: number;
+  /**
+   * Tasks per stage: the partition count of the job's source, which every repartition topic
+   * has too (main.ts creates them so). A task reading a repartition topic hears from this many
+   * upstream tasks; a task writing one addresses this many partitions. Default 1.
+   */
+  tasksPerStage?: number;
 }
 
 /** An element flowing between steps. */
@@ -126,13 +160,28 @@ type Emit = (element: Element) => void;
 interface Ctx {
   now: number;
   watermark: number;
+  /**
+   * The watermark repartition records written in this call carry: the one before the call's
+   * advance. A window the advance fires has its timestamp at or below the new watermark, so
+   * carrying the new one would make the window's result late downstream.
+   */
+  carried: number;
 }
+
+/** Runs `work` as a unit of its own: its outputs and state writes kept, or one Failure. */
+type Unit = (work: () => void) => void;
 
 interface RunningStep {
   label: string;
   onElement(element: Element, ctx: Ctx, emit: Emit): void;
-  /** Fires what is due at `ctx`. */
-  onAdvance?(ctx: Ctx, emit: Emit): void;
+  /** Fires what is due at `ctx`, each window or timer as a unit. */
+  onAdvance?(ctx: Ctx, emit: Emit, unit: Unit): void;
+}
+
+/** A decoded input record: its element (none for a watermark-only record) and upstream clock. */
+interface Decoded {
+  element: Element | undefined;
+  clock: UpstreamClock | undefined;
 }
 
 /** Thrown inside a step, so that failures name it. */
@@ -162,7 +211,10 @@ const TASK_KEY = "";
 
 interface TimeState {
   watermark: number;
+  /** Per source partition, the newest event time seen (a task reading a source topic). */
   maxTimestamps: [number, number][];
+  /** Per upstream task, its last watermark (a task reading a repartition topic). */
+  upstream?: UpstreamMark[];
 }
 
 interface TimerEntry {
@@ -179,10 +231,19 @@ interface WindowEntry {
 
 export class TaskPipeline {
   readonly stage: Stage;
+  readonly #state: TaskState;
   readonly #steps: RunningStep[];
   readonly #timeStores: ValueState<TimeState>[];
+  /** This task, as the repartition records it writes name it. */
+  readonly #task: number;
+  readonly #tasksPerStage: number;
+  /** Event time of a task reading a source topic. */
   readonly #tracker: WatermarkTracker | undefined;
   readonly #maxTimestamps = new Map<number, number>();
+  /** Event time of a task reading a repartition topic. */
+  readonly #upstream: UpstreamWatermarks | undefined;
+  /** A task writing a repartition topic, with event time: when to tell which partition. */
+  readonly #announcements: { topic: string; schedule: WatermarkAnnouncements } | undefined;
   #watermark = NO_WATERMARK;
   #current: StepResult = emptyResult();
   readonly #metrics: TaskMetrics = {
@@ -196,23 +257,37 @@ export class TaskPipeline {
 
   constructor(stage: Stage, taskState: TaskState, options: TaskOptions) {
     this.stage = stage;
+    this.#state = taskState;
+    this.#task = options.partitions[0] ?? 0;
+    this.#tasksPerStage = options.tasksPerStage ?? 1;
     const ops = stage.operators.filter(isStateful).map((s) => taskState.operator(s.name));
     // Each stateful operator keeps a copy of the task's clock: no extra operator name appears
     // in snapshots (metadata checks them against the job's names).
     this.#timeStores = ops.map((op) => op.value<TimeState>(TIME_STATE));
+    const saved = this.#timeStores.flatMap((store) => store.get(TASK_KEY, options.now) ?? []);
+    for (const time of saved) this.#watermark = Math.max(this.#watermark, time.watermark);
     const spec = stage.source.watermarks;
-    if (spec !== undefined) {
+    if (spec !== undefined && stage.source.internal) {
+      this.#upstream = new UpstreamWatermarks(
+        this.#tasksPerStage,
+        spec.idleTimeoutMs,
+        options.now,
+        saved.flatMap((time) => time.upstream ?? []),
+      );
+    } else if (spec !== undefined) {
       this.#tracker = new WatermarkTracker(spec);
       for (const p of options.partitions) this.#tracker.register(String(p), options.now);
-    }
-    for (const store of this.#timeStores) {
-      const saved = store.get(TASK_KEY, options.now);
-      if (saved === undefined) continue;
-      this.#watermark = Math.max(this.#watermark, saved.watermark);
-      for (const [p, ts] of saved.maxTimestamps) {
+      for (const [p, ts] of saved.flatMap((time) => time.maxTimestamps)) {
         this.#maxTimestamps.set(p, Math.max(ts, this.#maxTimestamps.get(p) ?? ts));
-        this.#tracker?.observe(String(p), ts, options.now);
+        this.#tracker.observe(String(p), ts, options.now);
       }
+    }
+    const repartition = stage.sinks.find((sink) => sink.kind === "repartition");
+    if (spec !== undefined && repartition !== undefined) {
+      this.#announcements = {
+        topic: repartition.topic,
+        schedule: new WatermarkAnnouncements(this.#tasksPerStage, spec.idleTimeoutMs),
+      };
     }
     this.#steps = stage.operators.map((step) => this.#build(step, taskState));
     // Sinks are one step: each element goes to every sink.
@@ -236,21 +311,18 @@ export class TaskPipeline {
   /** Runs `records` through the stage, then advances time to `now` (see advanceTime). */
   process(records: readonly InputRecord[], now: number): StepResult {
     const result = emptyResult();
-    const ctx: Ctx = { now, watermark: this.#watermark };
+    const ctx: Ctx = { now, watermark: this.#watermark, carried: this.#watermark };
     for (const record of records) {
       this.#metrics.recordsIn++;
-      // A record's outputs are kept only if all of it succeeded: a failed record is in
-      // `failures` as a whole and produces nothing.
-      this.#current = emptyResult();
-      try {
-        const element = guard("source", () => this.#decode(record));
-        this.#observe(record.partition, element.timestamp, now);
-        this.#run(0, element, ctx);
-        append(result, this.#current, this.#metrics);
-      } catch (error) {
-        result.failures.push(this.#failure(record, error));
-      }
+      const decoded = this.#unit(record, "source", result, () => {
+        const input = this.#decode(record);
+        if (input.element !== undefined) this.#run(0, input.element, ctx);
+        return input;
+      });
+      // Only a record that succeeded moves time: the clock stays in step with the state.
+      if (decoded !== undefined) this.#observe(record, decoded, now);
     }
+    this.#sent(result, ctx);
     const fired = this.advanceTime(now);
     // advanceTime counted its own outputs already.
     result.push(...fired);
@@ -266,22 +338,88 @@ export class TaskPipeline {
   advanceTime(now: number, watermark?: number): StepResult {
     let next = this.#watermark;
     if (this.#tracker !== undefined) next = Math.max(next, this.#tracker.watermark(now));
+    if (this.#upstream !== undefined) next = Math.max(next, this.#upstream.watermark(now));
     if (watermark !== undefined) next = Math.max(next, watermark);
+    const ctx: Ctx = { now, watermark: next, carried: this.#watermark };
     this.#watermark = next;
-    const ctx: Ctx = { now, watermark: next };
     const result = emptyResult();
     for (const [i, step] of this.#steps.entries()) {
       if (step.onAdvance === undefined) continue;
-      this.#current = emptyResult();
+      const emit = (e: Element) => this.#run(i + 1, e, ctx);
+      const unit = (work: () => void) => {
+        this.#unit(null, step.label, result, work);
+      };
+      // What fails outside a window's or timer's own unit (a timer cycle, say) fails the step.
       try {
-        guard(step.label, () => step.onAdvance?.(ctx, (e) => this.#run(i + 1, e, ctx)));
-        append(result, this.#current, this.#metrics);
+        guard(step.label, () => step.onAdvance?.(ctx, emit, unit));
       } catch (error) {
         result.failures.push(this.#failure(null, error));
       }
     }
     this.#saveTime(now);
+    this.#sent(result, ctx);
+    this.#announce(result, now);
     return result;
+  }
+
+  /**
+   * Runs `work` as one unit of work: it either succeeds, and its outputs go to `into`, or it
+   * fails, and `into` gets one Failure instead while its state writes (and its late-record
+   * counts) are undone. Returns what `work` returned, undefined when it failed.
+   */
+  #unit<R>(
+    record: InputRecord | null,
+    label: string,
+    into: StepResult,
+    work: () => R,
+  ): R | undefined {
+    const { lateRecords, lateDropped } = this.#metrics;
+    this.#current = emptyResult();
+    this.#state.begin();
+    try {
+      const value = guard(label, work);
+      this.#state.commit();
+      append(into, this.#current, this.#metrics);
+      return value;
+    } catch (error) {
+      this.#state.rollback();
+      this.#metrics.lateRecords = lateRecords;
+      this.#metrics.lateDropped = lateDropped;
+      into.failures.push(this.#failure(record, error));
+      return undefined;
+    }
+  }
+
+  /** The repartition records kept in `result` told their partitions the carried watermark. */
+  #sent(result: StepResult, ctx: Ctx): void {
+    if (this.#announcements === undefined) return;
+    const { topic, schedule } = this.#announcements;
+    for (const output of result) {
+      if (output.topic === topic && output.partition !== undefined) {
+        schedule.sent(output.partition, ctx.carried, ctx.now);
+      }
+    }
+  }
+
+  /**
+   * Watermark-only records for the repartition partitions that need one (see
+   * WatermarkAnnouncements): after this call's outputs, so a downstream task has everything
+   * the watermark covers before it hears it.
+   */
+  #announce(result: StepResult, now: number): void {
+    if (this.#announcements === undefined) return;
+    const { topic, schedule } = this.#announcements;
+    const idle = this.#tracker?.allIdle(now) ?? this.#upstream?.allIdle(now) ?? false;
+    for (const partition of schedule.due(this.#watermark, idle, now)) {
+      result.push({
+        topic,
+        key: null,
+        value: encodeWatermark(this.#task, this.#watermark, idle),
+        timestamp: now,
+        partition,
+      });
+      this.#metrics.recordsOut++;
+    }
   }
 
   #failure(record: InputRecord | null, error: unknown): Failure {
@@ -302,34 +440,60 @@ export class TaskPipeline {
     guard(step.label, () => step.onElement(element, ctx, (e) => this.#run(index + 1, e, ctx)));
   }
 
-  #observe(partition: number, timestamp: number, now: number): void {
-    if (this.#tracker === undefined) return;
-    this.#tracker.observe(String(partition), timestamp, now);
+  #observe(record: InputRecord, decoded: Decoded, now: number): void {
+    const { clock, element } = decoded;
+    if (clock !== undefined)
+      this.#upstream?.heard(clock.upstream, clock.watermark, clock.idle, now);
+    if (this.#tracker === undefined || element === undefined) return;
+    const { partition } = record;
+    this.#tracker.observe(String(partition), element.timestamp, now);
     this.#maxTimestamps.set(
       partition,
-      Math.max(timestamp, this.#maxTimestamps.get(partition) ?? timestamp),
+      Math.max(element.timestamp, this.#maxTimestamps.get(partition) ?? element.timestamp),
     );
   }
 
   #saveTime(now: number): void {
-    if (this.#watermark === NO_WATERMARK && this.#maxTimestamps.size === 0) return;
+    const upstream = this.#upstream?.saved() ?? [];
+    if (
+      this.#watermark === NO_WATERMARK &&
+      this.#maxTimestamps.size === 0 &&
+      upstream.length === 0
+    ) {
+      return;
+    }
     const time: TimeState = {
       watermark: this.#watermark,
       maxTimestamps: [...this.#maxTimestamps],
+      ...(this.#upstream === undefined ? {} : { upstream }),
     };
     for (const store of this.#timeStores) store.set(TASK_KEY, time, now);
   }
 
-  #decode(record: InputRecord): Element {
+  #decode(record: InputRecord): Decoded {
     const source = this.stage.source;
     if (source.internal) {
-      if (record.key === null || record.value === null) {
-        throw new Error("repartition record without key or value");
+      if (record.value === null) throw new Error("repartition record without value");
+      const decoded = decodeRepartition(record.value);
+      const clock = decoded.clock;
+      if (
+        this.#upstream !== undefined &&
+        clock !== undefined &&
+        clock.upstream >= this.#tasksPerStage
+      ) {
+        throw new Error(
+          `repartition record from upstream task ${clock.upstream}, but stages have ${this.#tasksPerStage} tasks`,
+        );
       }
+      if (decoded.kind === "watermark") return { element: undefined, clock };
+      if (record.key === null) throw new Error("repartition record without key");
       return {
-        key: record.key.toString("utf8"),
-        value: decodeElement(record.value),
-        timestamp: record.timestamp,
+        element: {
+          key: record.key.toString("utf8"),
+          value: decoded.value,
+          timestamp: record.timestamp,
+        },
+        clock,
       };
     }
     if (record.value === null) throw new Error("record has no value (tombstone)");
@@ -346,10 +510,8 @@ export class TaskPipeline {
             partition: record.partition,
             offset: record.offset,
           });
-    if (!Number.isFinite(timestamp)) {
-      throw new Error(`event timestamp must be a finite number, got ${String(timestamp)}`);
-    }
-    return { key: undefined, value, timestamp };
+    requireTimestamp("event timestamp", timestamp);
+    return { element: { key: undefined, value, timestamp }, clock: undefined };
   }
 
   #produce(record: OutputRecord): void {
@@ -368,13 +530,15 @@ export class TaskPipeline {
       case "repartition":
         return {
           label: "sink",
-          onElement: (e) => {
+          onElement: (e, ctx) => {
             if (e.key === undefined) throw new Error("repartition of an element without key");
+            const key = Buffer.from(e.key, "utf8");
             this.#produce({
               topic: sink.topic,
-              key: Buffer.from(e.key, "utf8"),
-              value: encodeElement(e.value),
+              key,
+              value: encodeElement(e.value, this.#task, ctx.carried),
               timestamp: e.timestamp,
+              partition: partitionOf(key, this.#tasksPerStage),
             });
           },
         };
@@ -482,11 +646,13 @@ export class TaskPipeline {
         registerProcessingTime: (at) => register(key, "processing-time", at, ctx.now),
         registerEventTime: (at) => register(key, "event-time", at, ctx.now),
       },
-      emit: (value, ts) => emit({ key, value, timestamp: ts ?? timestamp }),
+      emit: (value, ts) => {
+        if (ts !== undefined) requireTimestamp("emit timestamp", ts);
+        emit({ key, value, timestamp: ts ?? timestamp });
+      },
     });
     const register = (key: string, domain: TimerEntry["domain"], at: number, now: number) => {
-      if (!Number.isFinite(at))
-        throw new Error(`timer time must be a finite number, got ${String(at)}`);
+      requireTimestamp("timer time", at);
       if (onTimer === undefined)
         throw new Error(`process "${step.name}" registers timers but has no onTimer`);
       timers.set(key, `${domain}@${at}`, { domain, at }, now);
@@ -495,7 +661,7 @@ export class TaskPipeline {
       label: step.name,
       onElement: (e, ctx, emit) =>
         processFn(e.value, context(requireKey(e), e.timestamp, ctx, emit)),
-      onAdvance: (ctx, emit) => {
+      onAdvance: (ctx, emit, unit) => {
         if (onTimer === undefined) return;
         // onTimer may register timers that are already due: loop, with a bound against cycles.
         for (let round = 0; ; round++) {
@@ -512,10 +678,14 @@ export class TaskPipeline {
           // Deterministic order, whatever order state was restored in.
           due.sort((a, b) => a[2].at - b[2].at || cmp(a[0], b[0]) || cmp(a[1], b[1]));
           for (const [key, id, t] of due) {
+            // Gone whether onTimer succeeds or not: a failing timer is reported once, not again
+            // at every advance.
             timers.delete(key, id);
-            const base = context(key, t.at, ctx, emit);
-            const timerCtx: TimerContext<unknown> = { ...base, timeDomain: t.domain };
-            onTimer(t.at, timerCtx);
+            unit(() => {
+              const base = context(key, t.at, ctx, emit);
+              const timerCtx: TimerContext<unknown> = { ...base, timeDomain: t.domain };
+              onTimer(t.at, timerCtx);
+            });
           }
         }
       },
@@ -548,7 +718,8 @@ export class TaskPipeline {
     };
     // The lowest watermark at which some window fires or is purged: below it, onAdvance has
     // nothing to do and does not scan every key's windows after each batch. Unknown (-∞) at
-    // start and after a failed advance, so the next advance scans.
+    // start and after a failed advance, so the next advance scans. A lower bound is all it
+    // must be: a record rolled back after lowering it only costs a scan.
     let nextDue = Number.NEGATIVE_INFINITY;
     const dueAt = (w: WindowEntry) => (w.fired ? w.end - 1 + lateness : w.end - 1);
     // A window that already fired fires again at once for each late record within lateness.
@@ -602,7 +773,7 @@ export class TaskPipeline {
           update(key, { ...entry, acc: aggregate.add(entry.acc, e.value) }, ctx, emit);
         }
       },
-      onAdvance: (ctx, emit) => {
+      onAdvance: (ctx, emit, unit) => {
         if (ctx.watermark < nextDue) return;
         let next = Number.POSITIVE_INFINITY;
         const due: [string, WindowEntry][] = [];
@@ -614,10 +785,13 @@ export class TaskPipeline {
         }
         due.sort((a, b) => a[1].end - b[1].end || a[1].start - b[1].start || cmp(a[0], b[0]));
         nextDue = Number.NEGATIVE_INFINITY;
-        for (const [key, w] of due) {
-          if (!w.fired) {
-            w.fired = true;
-            fire(key, w, emit);
+        for (const [key, stored] of due) {
+          // A copy: the stored entry stays as it was for a rollback to put back.
+          const w = stored.fired ? stored : { ...stored, fired: true };
+          if (!stored.fired) {
+            unit(() => fire(key, w, emit));
+            // Fired whether its result succeeded or not: a window whose result throws is
+            // reported once, not again at every advance.
             windows.set(key, id(w), w, ctx.now);
           }
           if (w.end - 1 + lateness <= ctx.watermark) windows.delete(key, id(w));
@@ -631,6 +805,15 @@ export class TaskPipeline {
 
 export function createTask(stage: Stage, taskState: TaskState, options: TaskOptions): TaskPipeline {
   return new TaskPipeline(stage, taskState, options);
+}
+
+/**
+ * The partition of a repartition record: the Kafka client's default partitioner (murmur2 of
+ * the key), which placed keys before records named their partition, so keyed state restored
+ * from a savepoint stays where its keys go.
+ */
+function partitionOf(key: Buffer, partitions: number): number {
+  return (murmur2(key) >>> 0) % partitions;
 }
 
 function cmp(a: string, b: string): number {

@@ -5,10 +5,13 @@ import {
   isWindowComplete,
   maxTimestamp,
   NO_WATERMARK,
+  requireTimestamp,
   SessionWindows,
   session,
   sliding,
   tumbling,
+  UpstreamWatermarks,
+  WatermarkAnnouncements,
   WatermarkTracker,
 } from "./time.ts";
 
@@ -354,5 +357,127 @@ describe("WatermarkTracker", () => {
     assert.throws(() => w.observe("a", Number.NaN, 0), /event timestamp must be a finite number/);
     assert.throws(() => w.observe("a", 0, Number.NaN), /now must be a finite number/);
     assert.throws(() => w.isIdle("nope", 0), /partition nope is not tracked/);
+  });
+});
+
+test("event timestamps are whole milliseconds", () => {
+  assert.doesNotThrow(() => requireTimestamp("event timestamp", -5));
+  for (const bad of [1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
+    assert.throws(
+      () => requireTimestamp("event timestamp", bad),
+      /event timestamp must be an integer of milliseconds \(Kafka timestamps are int64\), got/,
+    );
+  }
+});
+
+describe("WatermarkTracker.allIdle", () => {
+  test("true once every partition is idle, false again with an event", () => {
+    const w = new WatermarkTracker({ maxOutOfOrdernessMs: 0, idleTimeoutMs: 100 });
+    w.register("a", 0);
+    w.register("b", 0);
+    w.observe("a", 5, 50);
+    assert.equal(w.allIdle(120), false);
+    assert.equal(w.allIdle(151), true);
+    w.observe("b", 5, 160);
+    assert.equal(w.allIdle(160), false);
+  });
+});
+
+describe("UpstreamWatermarks", () => {
+  test("the minimum over upstream tasks, held until each has been heard from", () => {
+    const w = new UpstreamWatermarks(3, 1000, 0);
+    w.heard(0, 50_000, false, 10);
+    w.heard(2, 30_000, false, 10);
+    assert.equal(w.watermark(10), NO_WATERMARK, "task 1 not heard from yet");
+    w.heard(1, 10_000, false, 20);
+    assert.equal(w.watermark(20), 10_000);
+    // A task's watermark never goes back (a restarted upstream task recomputing its own).
+    w.heard(1, 5000, false, 30);
+    w.heard(1, 40_000, false, 30);
+    assert.equal(w.watermark(30), 30_000);
+  });
+
+  test("a task never heard from stops holding back once the idle timeout passed since start", () => {
+    const w = new UpstreamWatermarks(2, 1000, 0);
+    w.heard(0, 7000, false, 500);
+    assert.equal(w.watermark(1000), NO_WATERMARK);
+    assert.equal(w.watermark(1001), 7000);
+  });
+
+  test("silent or announced idle: left out; heard from again: back in, never going back", () => {
+    const w = new UpstreamWatermarks(2, 1000, 0);
+    w.heard(0, 20_000, false, 0);
+    w.heard(1, 10_000, false, 0);
+    assert.equal(w.watermark(500), 10_000);
+    w.heard(0, 30_000, false, 1200);
+    assert.equal(w.watermark(1200), 30_000, "task 1 silent for more than 1 s");
+    w.heard(1, 12_000, false, 1300);
+    assert.equal(w.watermark(1300), 30_000, "back, behind: the watermark holds");
+    w.heard(0, 40_000, false, 1400);
+    w.heard(1, 35_000, false, 1400);
+    assert.equal(w.watermark(1400), 35_000);
+    w.heard(1, 35_000, true, 1500);
+    w.heard(0, 45_000, false, 1500);
+    assert.equal(w.watermark(1500), 45_000, "task 1 announced itself idle");
+    assert.equal(w.allIdle(1500), false);
+    assert.equal(w.allIdle(2600), true);
+    assert.equal(w.watermark(2600), 45_000, "nobody active: the watermark holds");
+  });
+
+  test("restored, each task's last watermark counts from the restore, as if just heard", () => {
+    const before = new UpstreamWatermarks(3, 1000, 0);
+    before.heard(0, 50_000, false, 0);
+    before.heard(1, 20_000, false, 0);
+    before.heard(2, 9000, true, 0);
+    const saved = before.saved();
+    assert.deepEqual(saved, [
+      [0, 50_000, false],
+      [1, 20_000, false],
+      [2, 9000, true],
+    ]);
+    // Restored long after: no task is taken for silent (no jump past the slow task 1) ...
+    const after = new UpstreamWatermarks(3, 1000, 100_000, saved);
+    assert.equal(after.watermark(100_000), 20_000);
+    after.heard(0, 60_000, false, 100_100);
+    assert.equal(after.watermark(100_100), 20_000);
+    // ... until it is silent for the idle timeout from the restore on.
+    assert.equal(after.watermark(101_001), 60_000);
+    assert.deepEqual(new UpstreamWatermarks(2, undefined, 0).saved(), []);
+    assert.throws(
+      () => new UpstreamWatermarks(0, undefined, 0),
+      /upstream tasks must be a positive integer, got 0/,
+    );
+  });
+});
+
+describe("WatermarkAnnouncements", () => {
+  test("each partition once at first, then where the watermark moved past what it was told", () => {
+    const a = new WatermarkAnnouncements(3, 10_000);
+    assert.deepEqual(a.due(NO_WATERMARK, false, 0), [0, 1, 2]);
+    assert.deepEqual(a.due(NO_WATERMARK, false, 10), []);
+    a.sent(1, 500, 20);
+    assert.deepEqual(a.due(500, false, 20), [0, 2], "a data record told partition 1");
+    assert.deepEqual(a.due(500, false, 30), []);
+  });
+
+  test("going idle and coming back are told; heartbeats at half the idle timeout", () => {
+    const a = new WatermarkAnnouncements(2, 10_000);
+    a.due(100, false, 0);
+    assert.deepEqual(a.due(100, false, 4999), []);
+    a.sent(0, 100, 3000);
+    assert.deepEqual(a.due(100, false, 5000), [1], "heartbeat for the partition not written to");
+    assert.deepEqual(a.due(100, true, 6000), [0, 1], "idle");
+    assert.deepEqual(a.due(100, true, 60_000), [], "no heartbeats while idle");
+    assert.deepEqual(a.due(100, false, 60_001), [0, 1], "back");
+  });
+
+  test("without an idle timeout, no heartbeats", () => {
+    const a = new WatermarkAnnouncements(1, undefined);
+    a.due(1, false, 0);
+    assert.deepEqual(a.due(1, false, Number.MAX_SAFE_INTEGER), []);
+    assert.throws(
+      () => new WatermarkAnnouncements(0, undefined),
+      /repartition partitions must be a positive integer, got 0/,
+    );
   });
 });

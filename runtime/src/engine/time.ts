@@ -27,6 +27,12 @@ function requirePositiveInteger(name: string, value: number): void {
   }
 }
 
+function requireCount(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new Error(`${name} must be a positive integer, got ${String(value)}`);
+  }
+}
+
 function requireNonNegative(name: string, value: number): void {
   if (!(value >= 0)) throw new Error(`${name} must be >= 0, got ${String(value)}`);
 }
@@ -34,6 +40,18 @@ function requireNonNegative(name: string, value: number): void {
 function requireTime(name: string, value: number): void {
   if (!Number.isFinite(value))
     throw new Error(`${name} must be a finite number, got ${String(value)}`);
+}
+
+/**
+ * Event timestamps (a record's, an emitted element's, a timer's) are whole milliseconds:
+ * they become Kafka timestamps, which are int64.
+ */
+export function requireTimestamp(name: string, value: number): void {
+  if (!Number.isSafeInteger(value)) {
+    throw new Error(
+      `${name} must be an integer of milliseconds (Kafka timestamps are int64), got ${String(value)}`,
+    );
+  }
 }
 
 /** Modulo that is never negative, so windows before the epoch line up like those after it. */
@@ -205,9 +223,95 @@ export interface WatermarkOptions {
   idleTimeoutMs?: number;
 }
 
-interface PartitionClock {
-  maxTimestamp: number | undefined;
+function requireIdleTimeout(idleTimeoutMs: number | undefined): number {
+  const idle = idleTimeoutMs ?? Number.POSITIVE_INFINITY;
+  if (!(idle > 0)) throw new Error(`idleTimeoutMs must be > 0, got ${String(idle)}`);
+  return idle;
+}
+
+interface InputClock {
+  /** What the input allows: no more events at or below this. */
+  watermark: number;
   lastActivity: number;
+  /** The input said it is idle (an upstream task announcing it has no input). */
+  idle: boolean;
+}
+
+/**
+ * The watermark over a task's inputs (source partitions, or upstream tasks): the minimum over
+ * active inputs, never decreasing. An input is inactive once idle: silent for longer than the
+ * idle timeout, or said so. While no input is active, the watermark holds.
+ */
+class InputWatermarks<K> {
+  readonly idleTimeoutMs: number;
+  readonly #inputs = new Map<K, InputClock>();
+  #current = NO_WATERMARK;
+
+  constructor(idleTimeoutMs: number) {
+    this.idleTimeoutMs = idleTimeoutMs;
+  }
+
+  /** An input known before it has said anything: it holds the watermark until it idles. */
+  register(input: K, now: number): void {
+    requireTime("now", now);
+    if (!this.#inputs.has(input)) {
+      this.#inputs.set(input, { watermark: NO_WATERMARK, lastActivity: now, idle: false });
+    }
+  }
+
+  unregister(input: K): boolean {
+    return this.#inputs.delete(input);
+  }
+
+  /** `input` allows `watermark` (an input's own watermark never goes back), as of `now`. */
+  advance(input: K, watermark: number, now: number, idle: boolean): void {
+    requireTime("now", now);
+    const clock = this.#inputs.get(input);
+    if (clock === undefined) {
+      this.#inputs.set(input, { watermark, lastActivity: now, idle });
+      return;
+    }
+    clock.watermark = Math.max(clock.watermark, watermark);
+    clock.lastActivity = Math.max(clock.lastActivity, now);
+    clock.idle = idle;
+  }
+
+  /** Undefined for an input not tracked. */
+  isIdle(input: K, now: number): boolean | undefined {
+    const clock = this.#inputs.get(input);
+    return clock === undefined ? undefined : this.#idle(clock, now);
+  }
+
+  /** Whether no input is active (what a task with no input at all announces downstream). */
+  allIdle(now: number): boolean {
+    for (const clock of this.#inputs.values()) if (!this.#idle(clock, now)) return false;
+    return true;
+  }
+
+  #idle(clock: InputClock, now: number): boolean {
+    return clock.idle || now - clock.lastActivity > this.idleTimeoutMs;
+  }
+
+  inputs(): [K, InputClock][] {
+    return [...this.#inputs];
+  }
+
+  /** Recomputes the watermark at `now` and returns it (it never decreases). */
+  watermark(now: number): number {
+    requireTime("now", now);
+    let candidate: number | undefined;
+    for (const clock of this.#inputs.values()) {
+      if (this.#idle(clock, now)) continue;
+      candidate = candidate === undefined ? clock.watermark : Math.min(candidate, clock.watermark);
+    }
+    // No active input: nothing new is known.
+    if (candidate !== undefined && candidate > this.#current) this.#current = candidate;
+    return this.#current;
+  }
+
+  get current(): number {
+    return this.#current;
+  }
 }
 
 /**
@@ -223,80 +327,160 @@ interface PartitionClock {
  */
 export class WatermarkTracker {
   readonly maxOutOfOrdernessMs: number;
-  readonly idleTimeoutMs: number;
-  readonly #partitions = new Map<string, PartitionClock>();
-  #current = NO_WATERMARK;
+  readonly #partitions: InputWatermarks<string>;
 
   constructor(options: WatermarkOptions) {
     requireNonNegative("maxOutOfOrdernessMs", options.maxOutOfOrdernessMs);
-    const idle = options.idleTimeoutMs ?? Number.POSITIVE_INFINITY;
-    if (!(idle > 0)) throw new Error(`idleTimeoutMs must be > 0, got ${String(idle)}`);
     this.maxOutOfOrdernessMs = options.maxOutOfOrdernessMs;
-    this.idleTimeoutMs = idle;
+    this.#partitions = new InputWatermarks(requireIdleTimeout(options.idleTimeoutMs));
+  }
+
+  get idleTimeoutMs(): number {
+    return this.#partitions.idleTimeoutMs;
   }
 
   /** A partition this task reads, known before its first event: it holds the watermark back. */
   register(partition: string, now: number): void {
-    requireTime("now", now);
-    if (!this.#partitions.has(partition)) {
-      this.#partitions.set(partition, { maxTimestamp: undefined, lastActivity: now });
-    }
+    this.#partitions.register(partition, now);
   }
 
   /** No longer read (the task gave the partition up): it stops counting. */
   unregister(partition: string): boolean {
-    return this.#partitions.delete(partition);
+    return this.#partitions.unregister(partition);
   }
 
   /** An event of `partition` with event time `timestamp`, read at `now`. */
   observe(partition: string, timestamp: number, now: number): void {
     requireTime("event timestamp", timestamp);
-    requireTime("now", now);
-    const clock = this.#partitions.get(partition);
-    if (clock === undefined) {
-      this.#partitions.set(partition, { maxTimestamp: timestamp, lastActivity: now });
-      return;
-    }
-    clock.maxTimestamp =
-      clock.maxTimestamp === undefined ? timestamp : Math.max(clock.maxTimestamp, timestamp);
-    clock.lastActivity = Math.max(clock.lastActivity, now);
+    this.#partitions.advance(partition, timestamp - this.maxOutOfOrdernessMs - 1, now, false);
   }
 
   isIdle(partition: string, now: number): boolean {
-    const clock = this.#partitions.get(partition);
-    if (clock === undefined) throw new Error(`partition ${partition} is not tracked`);
-    return now - clock.lastActivity > this.idleTimeoutMs;
+    const idle = this.#partitions.isIdle(partition, now);
+    if (idle === undefined) throw new Error(`partition ${partition} is not tracked`);
+    return idle;
+  }
+
+  /** Whether every partition is idle: the task has no input to announce time from. */
+  allIdle(now: number): boolean {
+    return this.#partitions.allIdle(now);
   }
 
   partitions(): string[] {
-    return [...this.#partitions.keys()];
+    return this.#partitions.inputs().map(([partition]) => partition);
   }
 
   /** Recomputes the watermark at `now` and returns it (it never decreases). */
   watermark(now: number): number {
-    requireTime("now", now);
-    let candidate = Number.POSITIVE_INFINITY;
-    for (const clock of this.#partitions.values()) {
-      if (now - clock.lastActivity > this.idleTimeoutMs) continue;
-      const own =
-        clock.maxTimestamp === undefined
-          ? NO_WATERMARK
-          : clock.maxTimestamp - this.maxOutOfOrdernessMs - 1;
-      candidate = Math.min(candidate, own);
-    }
-    // No active partition: candidate is still +Infinity and must not become the watermark.
-    if (candidate !== Number.POSITIVE_INFINITY && candidate > this.#current)
-      this.#current = candidate;
-    return this.#current;
+    return this.#partitions.watermark(now);
   }
 
   /** The watermark as of the last `watermark(now)` call. */
   get current(): number {
-    return this.#current;
+    return this.#partitions.current;
   }
 
   /** `isLate` against the current watermark. */
   isLate(timestamp: number, allowedLatenessMs = 0, window?: Window): boolean {
-    return isLate(timestamp, allowedLatenessMs, window, this.#current);
+    return isLate(timestamp, allowedLatenessMs, window, this.current);
+  }
+}
+
+/** What a task reading a repartition topic keeps of one upstream task, in its snapshot. */
+export type UpstreamMark = [task: number, watermark: number, idle: boolean];
+
+/**
+ * The watermark of a task reading a repartition topic: the minimum over its upstream tasks'
+ * watermarks, which every record of the topic carries (and watermark-only records between
+ * them). Each upstream task has its own order in the topic partition, so the last watermark
+ * heard from it holds for everything it writes after.
+ *
+ * - Until every upstream task has been heard from, or the idle timeout passed since the
+ *   start, the watermark holds: a task not heard from yet may still send anything.
+ * - An upstream task silent for longer than the idle timeout, or that announced itself
+ *   idle, drops out of the minimum until it is heard from again.
+ * - Restored (`saved`), the last watermark of each upstream task counts from the restore on,
+ *   as if just heard: a restarted task neither goes back nor jumps past a slow upstream task.
+ */
+export class UpstreamWatermarks {
+  readonly tasks: number;
+  readonly #upstream: InputWatermarks<number>;
+
+  constructor(
+    tasks: number,
+    idleTimeoutMs: number | undefined,
+    now: number,
+    saved: readonly UpstreamMark[] = [],
+  ) {
+    requireCount("upstream tasks", tasks);
+    this.tasks = tasks;
+    this.#upstream = new InputWatermarks(requireIdleTimeout(idleTimeoutMs));
+    for (const [task, watermark, idle] of saved) this.#upstream.advance(task, watermark, now, idle);
+    for (let task = 0; task < tasks; task++) this.#upstream.register(task, now);
+  }
+
+  /** A record of upstream task `task`, which was at `watermark` (idle or not) when it wrote it. */
+  heard(task: number, watermark: number, idle: boolean, now: number): void {
+    this.#upstream.advance(task, watermark, now, idle);
+  }
+
+  /** Whether every upstream task is idle or silent. */
+  allIdle(now: number): boolean {
+    return this.#upstream.allIdle(now);
+  }
+
+  /** Recomputes the watermark at `now` and returns it (it never decreases). */
+  watermark(now: number): number {
+    return this.#upstream.watermark(now);
+  }
+
+  /** The upstream tasks heard from, for the snapshot. */
+  saved(): UpstreamMark[] {
+    return this.#upstream
+      .inputs()
+      .filter(([, clock]) => clock.watermark !== NO_WATERMARK || clock.idle)
+      .map(([task, clock]) => [task, clock.watermark, clock.idle]);
+  }
+}
+
+/**
+ * When a task writing a repartition topic tells each of the topic's partitions its watermark
+ * with a watermark-only record. Its data records carry its watermark too, so a partition needs
+ * one only when the task's watermark moved past what it last told it, when the task went idle
+ * or came back, or as a heartbeat: a partition it has not written to for half the idle
+ * timeout would otherwise take it for silent. At most once per call (a batch or a timer
+ * round), never per record.
+ */
+export class WatermarkAnnouncements {
+  readonly partitions: number;
+  readonly heartbeatMs: number;
+  readonly #told: ({ watermark: number; at: number; idle: boolean } | undefined)[];
+
+  constructor(partitions: number, idleTimeoutMs: number | undefined) {
+    requireCount("repartition partitions", partitions);
+    this.partitions = partitions;
+    this.heartbeatMs = requireIdleTimeout(idleTimeoutMs) / 2;
+    this.#told = Array.from({ length: partitions }, () => undefined);
+  }
+
+  /** A data record carrying `watermark` went to `partition` at `now`. */
+  sent(partition: number, watermark: number, now: number): void {
+    this.#told[partition] = { watermark, at: now, idle: false };
+  }
+
+  /** The partitions to tell `watermark` (and whether idle) at `now`; they count as told. */
+  due(watermark: number, idle: boolean, now: number): number[] {
+    const due: number[] = [];
+    for (const [partition, told] of this.#told.entries()) {
+      const stale =
+        told === undefined ||
+        told.idle !== idle ||
+        watermark > told.watermark ||
+        (!idle && now - told.at >= this.heartbeatMs);
+      if (!stale) continue;
+      this.#told[partition] = { watermark, at: now, idle };
+      due.push(partition);
+    }
+    return due;
   }
 }

@@ -349,3 +349,70 @@ describe("TaskState", () => {
     assert.equal(restored?.self, restored);
   });
 });
+
+describe("units of work", () => {
+  /** Everything the task's stores hold, as comparable data (write times included). */
+  const contents = (task: TaskState) => deserialize(task.snapshot(0));
+
+  function filled(): TaskState {
+    const task = new TaskState();
+    const op = task.operator("op");
+    op.value<number>("count").set("a", 1, 0);
+    op.value<number>("count").set("b", 2, 0);
+    const windows = op.map<string, number>("windows");
+    windows.set("a", "w1", 10, 0);
+    windows.set("a", "w2", 20, 0);
+    windows.set("b", "w1", 30, 0);
+    return task;
+  }
+
+  test("rollback undoes every write since begin, of every kind, in any order", () => {
+    const task = filled();
+    const before = contents(task);
+    const op = task.operator("op");
+    task.begin();
+    op.value<number>("count").set("a", 5, 7);
+    op.value<number>("count").set("a", 6, 8);
+    op.value<number>("count").delete("b");
+    op.value<number>("count").set("new", 1, 7);
+    const windows = op.map<string, number>("windows");
+    windows.set("a", "w1", 11, 7);
+    windows.delete("a", "w2");
+    windows.set("c", "w9", 1, 7);
+    windows.clear("b");
+    windows.set("b", "w5", 5, 7);
+    task.operator("other").value<string>("s").set("k", "v", 7);
+    assert.notDeepEqual(contents(task), before);
+    task.rollback();
+    assert.deepEqual(contents(task), before);
+    assert.equal(op.value<number>("count").get("a", 0), 1);
+    assert.deepEqual(windows.entries("a", 0), [
+      ["w1", 10],
+      ["w2", 20],
+    ]);
+  });
+
+  test("commit keeps the writes; writes outside a unit are not journalled", () => {
+    const task = filled();
+    const count = task.operator("op").value<number>("count");
+    task.begin();
+    count.set("a", 9, 1);
+    task.commit();
+    count.set("b", 8, 1);
+    task.begin();
+    task.rollback();
+    assert.equal(count.get("a", 1), 9);
+    assert.equal(count.get("b", 1), 8);
+  });
+
+  test("restored stores are journalled too; units do not nest", () => {
+    const task = TaskState.restore(filled().snapshot(0));
+    const before = contents(task);
+    task.begin();
+    task.operator("op").value<number>("count").set("a", 100, 1);
+    task.operator("op").map<string, number>("windows").clear("a");
+    assert.throws(() => task.begin(), /a unit of work is already open/);
+    task.rollback();
+    assert.deepEqual(contents(task), before);
+  });
+});

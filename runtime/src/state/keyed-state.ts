@@ -5,6 +5,10 @@
 // Values are kept by reference and copied only by `snapshot`, which uses the structured-clone
 // format (node:v8): plain objects, arrays, Map, Set, Date, bigint, Buffer and typed arrays
 // round-trip; functions and symbols do not, and class instances come back as plain objects.
+//
+// Writes can be undone: between `TaskState.begin()` and `commit()`, every write journals what
+// it replaced, and `rollback()` puts that back (a failed record leaves no trace). The journal
+// holds references, not copies: a value mutated in place instead of replaced is not restored.
 import { deserialize, serialize } from "node:v8";
 
 export const TASK_STATE_FORMAT_VERSION = 1;
@@ -25,6 +29,14 @@ export type StateKind = "value" | "map";
 interface Entry<V> {
   v: V;
   w: number;
+}
+
+/**
+ * The undo records of the writes since `TaskState.begin()`, newest last; undefined outside a
+ * unit of work (then writes journal nothing). Shared by all stores of a task.
+ */
+interface Journal {
+  undo: (() => void)[] | undefined;
 }
 
 /** What TaskState needs from either kind of store. */
@@ -64,11 +76,18 @@ export class ValueState<T> implements Store {
   readonly name: string;
   #ttlMs: number | undefined;
   readonly #entries: Map<StateKey, Entry<T>>;
+  readonly #journal: Journal;
 
   /** @internal created through OperatorState.value */
-  constructor(name: string, ttlMs: number | undefined, entries = new Map<StateKey, Entry<T>>()) {
+  constructor(
+    name: string,
+    ttlMs: number | undefined,
+    journal: Journal,
+    entries = new Map<StateKey, Entry<T>>(),
+  ) {
     this.name = name;
     this.#ttlMs = ttlMs;
+    this.#journal = journal;
     this.#entries = entries;
   }
 
@@ -101,11 +120,23 @@ export class ValueState<T> implements Store {
     // undefined is what get() says for "absent": storing it would be indistinguishable.
     if (value === undefined)
       throw new Error(`state "${this.name}": use delete() instead of setting undefined`);
+    this.#remember(key);
     this.#entries.set(key, { v: value, w: now });
   }
 
   delete(key: StateKey): boolean {
+    this.#remember(key);
     return this.#entries.delete(key);
+  }
+
+  /** Journals `key`'s current entry (or its absence) before a write. */
+  #remember(key: StateKey): void {
+    const undo = this.#journal.undo;
+    if (undo === undefined) return;
+    const previous = this.#entries.get(key);
+    undo.push(() =>
+      previous === undefined ? this.#entries.delete(key) : this.#entries.set(key, previous),
+    );
   }
 
   /** Live keys at `now`. */
@@ -153,15 +184,18 @@ export class MapState<K extends MapKey, V> implements Store {
   readonly name: string;
   #ttlMs: number | undefined;
   readonly #maps: Map<StateKey, Map<K, Entry<V>>>;
+  readonly #journal: Journal;
 
   /** @internal created through OperatorState.map */
   constructor(
     name: string,
     ttlMs: number | undefined,
+    journal: Journal,
     maps = new Map<StateKey, Map<K, Entry<V>>>(),
   ) {
     this.name = name;
     this.#ttlMs = ttlMs;
+    this.#journal = journal;
     this.#maps = maps;
   }
 
@@ -195,6 +229,7 @@ export class MapState<K extends MapKey, V> implements Store {
     requireNow(now);
     if (value === undefined)
       throw new Error(`state "${this.name}": use delete() instead of setting undefined`);
+    this.#remember(key, mapKey);
     let map = this.#maps.get(key);
     if (map === undefined) {
       map = new Map();
@@ -205,14 +240,42 @@ export class MapState<K extends MapKey, V> implements Store {
 
   delete(key: StateKey, mapKey: K): boolean {
     const map = this.#maps.get(key);
-    if (map === undefined || !map.delete(mapKey)) return false;
+    if (map === undefined || !map.has(mapKey)) return false;
+    this.#remember(key, mapKey);
+    map.delete(mapKey);
     if (map.size === 0) this.#maps.delete(key);
     return true;
   }
 
   /** Removes the whole map of `key`. */
   clear(key: StateKey): boolean {
+    const map = this.#maps.get(key);
+    if (map === undefined) return false;
+    if (this.#journal.undo !== undefined) {
+      // The map object itself is dropped, untouched: putting it back restores every entry.
+      this.#journal.undo.push(() => this.#maps.set(key, map));
+    }
     return this.#maps.delete(key);
+  }
+
+  /** Journals one entry of `key`'s map (or its absence) before a write. */
+  #remember(key: StateKey, mapKey: K): void {
+    const undo = this.#journal.undo;
+    if (undo === undefined) return;
+    const previous = this.#maps.get(key)?.get(mapKey);
+    undo.push(() => {
+      let map = this.#maps.get(key);
+      if (previous !== undefined) {
+        if (map === undefined) {
+          map = new Map();
+          this.#maps.set(key, map);
+        }
+        map.set(mapKey, previous);
+        return;
+      }
+      map?.delete(mapKey);
+      if (map?.size === 0) this.#maps.delete(key);
+    });
   }
 
   /** Live entries of `key`'s map at `now`. */
@@ -266,10 +329,12 @@ export class OperatorState {
   readonly #stores = new Map<string, AnyStore>();
   // Stores declared by this run's job code; restored ones take the TTL declared here.
   readonly #declared = new Set<string>();
+  readonly #journal: Journal;
 
   /** @internal created through TaskState.operator */
-  constructor(name: string) {
+  constructor(name: string, journal: Journal) {
     this.name = name;
+    this.#journal = journal;
   }
 
   value<T>(stateName: string, options: StateOptions = {}): ValueState<T> {
@@ -302,8 +367,8 @@ export class OperatorState {
     }
     const store: AnyStore =
       kind === "value"
-        ? new ValueState(stateName, options.ttlMs)
-        : new MapState(stateName, options.ttlMs);
+        ? new ValueState(stateName, options.ttlMs, this.#journal)
+        : new MapState(stateName, options.ttlMs, this.#journal);
     this.#stores.set(stateName, store);
     this.#declared.add(stateName);
     return store;
@@ -319,8 +384,18 @@ export class OperatorState {
   }
 
   /** @internal used by TaskState.restore */
-  adopt(store: AnyStore): void {
-    this.#stores.set(store.name, store);
+  adopt(kind: StateKind, name: string, ttlMs: number | undefined, entries: unknown): void {
+    this.#stores.set(
+      name,
+      kind === "value"
+        ? new ValueState(name, ttlMs, this.#journal, entries as Map<StateKey, Entry<unknown>>)
+        : new MapState(
+            name,
+            ttlMs,
+            this.#journal,
+            entries as Map<StateKey, Map<MapKey, Entry<unknown>>>,
+          ),
+    );
   }
 }
 
@@ -344,16 +419,38 @@ interface Snapshot {
 /** The keyed state of one task: its operators' stores, snapshotted as one object. */
 export class TaskState {
   readonly #operators = new Map<string, OperatorState>();
+  readonly #journal: Journal = { undo: undefined };
 
   /** The state of operator `name` (created empty on first use). */
   operator(name: string): OperatorState {
     validateName("operator", name);
     let operator = this.#operators.get(name);
     if (operator === undefined) {
-      operator = new OperatorState(name);
+      operator = new OperatorState(name, this.#journal);
       this.#operators.set(name, operator);
     }
     return operator;
+  }
+
+  /**
+   * Starts a unit of work (one record, one timer): its writes can be undone by `rollback()`
+   * until `commit()`. Costs one small undo record per write, nothing per entry of the state.
+   */
+  begin(): void {
+    if (this.#journal.undo !== undefined) throw new Error("a unit of work is already open");
+    this.#journal.undo = [];
+  }
+
+  /** Keeps the writes since `begin()`. */
+  commit(): void {
+    this.#journal.undo = undefined;
+  }
+
+  /** Undoes the writes since `begin()`, newest first, and ends the unit of work. */
+  rollback(): void {
+    const undo = this.#journal.undo ?? [];
+    this.#journal.undo = undefined;
+    for (let i = undo.length - 1; i >= 0; i--) undo[i]?.();
   }
 
   hasOperator(name: string): boolean {
@@ -420,14 +517,7 @@ export class TaskState {
     const state = new TaskState();
     for (const op of snapshot.operators) {
       const operator = state.operator(op.name);
-      for (const s of op.states) {
-        const ttlMs = s.ttlMs ?? undefined;
-        operator.adopt(
-          s.kind === "value"
-            ? new ValueState(s.name, ttlMs, s.entries as Map<StateKey, Entry<unknown>>)
-            : new MapState(s.name, ttlMs, s.entries as Map<StateKey, Map<MapKey, Entry<unknown>>>),
-        );
-      }
+      for (const s of op.states) operator.adopt(s.kind, s.name, s.ttlMs ?? undefined, s.entries);
     }
     return state;
   }
