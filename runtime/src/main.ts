@@ -135,6 +135,7 @@ async function main(): Promise<void> {
         dropOperators,
         failures,
         purgeCommitted: stage.source.internal,
+        outOfRange: stage.source.outOfRange,
         startOffset: () => offsets.startOffset(task, stage.source.startFrom),
         sourceEnd: () => offsets.end(task),
         createProcessor: (state) =>

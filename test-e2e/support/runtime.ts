@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Admin } from "@platformatic/kafka";
+import type { taskStatus } from "../../runtime/src/metrics.ts";
 import { httpGet } from "../cluster/probe.ts";
 import { clusterEnv, uniqueName } from "./cluster.ts";
 import { deleteTopicsOf, inputProducer } from "./kafka.ts";
@@ -102,9 +103,9 @@ export async function scrape(pod: RuntimePod): Promise<Map<string, number>> {
   return seriesValues((await httpGet(`${pod.url}/metrics`)).body);
 }
 
-/** The pod's /v1/status. */
+/** The pod's /v1/status (each task as the runtime's taskStatus reports it, through JSON). */
 export async function runtimeStatus(pod: RuntimePod): Promise<{
-  tasks: { topic: string; partition: number; position: string; lag?: number; recordsIn: number }[];
+  tasks: ReturnType<typeof taskStatus>;
 }> {
   return JSON.parse((await httpGet(`${pod.url}/v1/status`)).body);
 }

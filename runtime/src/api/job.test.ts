@@ -128,3 +128,24 @@ test("a job without keyBy is one stage", () => {
   assert.equal(j.stages[0]?.source.startFrom, "latest");
   assert.deepEqual(j.operatorNames(), []);
 });
+
+test("a source's out-of-range policy: fail by default, a repartition topic always", () => {
+  const build = (outOfRange?: "fail" | "earliest" | "latest") =>
+    job("skips")
+      .source(kafkaSource({ topic: "in", value: "string", ...(outOfRange ? { outOfRange } : {}) }))
+      .keyBy((v) => v)
+      .aggregate("n", { init: () => 0, add: (n: number) => n + 1 })
+      .sink(kafkaSink({ topic: "out" }));
+  assert.deepEqual(
+    build().stages.map((s) => s.source.outOfRange),
+    ["fail", "fail"],
+  );
+  assert.deepEqual(
+    build("earliest").stages.map((s) => s.source.outOfRange),
+    ["earliest", "fail"],
+  );
+  assert.throws(
+    () => kafkaSource({ topic: "in", value: "string", outOfRange: "skip" as "fail" }),
+    /outOfRange must be "fail", "earliest" or "latest", got "skip"/,
+  );
+});

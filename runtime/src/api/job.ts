@@ -44,6 +44,13 @@ export interface KafkaSourceOptions<F extends Format, V> {
   /** Default "earliest". */
   startFrom?: "earliest" | "latest";
   /**
+   * Where a task goes when its position is no longer in the partition (retention deleted the
+   * records, or an old savepoint names an offset long gone). Default "fail": the task stops
+   * with an error naming the offsets, rather than skip records silently; "earliest" or
+   * "latest" skip to that end of what the partition holds.
+   */
+  outOfRange?: "fail" | "earliest" | "latest";
+  /**
    * Event time of a record, in whole milliseconds (it becomes Kafka timestamps, int64: anything
    * else fails the record); default: the Kafka record timestamp.
    */
@@ -57,6 +64,7 @@ export class Source<T> {
   readonly keyFormat: Format;
   readonly valueFormat: Format;
   readonly startFrom: "earliest" | "latest";
+  readonly outOfRange: "fail" | "earliest" | "latest";
   readonly timestamp: ((record: SourceRecord<T>) => number) | undefined;
   readonly watermarks: WatermarkSpec | undefined;
 
@@ -70,6 +78,13 @@ export class Source<T> {
     this.keyFormat = options.key ?? "string";
     this.valueFormat = options.value;
     this.startFrom = options.startFrom ?? "earliest";
+    const outOfRange = options.outOfRange ?? "fail";
+    if (!["fail", "earliest", "latest"].includes(outOfRange)) {
+      throw new Error(
+        `kafkaSource: outOfRange must be "fail", "earliest" or "latest", got ${JSON.stringify(outOfRange)}`,
+      );
+    }
+    this.outOfRange = outOfRange;
     this.timestamp = options.timestamp;
     if (watermarks !== undefined) {
       const { maxOutOfOrdernessMs: bound, idleTimeoutMs: idle } = watermarks;
@@ -91,6 +106,7 @@ export class Source<T> {
         key: this.keyFormat,
         value: this.valueFormat,
         startFrom: this.startFrom,
+        outOfRange: this.outOfRange,
         ...(this.timestamp === undefined ? {} : { timestamp: this.timestamp }),
       },
       { ...spec },
@@ -474,6 +490,7 @@ export interface StageSource {
   keyFormat: Format;
   valueFormat: Format | "internal";
   startFrom: "earliest" | "latest";
+  outOfRange: "fail" | "earliest" | "latest";
   timestamp: ((record: SourceRecord<unknown>) => number) | undefined;
   watermarks: WatermarkSpec | undefined;
 }
@@ -592,6 +609,7 @@ function splitStages(job: Job): Stage[] {
     keyFormat: job.source.keyFormat,
     valueFormat: job.source.valueFormat,
     startFrom: job.source.startFrom,
+    outOfRange: job.source.outOfRange,
     timestamp: job.source.timestamp,
     watermarks: job.source.watermarks,
   };
@@ -629,6 +647,8 @@ function splitStages(job: Job): Stage[] {
       keyFormat: "string",
       valueFormat: "internal",
       startFrom: "earliest",
+      // A repartition record missing is a record lost: never skipped.
+      outOfRange: "fail",
       timestamp: undefined,
       watermarks: job.source.watermarks,
     };
