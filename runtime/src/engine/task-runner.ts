@@ -352,7 +352,7 @@ export class TaskRunner {
     const snapshot = {
       task,
       offsets: { [`${task.topic}-${task.partition}`]: this.#position },
-      state: this.#state.snapshot(this.#now()),
+      state: await this.#state.snapshotInSlices(this.#now()),
       operators: this.#state.operatorNames(),
     };
     const snapshotMs = lap();
@@ -498,7 +498,7 @@ export class TaskRunner {
   async #commit(number: bigint): Promise<void> {
     if (this.#pending === 0) return;
     try {
-      await this.#writer.commit(await this.#reader.offsetsAt(this.#position, number));
+      await this.#writer.commit(() => this.#reader.offsetsAt(this.#position, number));
     } catch (error) {
       const { topic, partition } = this.#options.task;
       const why = error instanceof Error ? error.message : String(error);
@@ -537,7 +537,7 @@ export class TaskRunner {
     const number = this.#checkpointNumber + 1n;
     const offsets = { [`${task.topic}-${task.partition}`]: next };
     const started = performance.now();
-    const state = this.#state.snapshot(this.#now());
+    const state = await this.#state.snapshotInSlices(this.#now());
     try {
       await store.write(
         "checkpoint",

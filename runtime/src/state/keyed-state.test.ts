@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { deserialize, serialize } from "node:v8";
-import { TASK_STATE_FORMAT_VERSION, TaskState } from "./keyed-state.ts";
+import { readFrames, TASK_STATE_FORMAT_VERSION, TaskState } from "./keyed-state.ts";
 
 describe("ValueState", () => {
   test("get, set, has, delete per key", () => {
@@ -181,7 +181,7 @@ describe("TaskState", () => {
   });
 
   test("the snapshot carries a format version", () => {
-    const data = deserialize(new TaskState().snapshot(0)) as {
+    const data = readFrames(new TaskState().snapshot(0)) as {
       formatVersion: number;
       operators: unknown[];
     };
@@ -271,8 +271,8 @@ describe("TaskState", () => {
     assert.throws(() => TaskState.restore(Buffer.alloc(0)), /task state snapshot cannot be read/);
     assert.throws(() => TaskState.restore(serialize("hello")), /malformed: no formatVersion/);
     assert.throws(
-      () => TaskState.restore(serialize({ formatVersion: 2, operators: [] })),
-      /unsupported task state format version 2 \(this runtime reads 1\)/,
+      () => TaskState.restore(serialize({ formatVersion: 3, operators: [] })),
+      /unsupported task state format version 3 \(this runtime reads 1 and 2\)/,
     );
     assert.throws(
       () => TaskState.restore(serialize({ formatVersion: 1 })),
@@ -352,7 +352,7 @@ describe("TaskState", () => {
 
 describe("units of work", () => {
   /** Everything the task's stores hold, as comparable data (write times included). */
-  const contents = (task: TaskState) => deserialize(task.snapshot(0));
+  const contents = (task: TaskState) => readFrames(task.snapshot(0));
 
   function filled(): TaskState {
     const task = new TaskState();
@@ -414,5 +414,66 @@ describe("units of work", () => {
     assert.throws(() => task.begin(), /a unit of work is already open/);
     task.rollback();
     assert.deepEqual(contents(task), before);
+  });
+});
+
+describe("snapshots in slices", () => {
+  const big = () => {
+    const task = new TaskState();
+    const counts = task.operator("count").value<number>("n");
+    const seen = task.operator("count").map<string, string>("seen");
+    for (let i = 0; i < 5_500; i++) {
+      counts.set(`k${i}`, i, 0);
+      if (i % 2 === 0) seen.set(`k${i}`, "x", "y".repeat(i % 50), 0);
+    }
+    return task;
+  };
+
+  test("many slices round-trip, and the sliced and whole snapshots are the same bytes", async () => {
+    const task = big();
+    const whole = task.snapshot(0);
+    assert.deepEqual(await task.snapshotInSlices(0), whole);
+    const restored = TaskState.restore(whole);
+    assert.deepEqual(readFrames(restored.snapshot(0)), readFrames(whole));
+    assert.equal(restored.operator("count").value<number>("n").get("k5499", 0), 5499);
+    assert.equal(
+      restored.operator("count").map<string, string>("seen").get("k5498", "x", 0),
+      "y".repeat(48),
+    );
+  });
+
+  test("a snapshot in slices lets the event loop run (the clients' heartbeats)", async () => {
+    const task = big();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      await task.snapshotInSlices(0, 0);
+    } finally {
+      clearInterval(timer);
+    }
+    assert.ok(ticks >= 2, `the event loop ran ${ticks} times during the snapshot`);
+  });
+
+  test("a format 1 snapshot (one v8 value) is still restored", () => {
+    const v1 = serialize({
+      formatVersion: 1,
+      operators: [
+        {
+          name: "count",
+          states: [
+            { name: "n", kind: "value", ttlMs: null, entries: new Map([["a", { v: 3, w: 0 }]]) },
+          ],
+        },
+      ],
+    });
+    assert.equal(TaskState.restore(v1).operator("count").value<number>("n").get("a", 0), 3);
+  });
+
+  test("a snapshot cut short is refused", () => {
+    const whole = big().snapshot(0);
+    assert.throws(
+      () => TaskState.restore(whole.subarray(0, whole.length - 10)),
+      /cannot be read .*ends inside a frame/,
+    );
   });
 });

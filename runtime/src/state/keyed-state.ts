@@ -11,7 +11,8 @@
 // holds references, not copies: a value mutated in place instead of replaced is not restored.
 import { deserialize, serialize } from "node:v8";
 
-export const TASK_STATE_FORMAT_VERSION = 1;
+/** 2: framed slices of entries (snapshotInSlices); format 1 snapshots are still read. */
+export const TASK_STATE_FORMAT_VERSION = 2;
 
 /** The record key that state is partitioned by (callers encode Kafka keys as strings). */
 export type StateKey = string;
@@ -480,34 +481,80 @@ export class TaskState {
    * as state a new job version would lose.
    */
   snapshot(now: number): Buffer {
+    return Buffer.concat([...this.#frames(now)]);
+  }
+
+  /**
+   * The same bytes as `snapshot`, serialized a slice of entries at a time with the event loop
+   * let go every `budgetMs`: a large state's snapshot must not hold up the Kafka clients'
+   * heartbeats (a consumer silent for its session timeout is dropped from its group).
+   */
+  async snapshotInSlices(now: number, budgetMs = 20): Promise<Buffer> {
+    const frames: Buffer[] = [];
+    let since = performance.now();
+    for (const frame of this.#frames(now)) {
+      frames.push(frame);
+      if (performance.now() - since > budgetMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+    return Buffer.concat(frames);
+  }
+
+  /**
+   * The snapshot as frames (see SNAPSHOT_MAGIC): the magic, then a header naming every store
+   * and how many slices of entries it has, then the slices, each `[key, value][]` of at most
+   * SLICE_ENTRIES entries, length-prefixed.
+   */
+  *#frames(now: number): Generator<Buffer> {
     requireNow(now);
-    const operators: SnapshotOperator[] = [];
+    const operators: SlicedOperator[] = [];
+    const slices: { operator: string; store: AnyStore; count: number }[] = [];
     for (const operator of this.#operators.values()) {
-      const states: SnapshotStore[] = [];
+      const states: SlicedStore[] = [];
       for (const store of operator.stores()) {
         store.purge(now);
-        if (store.entryCount() === 0) continue;
+        const entries = store.entryCount();
+        if (entries === 0) continue;
+        const count = Math.ceil(entries / SLICE_ENTRIES);
         states.push({
           name: store.name,
           kind: store.kind,
           ttlMs: store.ttlMs ?? null,
-          entries: store.rawEntries(),
+          slices: count,
         });
+        slices.push({ operator: operator.name, store, count });
       }
       if (states.length > 0) operators.push({ name: operator.name, states });
     }
-    const snapshot: Snapshot = { formatVersion: TASK_STATE_FORMAT_VERSION, operators };
-    try {
-      return serialize(snapshot);
-    } catch (error) {
-      throw culprit(operators) ?? error;
+    yield SNAPSHOT_MAGIC;
+    yield frame(serialize({ formatVersion: TASK_STATE_FORMAT_VERSION, operators }));
+    for (const { operator, store } of slices) {
+      let slice: [StateKey, unknown][] = [];
+      const flush = () => {
+        try {
+          return frame(serialize(slice));
+        } catch (error) {
+          throw new Error(
+            `state "${store.name}" of operator "${operator}" cannot be snapshotted: ${(error as Error).message}`,
+          );
+        } finally {
+          slice = [];
+        }
+      };
+      for (const entry of store.rawEntries()) {
+        slice.push(entry);
+        if (slice.length === SLICE_ENTRIES) yield flush();
+      }
+      if (slice.length > 0) yield flush();
     }
   }
 
   static restore(buffer: Uint8Array): TaskState {
     let data: unknown;
     try {
-      data = deserialize(buffer);
+      data = readFrames(Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength));
     } catch (error) {
       throw new Error(
         `task state snapshot cannot be read (corrupt or not a task state): ${(error as Error).message}`,
@@ -535,20 +582,63 @@ export class TaskState {
   }
 }
 
-/** Names the store whose values cannot be cloned, instead of v8's bare "could not be cloned". */
-function culprit(operators: SnapshotOperator[]): Error | undefined {
-  for (const operator of operators) {
-    for (const state of operator.states) {
-      try {
-        serialize(state.entries);
-      } catch (error) {
-        return new Error(
-          `state "${state.name}" of operator "${operator.name}" cannot be snapshotted: ${(error as Error).message}`,
-        );
-      }
-    }
+/**
+ * Snapshots since format 2 start with these bytes (v8's serialization starts with 0xff, so a
+ * format 1 snapshot, one v8 value, is told apart).
+ */
+const SNAPSHOT_MAGIC = Buffer.from("WEIRSTATE\n");
+/** Entries per slice: small enough that one slice of 10 kB values serializes in a few ms. */
+const SLICE_ENTRIES = 1_000;
+
+interface SlicedStore {
+  name: string;
+  kind: StateKind;
+  ttlMs: number | null;
+  slices: number;
+}
+
+interface SlicedOperator {
+  name: string;
+  states: SlicedStore[];
+}
+
+function frame(bytes: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(bytes.length);
+  return Buffer.concat([length, bytes]);
+}
+
+/**
+ * A snapshot's bytes as the object TaskState.restore checks (format 2 frames, or format 1):
+ * `{ formatVersion, operators: [{ name, states: [{ name, kind, ttlMs, entries }] }] }`.
+ */
+export function readFrames(buffer: Buffer): unknown {
+  if (!buffer.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) {
+    return deserialize(buffer);
   }
-  return undefined;
+  let at = SNAPSHOT_MAGIC.length;
+  const next = (): unknown => {
+    if (at + 4 > buffer.length) throw new Error("snapshot ends inside a frame");
+    const length = buffer.readUInt32BE(at);
+    if (at + 4 + length > buffer.length) throw new Error("snapshot ends inside a frame");
+    const value = deserialize(buffer.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+    return value;
+  };
+  const header = next() as { formatVersion: unknown; operators: SlicedOperator[] };
+  if (!isRecord(header) || !Array.isArray(header.operators)) return header;
+  const operators = header.operators.map((op) => ({
+    name: op.name,
+    states: (Array.isArray(op.states) ? op.states : []).map((s) => {
+      const entries = new Map<StateKey, unknown>();
+      for (let i = 0; i < s.slices; i++) {
+        for (const [key, value] of next() as [StateKey, unknown][]) entries.set(key, value);
+      }
+      return { name: s.name, kind: s.kind, ttlMs: s.ttlMs, entries };
+    }),
+  }));
+  if (at !== buffer.length) throw new Error("snapshot has bytes after its last frame");
+  return { formatVersion: header.formatVersion, operators };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -562,9 +652,9 @@ function isEntry(value: unknown): boolean {
 function validateSnapshot(data: unknown): Snapshot {
   const bad = (why: string) => new Error(`task state snapshot is malformed: ${why}`);
   if (!isRecord(data) || !("formatVersion" in data)) throw bad("no formatVersion");
-  if (data.formatVersion !== TASK_STATE_FORMAT_VERSION) {
+  if (data.formatVersion !== TASK_STATE_FORMAT_VERSION && data.formatVersion !== 1) {
     throw new Error(
-      `unsupported task state format version ${String(data.formatVersion)} (this runtime reads ${TASK_STATE_FORMAT_VERSION})`,
+      `unsupported task state format version ${String(data.formatVersion)} (this runtime reads 1 and ${TASK_STATE_FORMAT_VERSION})`,
     );
   }
   if (!Array.isArray(data.operators)) throw bad("operators is not a list");

@@ -295,6 +295,12 @@ export interface TaskWriterOptions {
  * with read_committed sees the outputs exactly when the offset moved past their inputs.
  */
 const BEGIN_ATTEMPTS = 30;
+/**
+ * How long a commit waits for the task's consumer to rejoin its group: 60 × 500 ms (its
+ * transaction stays open meanwhile, well within the transaction timeout).
+ */
+const REJOIN_ATTEMPTS = 60;
+const REJOIN_WAIT_MS = 500;
 
 export class TaskWriter {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
@@ -362,16 +368,28 @@ export class TaskWriter {
   }
 
   /**
-   * Commits the open transaction together with `offsets` (TaskReader.offsetsAt). On any error
+   * Commits the open transaction together with the offsets `offsets()` gives (see
+   * TaskReader.offsetsAt). While the task's consumer is rejoining its group (the broker dropped
+   * it: a missed heartbeat, a removed member) the offsets' generation is refused; they are
+   * asked for again, in the same transaction, until the consumer is back. On any other error
    * the transaction is aborted: its outputs never become visible.
    */
-  async commit(offsets: readonly TransactionalOffset[]): Promise<void> {
+  async commit(offsets: () => Promise<readonly TransactionalOffset[]>): Promise<void> {
     const transaction = await this.#open();
     this.#transaction = undefined;
     try {
-      for (const offset of offsets) {
-        await transaction.addConsumer(offset.metadata.consumer as never);
-        await transaction.addOffset(offset as never);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (const offset of await offsets()) {
+            await transaction.addConsumer(offset.metadata.consumer as never);
+            await transaction.addOffset(offset as never);
+          }
+          break;
+        } catch (error) {
+          const rejoining = findErrorBy(error as Error, "needsRejoin", true) !== null;
+          if (!rejoining || attempt >= REJOIN_ATTEMPTS) throw error;
+          await sleep(REJOIN_WAIT_MS);
+        }
       }
       await transaction.commit();
     } catch (error) {
