@@ -13,7 +13,7 @@ import { down, status, up } from "../test-e2e/cluster/cluster.ts";
 import { clusterDir, clusterPaths, repoRoot } from "../test-e2e/cluster/layout.ts";
 import { helmRelease, keepOperatorLogs, type WeirRelease } from "../test-e2e/support/chart.ts";
 import { cli, clusterEnv } from "../test-e2e/support/cluster.ts";
-import { deleteTopicsOf, readTopic } from "../test-e2e/support/kafka.ts";
+import { deleteTopicsOf, readTopicSettled } from "../test-e2e/support/kafka.ts";
 import { patchJobSpec } from "../test-e2e/support/operator.ts";
 import { eventually } from "../test-e2e/support/wait.ts";
 import { countMismatches, expectedCounts, total } from "./demo/check.ts";
@@ -292,8 +292,9 @@ async function drive(admin: Admin, run: string): Promise<void> {
 }
 
 /**
- * Waits (30 s at most) until the job has committed every line produced, then reads the output
- * back and checks every word's running counts (check.ts).
+ * Waits (30 s at most) until the job has committed every line produced, then reads the whole
+ * output back to its read_committed end once it has settled (Kafka's Java client) and checks
+ * every word's running counts (check.ts).
  */
 async function verify(
   observer: Observer,
@@ -321,10 +322,11 @@ async function verify(
   }
   const expected = expectedCounts(produced);
   const records = total(expected);
-  const values = await readTopic(output, (read) => read.length >= records, {
-    timeoutMs: 60_000,
-  }).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
-  if (values instanceof Error) return { processed, exactlyOnce: `NO: ${values.message}` };
+  const read = await readTopicSettled(output, records, { timeoutMs: 60_000 }).catch(
+    (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+  );
+  if (read instanceof Error) return { processed, exactlyOnce: `NO: ${read.message}` };
+  const values = read.records.map((r) => r.value ?? "");
   const mismatches = countMismatches(values, expected);
   return {
     processed,

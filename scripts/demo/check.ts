@@ -1,8 +1,8 @@
 // The demo's exactly-once check: after an upgrade and rescales, every word's running counts in
 // the output are 1, 2, …, n exactly once, n being how often the word was produced. A lost
-// record leaves a gap, a duplicated one a repeat. The output is read until it holds as many
-// records as there are word occurrences, so a repeat of a word's very last counts that comes
-// after every other record would not be seen.
+// record leaves a gap, a duplicated one a repeat or a count beyond n. The demo reads the whole
+// output to its read_committed end (never just until it holds as many records as there are
+// word occurrences, which could leave extra counts unread).
 import { wordsOf } from "./job.ts";
 import { lineAt } from "./load.ts";
 

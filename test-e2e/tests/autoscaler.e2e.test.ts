@@ -98,6 +98,6 @@ test("scales up with the backlog, back down after the load drops, exactly once t
     assert.match(described, /ScaleDown/);
   } finally {
     const rounds = await traffic.stop();
-    await assertExactlyOnce(job.output, rounds, 240_000);
+    await assertExactlyOnce(job.output, rounds, { timeoutMs: 240_000 });
   }
 });

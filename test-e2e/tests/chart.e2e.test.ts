@@ -30,7 +30,7 @@ import {
   weirRelease,
 } from "../support/chart.ts";
 import { adminKubeConfig, cli, clusterEnv, uniqueName } from "../support/cluster.ts";
-import { deleteTopicsOf, inputProducer, readTopic } from "../support/kafka.ts";
+import { deleteTopicsOf, inputProducer, readTopicSettled } from "../support/kafka.ts";
 import { jobReady, patchJobSpec, readJob } from "../support/operator.ts";
 import { eventually } from "../support/wait.ts";
 
@@ -161,7 +161,7 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
     const producer = inputProducer();
     await producer.send({ messages: [{ topic: input, value: "to be or not to be" }] });
     await producer.close();
-    assert.equal((await readTopic(output, (v) => v.length >= 6)).length, 6);
+    assert.equal((await readTopicSettled(output, 6)).records.length, 6);
     runningPods = (await jobPods(name)).map((p) => p.metadata?.uid ?? "").sort();
     assert.equal(runningPods.length, 2);
   });

@@ -144,7 +144,7 @@ test("the runtime image runs a job exactly once, locked down, and stops graceful
       60_000,
     );
     await produceRounds(input, 2, 20);
-    await assertExactlyOnce(output, 20, 60_000);
+    await assertExactlyOnce(output, 20, { timeoutMs: 60_000 });
   } catch (error) {
     throw new Error(`${error}\n${await containerLogs(name)}`);
   }

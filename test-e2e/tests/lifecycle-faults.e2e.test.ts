@@ -114,7 +114,7 @@ describe("an upgrade that goes wrong", { concurrency: false }, () => {
   test("every running count exactly once across crashes and the rollback", async () => {
     const rounds = (await traffic?.stop()) ?? 0;
     traffic = undefined;
-    await assertExactlyOnce(output, rounds, 180_000);
+    await assertExactlyOnce(output, rounds, { timeoutMs: 180_000 });
   });
 });
 
@@ -160,7 +160,7 @@ describe("storage that is down", { concurrency: false }, () => {
       assert.equal(upgraded.status?.lastSavepoint?.trigger, "upgrade");
     } finally {
       const rounds = await traffic.stop();
-      await assertExactlyOnce(job.output, rounds, 180_000);
+      await assertExactlyOnce(job.output, rounds, { timeoutMs: 180_000 });
     }
   });
 });
@@ -194,6 +194,6 @@ describe("initialSavepoint", () => {
     const started = await jobReady(bed.namespace, "wc-new");
     assert.equal(started.status?.run?.restoredFrom, savepoint);
     await produceRounds(old.input, 3, 5);
-    await assertExactlyOnce(fresh.output, 15, 120_000, 10);
+    await assertExactlyOnce(fresh.output, 15, { fromRounds: 10 });
   });
 });

@@ -208,6 +208,6 @@ describe("changes to a running job go through savepoints", { concurrency: false 
     const rounds = (await traffic?.stop()) ?? 0;
     traffic = undefined;
     assert.ok(rounds > 0);
-    await assertExactlyOnce(output, rounds, 180_000);
+    await assertExactlyOnce(output, rounds, { timeoutMs: 180_000 });
   });
 });

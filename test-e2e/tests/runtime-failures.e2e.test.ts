@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { DEAD_LETTER_HEADERS } from "../../runtime/src/engine/failures.ts";
-import { inputProducer, readRecords } from "../support/kafka.ts";
+import { inputProducer, readTopicSettled } from "../support/kafka.ts";
 import { exitOf, RuntimeTestbed, runtimeReady, scrape } from "../support/runtime.ts";
 
 const bed = new RuntimeTestbed();
@@ -57,8 +57,9 @@ const goodCounts = [
   { key: "b", value: 2 },
 ];
 
+/** The output once it holds `n` records and has settled, read to its read_committed end. */
 const counts = async (output: string, n: number) =>
-  (await readRecords(output, (read) => read.length >= n)).map((r) => JSON.parse(r.value ?? ""));
+  (await readTopicSettled(output, n)).records.map((r) => JSON.parse(r.value ?? ""));
 
 test("poison records reach the dead-letter topic, exactly once, with the error and source offset", async () => {
   const job = await countJob();
@@ -68,7 +69,7 @@ test("poison records reach the dead-letter topic, exactly once, with the error a
   await produceWithPoison(job.input);
 
   assert.deepEqual(await counts(job.output, 4), goodCounts);
-  const letters = await readRecords(job.dlq, (read) => read.length >= 3);
+  const { records: letters } = await readTopicSettled(job.dlq, 3);
   assert.deepEqual(
     letters.map((r) => ({
       key: r.key,

@@ -8,7 +8,7 @@ import { ApiException, CoreV1Api } from "@kubernetes/client-node";
 import { Admin } from "@platformatic/kafka";
 import { httpGet } from "../cluster/probe.ts";
 import { adminKubeConfig, clusterEnv, uniqueName } from "../support/cluster.ts";
-import { inputProducer, readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopicSettled } from "../support/kafka.ts";
 import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
@@ -102,9 +102,12 @@ test("a weir/runtime pod runs a job, serves its control API on the pod IP, and s
   const producer = inputProducer();
   await producer.send({ messages: [{ topic: input, value: "to be or not to be" }] });
   await producer.close();
-  const values = await readTopic(output, (read) => read.length >= 6);
+  const { records } = await readTopicSettled(output, 6);
+  assert.equal(records.length, 6, "one running count per word of the line");
   const last = new Map(
-    values.map((v) => JSON.parse(v) as { key: string; value: number }).map((c) => [c.key, c.value]),
+    records
+      .map((r) => JSON.parse(r.value ?? "") as { key: string; value: number })
+      .map((c) => [c.key, c.value]),
   );
   assert.deepEqual(Object.fromEntries(last), { to: 2, be: 2, or: 1, not: 1 });
 

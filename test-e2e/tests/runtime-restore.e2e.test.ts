@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { clusterEnv, s3Client } from "../support/cluster.ts";
-import { readRecords } from "../support/kafka.ts";
+import { readRecords, readTopicSettled } from "../support/kafka.ts";
 import { exitOf, produceWords, RuntimeTestbed, runtimeReady } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
@@ -73,9 +73,7 @@ test("a savepoint with state of a removed step is refused, and restored with all
   void exitOf(accepted); // drains its stderr
   await runtimeReady(accepted);
   await produceWords(input, ["a", "b"]);
-  const values = (await readRecords(output, (read) => read.length >= 5)).map((r) =>
-    JSON.parse(r.value ?? ""),
-  );
+  const values = (await readTopicSettled(output, 5)).records.map((r) => JSON.parse(r.value ?? ""));
   assert.deepEqual(values.slice(3), [
     { key: "a", value: 3 },
     { key: "b", value: 2 },

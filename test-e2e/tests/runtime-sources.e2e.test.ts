@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { readRecords } from "../support/kafka.ts";
+import { readRecords, readTopicSettled } from "../support/kafka.ts";
 import {
   produceWords,
   RuntimeTestbed,
@@ -34,10 +34,9 @@ async function countJob(startFrom: "earliest" | "latest") {
   return { input, output, start, produce };
 }
 
+/** The output once it holds `n` records and has settled, read to its read_committed end. */
 const read = async (topic: string, n: number) =>
-  (await readRecords(topic, (records) => records.length >= n)).map((r) =>
-    JSON.parse(r.value ?? ""),
-  );
+  (await readTopicSettled(topic, n)).records.map((r) => JSON.parse(r.value ?? ""));
 
 test("latest: a fresh job skips what the topic held; restarted, it resumes from its commit", async () => {
   const job = await countJob("latest");
@@ -66,7 +65,7 @@ test("backlog per source partition: live in metrics and /v1/status while the tas
   const job = await countJob("earliest");
   const pod = await job.start();
   await job.produce(["a", "b", "c"]);
-  await read(job.output, 3);
+  await readRecords(job.output, (records) => records.length >= 3);
   const backlog = `weir_source_backlog_records{topic="${job.input}",partition="0"}`;
   await eventually("backlog 0 once caught up", async () =>
     (await scrape(pod)).get(backlog) === 0 ? true : undefined,

@@ -10,7 +10,7 @@ import { buffer } from "node:stream/consumers";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseMetadata } from "../../runtime/src/state/metadata.ts";
-import { inputProducer, readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic, readTopicSettled } from "../support/kafka.ts";
 import { PrivateMinio } from "../support/minio.ts";
 import { RuntimeTestbed, runtimeReady, scrape } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
@@ -131,9 +131,12 @@ test("storage hanging or dead during checkpoints: processing goes on, checkpoint
   }
 
   const sent = await feeder.stop();
-  // Every word's running count 1..n exactly once, to read_committed, across both outages.
+  // Every word's running count 1..n exactly once, to read_committed, across both outages: the
+  // whole output, read to its end once it has settled.
   const total = [...sent.values()].reduce((a, b) => a + b, 0);
-  const values = await readTopic(output, (read) => read.length >= total, { timeoutMs: 90_000 });
+  const values = (await readTopicSettled(output, total, { timeoutMs: 90_000 })).records.map(
+    (r) => r.value ?? "",
+  );
   const counts = new Map<string, number[]>();
   for (const value of values) {
     const { key, value: n } = JSON.parse(value) as { key: string; value: number };

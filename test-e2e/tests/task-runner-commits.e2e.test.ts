@@ -10,7 +10,7 @@ import { CommitFailed, TaskRunner } from "../../runtime/src/engine/task-runner.t
 import type { TaskState } from "../../runtime/src/state/keyed-state.ts";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
-import { inputProducer, readTopic } from "../support/kafka.ts";
+import { inputProducer, readTopic, readTopicSettled } from "../support/kafka.ts";
 import { eventually } from "../support/wait.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
@@ -101,8 +101,11 @@ test("a timer's output on a quiet partition commits, and a restart does not emit
   const first = runner(name, input, output, 500);
   await first.start();
   // No record arrives after the three: only the checkpoint after the timer can commit it.
-  const fired = await readTopic(output, (v) => v.length >= 1, { timeoutMs: 15_000 });
-  assert.deepEqual(fired, ["count:3"]);
+  const fired = await readTopicSettled(output, 1, { timeoutMs: 15_000 });
+  assert.deepEqual(
+    fired.records.map((r) => r.value),
+    ["count:3"],
+  );
   await first.stop();
 
   // The state committed with the output has the timer done: a new owner does not fire it again.
@@ -111,8 +114,12 @@ test("a timer's output on a quiet partition commits, and a restart does not emit
   try {
     assert.equal(second.plan?.kind, "snapshot");
     await produce(input, 2);
-    const all = await readTopic(output, (v) => v.length >= 2, { timeoutMs: 15_000 });
-    assert.deepEqual(all, ["count:3", "count:5"], "each report exactly once");
+    const all = await readTopicSettled(output, 2, { timeoutMs: 15_000 });
+    assert.deepEqual(
+      all.records.map((r) => r.value),
+      ["count:3", "count:5"],
+      "each report exactly once",
+    );
   } finally {
     await second.stop();
   }
@@ -175,19 +182,15 @@ test("a consumer-group rejoin neither moves the task's position nor fails it", a
     await admin.removeMembersFromConsumerGroup({
       groupId: taskGroupId(job, { topic: input, partition: 0 }),
     });
-    let reports: string[] = [];
     for (let count = 10; count <= 30; count += 5) {
       await produce(input, 5);
-      reports = await readTopic(output, (v) => v.includes(`count:${count}`), { timeoutMs: 15_000 });
+      await readTopic(output, (v) => v.includes(`count:${count}`), { timeoutMs: 15_000 });
     }
-    assert.deepEqual(reports, [
-      "count:5",
-      "count:10",
-      "count:15",
-      "count:20",
-      "count:25",
-      "count:30",
-    ]);
+    const { records } = await readTopicSettled(output, 6);
+    assert.deepEqual(
+      records.map((r) => r.value),
+      ["count:5", "count:10", "count:15", "count:20", "count:25", "count:30"],
+    );
   } finally {
     await task.stop();
   }
