@@ -31,17 +31,8 @@ export interface FaultTarget {
   random: () => number;
 }
 
-/** A seeded PRNG (mulberry32): the same seed gives the same sequence of numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The examples' seeded PRNG (mulberry32): the same seed gives the same faults. */
+export { seededRandom } from "../../runtime/examples/golden.ts";
 
 function pick<T>(items: readonly T[], random: () => number): T | undefined {
   return items[Math.floor(random() * items.length)];

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { ListOffsetTimestamps } from "@platformatic/kafka";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { httpGet } from "../cluster/probe.ts";
 import { clusterEnv, s3Client } from "../support/cluster.ts";
@@ -73,6 +74,23 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
     4,
     "subtask 0 of 2 owns 2 source tasks and 2 repartition tasks",
   );
+  // What the repartition tasks committed is deleted: the internal topic keeps only the tail.
+  const repartition = (status.tasks as { topic: string }[]).find((t) => t.topic !== job.input);
+  assert.ok(repartition);
+  await eventually("committed repartition records to be purged", async () => {
+    const [listed] = await bed.admin.listOffsets({
+      topics: [
+        {
+          name: repartition.topic,
+          partitions: [0, 1, 2, 3].map((partitionIndex) => ({
+            partitionIndex,
+            timestamp: ListOffsetTimestamps.EARLIEST,
+          })),
+        },
+      ],
+    });
+    return listed?.partitions.some((p) => p.offset > 0n) ? true : undefined;
+  });
   const failures = await Promise.all(
     running.map(async (pod) => {
       const text = (await httpGet(`${pod.url}/metrics`)).body;

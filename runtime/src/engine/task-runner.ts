@@ -126,6 +126,9 @@ export function transactionTimeoutFor(checkpointIntervalMs: number): number {
   return Math.max(60_000, 2 * checkpointIntervalMs + 30_000);
 }
 
+/** A source that has answered no fetch for this long while records are awaited is stuck. */
+const SOURCE_STALL_MS = 30_000;
+
 /** Deleting committed records of an internal topic: at most this often per task. */
 const PURGE_EVERY_MS = 10_000;
 
@@ -287,6 +290,14 @@ export class TaskRunner {
     while (!this.#stopping) {
       const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
       if (this.#sourceFailed !== undefined) throw this.#sourceFailed;
+      if (batch.length === 0 && this.#reader.sinceLastFetch() > SOURCE_STALL_MS) {
+        // Waiting for records, and the source has not fetched for that long: it never will.
+        // The task fails and restarts from its last commit, with a new client.
+        const { topic, partition } = this.#options.task;
+        throw new Error(
+          `${topic}-${partition}: the source has not fetched for ${Math.round(this.#reader.sinceLastFetch() / 1000)} s; restarting the task`,
+        );
+      }
       const busySince = performance.now();
       if (batch.length > 0) await this.#process(batch);
       const due = this.#processor?.advanceTime?.(this.#now());

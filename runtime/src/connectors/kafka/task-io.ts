@@ -84,6 +84,7 @@ export class TaskReader {
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
   #admin: Admin | undefined;
   #checkpointCoordinator: number | undefined;
+  #lastFetchAt = 0;
 
   constructor(options: TaskReaderOptions) {
     const { task } = options;
@@ -228,6 +229,12 @@ export class TaskReader {
             : MessagesStreamFallbackModes.LATEST,
     });
     this.#stream = stream;
+    this.#lastFetchAt = Date.now();
+    // Every fetch answered (records or not, error or not): a flowing stream fetches again at
+    // least every maxWaitTime.
+    stream.on("fetch", () => {
+      this.#lastFetchAt = Date.now();
+    });
     const { topic, partition } = this.#task;
     const heldRange = () => this.#heldRange();
     return (async function* inOrder() {
@@ -244,6 +251,16 @@ export class TaskReader {
         throw outOfRange(error, topic, partition, next, held);
       }
     })();
+  }
+
+  /**
+   * Milliseconds since the broker last answered one of this reader's fetches. While its
+   * records are being waited for, this stays below a second; the client's stream can stop
+   * fetching for good (seen after broker restarts: a refresh of offsets that failed is not
+   * retried), which only this shows.
+   */
+  sinceLastFetch(): number {
+    return Date.now() - this.#lastFetchAt;
   }
 
   /** The first offset the partition still holds and its end. */
