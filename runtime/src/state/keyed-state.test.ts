@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { deserialize, serialize } from "node:v8";
+import { serialize } from "node:v8";
 import { readFrames, TASK_STATE_FORMAT_VERSION, TaskState } from "./keyed-state.ts";
 
 describe("ValueState", () => {
