@@ -24,16 +24,23 @@ import {
 } from "./api/types.ts";
 import { validateStreamJob } from "./api/validate.ts";
 import { LABEL_JOB } from "./build/names.ts";
-import { decide, type Measurements } from "./decide/reconcile.ts";
+import { decide, type EventSpec, type Measurements } from "./decide/reconcile.ts";
 import { operatorChecks } from "./decide/spec-checks.ts";
-import { objectKey, type ResourceType, splitKey, statusCodeOf } from "./machinery/api.ts";
+import {
+  apiStatusOf,
+  objectKey,
+  type ResourceType,
+  splitKey,
+  statusCodeOf,
+} from "./machinery/api.ts";
 import { retryOnConflict } from "./machinery/conflict.ts";
 import { EventRecorder } from "./machinery/events.ts";
 import { Informer } from "./machinery/informer.ts";
 import { workQueueHooks } from "./machinery/metrics.ts";
 import { WorkQueue, type WorkResult } from "./machinery/work-queue.ts";
+import { BackgroundObservations } from "./observe/background.ts";
 import { JobMetricsWindows } from "./observe/job-metrics.ts";
-import { JobStorage, observeJob } from "./observe/observe-job.ts";
+import { JobStorage, type ObserveContext, observeJob } from "./observe/observe-job.ts";
 
 const STREAMJOB_TYPE: ResourceType = {
   group: GROUP,
@@ -71,7 +78,8 @@ export class StreamJobController {
   readonly #core: CoreV1Api;
   readonly #objects: KubernetesObjectApi;
   readonly #events: EventRecorder;
-  readonly #metrics = new JobMetricsWindows();
+  readonly #observations: BackgroundObservations;
+  readonly #observe: ObserveContext;
   readonly #reconciles: Counter<"result">;
   readonly #duration: Histogram;
   readonly #measure: (measurements: Measurements) => void;
@@ -109,10 +117,21 @@ export class StreamJobController {
     const enqueue = (key: string) => {
       if (this.#leading) this.#queue.add(key);
     };
+    // What pods and logs answer comes in the background; each answer is looked at at once.
+    this.#observations = new BackgroundObservations(enqueue);
+    this.#observe = {
+      observations: this.#observations,
+      metrics: new JobMetricsWindows(this.#observations),
+      kubeConfig,
+      core: this.#core,
+    };
     for (const informer of this.#jobs) {
       informer.on("add", (job) => enqueue(objectKey(job)));
       informer.on("update", (job) => enqueue(objectKey(job)));
-      informer.on("delete", (job) => enqueue(objectKey(job)));
+      informer.on("delete", (job) => {
+        this.#observations.forget(objectKey(job));
+        enqueue(objectKey(job));
+      });
     }
     const enqueueOwner = (pod: V1Pod) => {
       const job = pod.metadata?.labels?.[LABEL_JOB];
@@ -220,10 +239,9 @@ export class StreamJobController {
         specErrors,
         pods: this.#pods.flatMap((informer) => informer.list()),
         savepoints: this.#savepoints.flatMap((informer) => informer.list()),
-        core: this.#core,
       },
       storage,
-      this.#metrics,
+      this.#observe,
     );
     let decision = decide(observed);
     // Storage is checked only when the decision is about to take a savepoint: a bucket that
@@ -235,18 +253,32 @@ export class StreamJobController {
       const problem = await storage.problem();
       if (problem) decision = decide({ ...observed, storageError: problem });
     }
-    const log = baseLog.child({ run: decision.status.run?.id });
-    await applyDecision(job, decision, {
+    const clients = {
       core: this.#core,
       custom: this.#custom,
       objects: this.#objects,
       storage,
       ...(this.#options.statusWritten ? { statusWritten: this.#options.statusWritten } : {}),
-      event: (target, event) =>
+      event: (target: StreamJob, event: EventSpec) =>
         this.#events.record(target, event.type, event.reason, event.message),
-    });
-    this.#measure(decision.measurements);
+    };
+    const acted = await applyDecision(job, decision, clients);
+    const log = baseLog.child({ run: decision.status.run?.id });
     for (const event of decision.events) log.info({ reason: event.reason }, event.message);
+    this.#measure(decision.measurements);
+    if (acted.refused) {
+      // The API server said no to a run's object: decided on now, in its words (Degraded, a
+      // rollback), rather than at the next look.
+      log.warn({ refused: acted.refused }, "the API server refused an object of the run");
+      decision = decide({
+        ...observed,
+        job: { ...defaulted, metadata: acted.job.metadata, status: acted.job.status },
+        refusal: acted.refused,
+      });
+      await applyDecision(acted.job, decision, clients);
+      for (const event of decision.events) log.info({ reason: event.reason }, event.message);
+      this.#measure(decision.measurements);
+    }
     if (decision.status.state !== job.status?.state)
       log.info({ from: job.status?.state, to: decision.status.state }, "state changed");
     return { requeueAfter: decision.requeueAfterMs };
@@ -366,11 +398,12 @@ function operationMetrics(registry: Registry): (measurements: Measurements) => v
   };
 }
 
-/** An error as a log field: its message and HTTP status, never a request body (secrets). */
+/**
+ * An error as a log field: the API server's own message and status when it answered (never
+ * client-node's "HTTP-Code: 422" alone), and never a request body (secrets).
+ */
 function describeError(error: unknown): { message: string; status?: number } {
-  const status = statusCodeOf(error);
-  return {
-    message: error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error),
-    ...(status ? { status } : {}),
-  };
+  const status = apiStatusOf(error);
+  if (status) return { message: status.message ?? status.reason ?? "", status: status.code };
+  return { message: error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error) };
 }

@@ -57,6 +57,12 @@ export const jobRules: Rule[] = [
     verbs: ["list", "watch", "create", "delete"],
   },
   {
+    why: "a crashing runtime's last words (a few kB of its previous container's log): why it exited",
+    apiGroups: [""],
+    resources: ["pods/log"],
+    verbs: ["get"],
+  },
+  {
     why: "ConfigMaps of runs (the runtime's configuration file): create, delete old ones",
     apiGroups: [""],
     resources: ["configmaps"],

@@ -231,7 +231,10 @@ describe("the StreamJob and StreamSavepoint API", () => {
       "--subresource=status",
       "--type=merge",
       "-p",
-      JSON.stringify({ status: { parallelism: 3, selector: "weir.dev/job=scaled", lag: 42 } }),
+      JSON.stringify({
+        // DESIRED is what the operator runs (status.desiredParallelism), not the spec.
+        status: { parallelism: 3, desiredParallelism: 4, selector: "weir.dev/job=scaled", lag: 42 },
+      }),
     );
     const scale = await getJson<Scale>("sj/scaled", "--subresource=scale");
     assert.equal(scale.kind, "Scale");

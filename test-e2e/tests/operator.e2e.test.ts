@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type V1Pod, Watch } from "@kubernetes/client-node";
 import { adminKubeConfig, cli } from "../support/cluster.ts";
-import { ensureTopics, inputProducer, readTopic } from "../support/kafka.ts";
+import { ensureTopics, inputProducer, readTopicSettled } from "../support/kafka.ts";
 import {
   isReady,
   jobReady,
@@ -125,8 +125,8 @@ describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
     const producer = inputProducer();
     await producer.send({ messages: [{ topic: input, value: "to be or not to be" }] });
     await producer.close();
-    const counts = await readTopic(output, (values) => values.length >= 6);
-    assert.equal(counts.length, 6);
+    const { records } = await readTopicSettled(output, 6);
+    assert.equal(records.length, 6, "one running count per word of the line");
   });
 
   test("kubectl scale changes the parallelism through the scale subresource", async () => {

@@ -24,6 +24,10 @@
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch, create, delete]
+# a crashing runtime's last words (a few kB of its previous container's log): why it exited
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # ConfigMaps of runs (the runtime's configuration file): create, delete old ones
 - apiGroups: [""]
   resources: [configmaps]

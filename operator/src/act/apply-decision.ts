@@ -1,7 +1,9 @@
 // Carries out a Decision: the status first (so the step about to be taken is on record), then
 // the actions in order, then the Events. Every write is idempotent: a pod that already exists
 // or is already gone is what was wanted. A 409 on the StreamJob (someone changed it since it
-// was read) surfaces as a Conflict, and the work queue retries from a fresh read.
+// was read) surfaces as a Conflict, and the work queue retries from a fresh read. A run's pod
+// or ConfigMap the API server refuses for what it is (invalid, forbidden: quota, PodSecurity)
+// ends the actions and is handed back, in the API server's words, for a decision on it.
 import { isDeepStrictEqual } from "node:util";
 import {
   type CoreV1Api,
@@ -12,8 +14,8 @@ import {
 } from "@kubernetes/client-node";
 import { GROUP, type StreamJob, type StreamJobStatus, VERSION } from "../api/types.ts";
 import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
-import type { Decision, EventSpec } from "../decide/reconcile.ts";
-import { statusCodeOf } from "../machinery/api.ts";
+import type { Action, Decision, EventSpec, ObservedRefusal } from "../decide/reconcile.ts";
+import { apiStatusOf, statusCodeOf } from "../machinery/api.ts";
 import type { JobStorage } from "../observe/observe-job.ts";
 import { triggerSavepoint } from "../observe/runtime-control.ts";
 
@@ -47,16 +49,51 @@ async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T |
   }
 }
 
+/** What carrying out a decision left: the job as it is now, and what the API server refused. */
+export interface ActResult {
+  /** The job with the decision's status and the resourceVersion of the last write. */
+  job: StreamJob;
+  refused?: ObservedRefusal;
+}
+
+/**
+ * Answers by which the API server refuses an object for what it is, not for a passing reason
+ * (409, 429 and 5xx are retried): bad request, forbidden (quota, PodSecurity, admission), too
+ * large, invalid.
+ */
+const REFUSALS = new Set([400, 403, 413, 422]);
+
+/** The refusal of a run's object, or undefined when `error` is not one (and must be thrown). */
+function refusalOf(
+  error: unknown,
+  object: Extract<Action, { kind: "create" }>["object"],
+): ObservedRefusal | undefined {
+  const status = apiStatusOf(error);
+  const kind = object.kind;
+  if (!status || !REFUSALS.has(status.code) || (kind !== "Pod" && kind !== "ConfigMap"))
+    return undefined;
+  const field = status.causes.find((c) => c.field)?.field;
+  return {
+    kind,
+    name: object.metadata?.name ?? "",
+    run: object.metadata?.labels?.[LABEL_RUN] ?? "",
+    code: status.code,
+    message: status.message ?? status.reason ?? `HTTP ${status.code}`,
+    ...(field ? { field } : {}),
+  };
+}
+
 export async function applyDecision(
   job: StreamJob,
   decision: Decision,
   clients: ActClients,
-): Promise<void> {
+): Promise<ActResult> {
   const name = job.metadata?.name ?? "";
   const namespace = job.metadata?.namespace ?? "";
   let resourceVersion = job.metadata?.resourceVersion;
+  let finalizers = job.metadata?.finalizers;
 
-  const patchFinalizers = async (finalizers: string[]) => {
+  const patchFinalizers = async (next: string[]) => {
     const patched = (await clients.custom.patchNamespacedCustomObject(
       {
         ...STREAMJOBS,
@@ -64,11 +101,12 @@ export async function applyDecision(
         name,
         fieldManager: FIELD_MANAGER,
         // The precondition makes a concurrent change a 409 instead of a lost finalizer.
-        body: { metadata: { finalizers, resourceVersion } },
+        body: { metadata: { finalizers: next, resourceVersion } },
       },
       mergePatch,
     )) as StreamJob;
     resourceVersion = patched.metadata?.resourceVersion;
+    finalizers = next;
   };
 
   if (decision.actions.some((a) => a.kind === "addFinalizer"))
@@ -98,12 +136,20 @@ export async function applyDecision(
     clients.statusWritten?.(decision.status);
   }
 
+  let refused: ObservedRefusal | undefined;
+  // Pods are asked for their savepoint parts at once: a pod that does not answer costs its
+  // timeout once, not once per pod.
+  const asking: Promise<void>[] = [];
   for (const action of decision.actions) {
     switch (action.kind) {
       case "create":
-        await ignoring([409], () =>
-          clients.objects.create(action.object, undefined, undefined, FIELD_MANAGER),
-        );
+        try {
+          await clients.objects.create(action.object, undefined, undefined, FIELD_MANAGER);
+        } catch (error) {
+          if (statusCodeOf(error) === 409) break;
+          refused = refusalOf(error, action.object);
+          if (!refused) throw error;
+        }
         break;
       case "deletePod":
         await ignoring([404], () =>
@@ -123,7 +169,7 @@ export async function applyDecision(
         break;
       case "triggerSavepoint":
         // A pod that cannot be asked now is asked again at the next poll.
-        await triggerSavepoint(action.ip, action.id, action.stop).catch(() => {});
+        asking.push(triggerSavepoint(action.ip, action.id, action.stop).catch(() => {}));
         break;
       case "completeSavepoint":
         await (await clients.storage.store()).completeSavepoint(
@@ -161,6 +207,17 @@ export async function applyDecision(
       case "addFinalizer":
         break;
     }
+    // The rest would be refused alike (one template, one quota): decided on first.
+    if (refused) break;
   }
+  await Promise.all(asking);
   for (const event of decision.events) await clients.event(job, event);
+  return {
+    job: {
+      ...job,
+      metadata: { ...job.metadata, resourceVersion, ...(finalizers ? { finalizers } : {}) },
+      status: decision.status,
+    },
+    ...(refused ? { refused } : {}),
+  };
 }

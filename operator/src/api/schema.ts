@@ -16,6 +16,7 @@ export interface Schema {
   pattern?: string;
   minLength?: number;
   maxLength?: number;
+  maxProperties?: number;
   minimum?: number;
   maximum?: number;
   exclusiveMinimum?: boolean;
@@ -48,6 +49,32 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 
 export const DURATION_PATTERN = "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$";
 
+/**
+ * The most pods a run has. Every pod of a run is asked for its part of each savepoint, scraped
+ * every metricsInterval and stopped before the next run starts, and a Kafka topic rarely has
+ * more partitions (parallelism never exceeds them): a thousand keeps one job from turning a
+ * typo into a fleet of pods while leaving room for the largest real topics.
+ */
+export const MAX_PARALLELISM = 1000;
+
+/**
+ * An image reference (registry/repository:tag@digest), as a container runtime parses it: a
+ * registry is a host with a dot or a port (or localhost), repositories are lower case.
+ */
+export const IMAGE_PATTERN =
+  "^((localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?((\\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+(:[0-9]+)?|:[0-9]+))/)?[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$";
+
+/**
+ * The CEL rule keeping a duration field within [min, max] (validate.ts mirrors every rule of
+ * this form from its text). A value too large for a duration at all fails the rule too.
+ */
+export function durationRangeRule(min: string, max: string, why = ""): CelRule {
+  return {
+    rule: `duration(self) >= duration('${min}') && duration(self) <= duration('${max}')`,
+    message: `must be from ${min} to ${max}${why ? ` (${why})` : ""}`,
+  };
+}
+
 // Small builders: each field is one line with its description, so the schema reads like a spec.
 type Extra = Omit<Schema, "type" | "description">;
 
@@ -72,11 +99,21 @@ const boolean = (description: string, extra: Extra = {}): Schema => ({
   ...extra,
 });
 const time = (description: string): Schema => string(description, { format: "date-time" });
-const duration = (description: string, defaultValue?: string): Schema =>
-  string(`${description} A duration such as 90s, 5m, 1h30m or 250ms.`, {
-    pattern: DURATION_PATTERN,
-    ...(defaultValue === undefined ? {} : { default: defaultValue }),
-  });
+/** A duration from `range[0]` to `range[1]`: below or above, the field makes no sense. */
+const duration = (
+  description: string,
+  range: [min: string, max: string, why?: string],
+  defaultValue?: string,
+): Schema =>
+  string(
+    `${description} A duration such as 90s, 5m, 1h30m or 250ms, from ${range[0]} to ${range[1]}.`,
+    {
+      pattern: DURATION_PATTERN,
+      maxLength: 32,
+      ...(defaultValue === undefined ? {} : { default: defaultValue }),
+      "x-kubernetes-validations": [durationRangeRule(...range)],
+    },
+  );
 const oneOf = (description: string, values: string[], defaultValue?: string): Schema =>
   string(description, {
     enum: values,
@@ -107,9 +144,17 @@ const array = (description: string, items: Schema, extra: Extra = {}): Schema =>
 const quantities = (description: string): Schema => ({
   type: "object",
   description,
+  maxProperties: 16,
   additionalProperties: {
     anyOf: [{ type: "integer" }, { type: "string" }],
     "x-kubernetes-int-or-string": true,
+    maxLength: 64,
+    "x-kubernetes-validations": [
+      {
+        rule: "type(self) == int || isQuantity(self)",
+        message: "must be a quantity such as 500m, 2 or 1Gi",
+      },
+    ],
   },
 });
 
@@ -152,7 +197,10 @@ const savepoints = object(
   "Savepoints: where they are stored, when they are taken besides upgrades, how many are kept.",
   {
     storage,
-    interval: duration("Take a savepoint this often while running; absent means no periodic ones."),
+    interval: duration(
+      "Take a savepoint this often while running; absent means no periodic ones.",
+      ["10s", "168h", "each savepoint copies the whole state"],
+    ),
     retention: object(
       "SavepointRetention",
       "How many savepoints are kept; the newest completed one and any in use are always kept.",
@@ -161,18 +209,23 @@ const savepoints = object(
           minimum: 1,
           default: 10,
         }),
-        maxAge: duration("Delete savepoints older than this."),
+        maxAge: duration("Delete savepoints older than this.", ["1m", "8760h"]),
       },
       { default: {} },
     ),
     onDelete: boolean("Take a savepoint before the StreamJob is deleted.", { default: false }),
-    timeout: duration("How long a savepoint may take before it counts as failed.", "5m"),
+    timeout: duration(
+      "How long a savepoint may take before it counts as failed.",
+      ["1s", "1h"],
+      "5m",
+    ),
     fallbackToLastState: boolean(
       "When a savepoint cannot be taken, an upgrade may restore from the latest checkpoint instead (if it is recent enough, see maxCheckpointAge).",
       { default: false },
     ),
     maxCheckpointAge: duration(
       "How recent the latest checkpoint must be for fallbackToLastState.",
+      ["1s", "24h"],
       "5m",
     ),
   },
@@ -189,23 +242,37 @@ const autoscaler = object(
     }),
     minParallelism: integer("Lowest parallelism the autoscaler chooses.", {
       minimum: 1,
+      maximum: MAX_PARALLELISM,
       default: 1,
     }),
     maxParallelism: integer(
       "Highest parallelism the autoscaler chooses (never above the source partition count).",
-      { minimum: 1 },
+      { minimum: 1, maximum: MAX_PARALLELISM },
     ),
     targetUtilization: number(
       "Fraction of each subtask's processing capacity to plan for (0 < x <= 1).",
       { minimum: 0, exclusiveMinimum: true, maximum: 1, default: 0.7 },
     ),
-    catchUpDuration: duration("Time within which a backlog should be drained.", "5m"),
+    catchUpDuration: duration(
+      "Time within which a backlog should be drained.",
+      ["10s", "24h", "the backlog is planned to drain within it"],
+      "5m",
+    ),
     scaleDownDelay: duration(
       "Scale down only after the lower recommendation held this long (the highest in that time is used).",
+      ["0s", "24h"],
       "10m",
     ),
-    metricsInterval: duration("How often the runtime pods' metrics are read.", "15s"),
-    metricsWindow: duration("Length of the metrics window a decision is made on.", "2m"),
+    metricsInterval: duration(
+      "How often the runtime pods' metrics are read.",
+      ["1s", "10m", "every pod is scraped this often"],
+      "15s",
+    ),
+    metricsWindow: duration(
+      "Length of the metrics window a decision is made on.",
+      ["2s", "1h"],
+      "2m",
+    ),
     maxRescalesPerHour: integer("At most this many rescales within any hour.", {
       minimum: 1,
       maximum: 60,
@@ -260,8 +327,8 @@ const podTemplate = object(
       ),
       priorityClassName: string("Priority class of the pods."),
       terminationGracePeriodSeconds: integer(
-        "Seconds a pod has to stop gracefully (finish records, checkpoint, commit).",
-        { minimum: 0 },
+        "Seconds a pod has to stop gracefully (finish records, checkpoint, commit), from 1 to 600: the next run of an upgrade starts only once every pod of the previous one is gone.",
+        { minimum: 1, maximum: 600 },
       ),
     }),
   },
@@ -271,7 +338,11 @@ const jobSpec = object(
   "StreamJobSpec",
   "Desired state of the StreamJob.",
   {
-    image: string("Container image of the runtime with the job inside.", { minLength: 1 }),
+    image: string("Container image of the runtime with the job inside.", {
+      minLength: 1,
+      maxLength: 512,
+      pattern: IMAGE_PATTERN,
+    }),
     imagePullPolicy: oneOf(
       "When the image is pulled.",
       ["Always", "IfNotPresent", "Never"],
@@ -281,9 +352,21 @@ const jobSpec = object(
       "JobModule",
       "The job the runtime runs.",
       {
-        entry: string("Path of the job module inside the image.", { minLength: 1 }),
-        args: array("Arguments handed to the job.", { type: "string" }),
-        config: free("Free-form configuration handed to the job (mounted as a file)."),
+        entry: string("Path of the job module inside the image.", {
+          minLength: 1,
+          maxLength: 4096,
+        }),
+        args: array(
+          "Arguments handed to the job.",
+          { type: "string", maxLength: 4096 },
+          { maxItems: 64 },
+        ),
+        config: {
+          ...free(
+            "Free-form configuration handed to the job (mounted as a file): at most 256 top-level keys, and the run's whole configuration file at most 1 MiB (a ConfigMap's limit; the operator checks it).",
+          ),
+          maxProperties: 256,
+        },
       },
       { required: ["entry"] },
     ),
@@ -300,8 +383,8 @@ const jobSpec = object(
       { required: ["bootstrapServers"] },
     ),
     parallelism: integer(
-      "Number of subtasks (pods); the scale subresource's replicas. Capped at the source partition count.",
-      { minimum: 1, default: 1 },
+      `Number of subtasks (pods); the scale subresource's replicas (kubectl scale). At most the source partition count and ${MAX_PARALLELISM}. While the autoscaler owns parallelism (enabled, not a dry run) a change of this field is a manual override: the job rescales to it (within the autoscaler's limits) and the autoscaler decides from there; status.desiredParallelism is what the operator runs.`,
+      { minimum: 1, maximum: MAX_PARALLELISM, default: 1 },
     ),
     state: oneOf(
       "running runs the job; suspended stops it through a savepoint and resumes from it when set back.",
@@ -319,20 +402,12 @@ const jobSpec = object(
       "Periodic checkpoints of every task.",
       {
         interval: duration(
-          "Time between two checkpoints of a task, from 100ms to 5m: each task's Kafka transaction stays open for one interval.",
+          "Time between two checkpoints of a task.",
+          ["100ms", "5m", "a task's Kafka transaction stays open for one interval"],
           "10s",
         ),
       },
-      {
-        default: {},
-        "x-kubernetes-validations": [
-          {
-            rule: "!has(self.interval) || (duration(self.interval) >= duration('100ms') && duration(self.interval) <= duration('5m'))",
-            message: "must be from 100ms to 5m (a task's Kafka transaction stays open for one interval)",
-            fieldPath: ".interval",
-          },
-        ],
-      },
+      { default: {} },
     ),
     savepoints,
     initialSavepoint: string(
@@ -353,6 +428,7 @@ const jobSpec = object(
     }),
     readinessTimeout: duration(
       "A new run that is not Ready within this time is rolled back to the last stable spec.",
+      ["10s", "1h"],
       "2m",
     ),
     autoscaler,
@@ -434,11 +510,32 @@ const jobStatus = object(
       specHash: string("Hash of the spec the run was started from."),
       startTime: time("When the run started."),
       restoredFrom: string("Savepoint or checkpoint path the run restored from; empty if none."),
+      refused: object(
+        "RunRefusal",
+        "The API server refused an object of this run (a pod or its ConfigMap): its own words, and when the operator asks again.",
+        {
+          object: string("The refused object, e.g. Pod wc-r2-0."),
+          code: integer(
+            "HTTP status of the refusal (422 invalid, 403 forbidden: quota, PodSecurity).",
+          ),
+          field: string("The StreamJob field the refusal is about, when the API server named one."),
+          message: string("The API server's message."),
+          time: time("When it was refused."),
+          attempt: integer("How many times in a row it was refused."),
+          retryTime: time("When the operator asks again."),
+        },
+      ),
       spec: free(
         "The spec fields the run's pods are built from (image, job, Kafka, parallelism, storage, resources, pod template, restart nonce): a run is rebuilt from these, whatever the StreamJob's spec has become since.",
       ),
     }),
     parallelism: integer("Number of pods currently running (the scale subresource's replicas)."),
+    desiredParallelism: integer(
+      "The parallelism the operator runs the job at: spec.parallelism, or while the autoscaler owns parallelism its recommendation within its limits.",
+    ),
+    partitions: integer(
+      "Source partitions of the job, as its pods report them: parallelism above it is refused.",
+    ),
     selector: string("Label selector of the job's pods (for the scale subresource)."),
     lag: integer("Total backlog of the job's sources in records."),
     lastSavepoint: savepointRecord,
@@ -492,6 +589,9 @@ const jobStatus = object(
     lastStableSpec: free("The last spec whose run became Ready (what a rollback returns to)."),
     autoscaler: object("AutoscalerStatus", "The autoscaler's last decision.", {
       recommendedParallelism: integer("Parallelism the autoscaler recommends."),
+      specParallelism: integer(
+        "spec.parallelism when the autoscaler last looked: a change of it (kubectl scale) is a manual override.",
+      ),
       reason: string("Why."),
       time: time("When the decision was made."),
       inputs: free("The metrics and limits the decision was made from."),
@@ -617,7 +717,7 @@ export const streamJobResource: Resource = {
   printerColumns: [
     { name: "State", type: "string", jsonPath: ".status.state" },
     { name: "Parallelism", type: "integer", jsonPath: ".status.parallelism" },
-    { name: "Desired", type: "integer", jsonPath: ".spec.parallelism" },
+    { name: "Desired", type: "integer", jsonPath: ".status.desiredParallelism" },
     { name: "Lag", type: "integer", jsonPath: ".status.lag" },
     { name: "Last-Savepoint", type: "date", jsonPath: ".status.lastSavepoint.time" },
     { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },

@@ -11,7 +11,7 @@ export interface StreamJobSpec {
   job: JobModule;
   /** The Kafka cluster the job reads from and writes to. */
   kafka: KafkaSpec;
-  /** Number of subtasks (pods); the scale subresource's replicas. Capped at the source partition count. Default: 1. */
+  /** Number of subtasks (pods); the scale subresource's replicas (kubectl scale). At most the source partition count and 1000. While the autoscaler owns parallelism (enabled, not a dry run) a change of this field is a manual override: the job rescales to it (within the autoscaler's limits) and the autoscaler decides from there; status.desiredParallelism is what the operator runs. Default: 1. */
   parallelism: number;
   /** running runs the job; suspended stops it through a savepoint and resumes from it when set back. Default: "running". */
   state: "running" | "suspended";
@@ -31,7 +31,7 @@ export interface StreamJobSpec {
   failures?: "skip" | "dead-letter" | "fail";
   /** Kafka topic that failed records go to when failures is dead-letter. */
   deadLetterTopic?: string;
-  /** A new run that is not Ready within this time is rolled back to the last stable spec. A duration such as 90s, 5m, 1h30m or 250ms. Default: "2m". */
+  /** A new run that is not Ready within this time is rolled back to the last stable spec. A duration such as 90s, 5m, 1h30m or 250ms, from 10s to 1h. Default: "2m". */
   readinessTimeout: string;
   /** Scales parallelism from the job's backlog and processing rate. While enabled, the parallelism the autoscaler decides lives in status and is what the run uses. Default: {}. */
   autoscaler: AutoscalerSpec;
@@ -60,6 +60,10 @@ export interface StreamJobStatus {
   run?: RunStatus;
   /** Number of pods currently running (the scale subresource's replicas). */
   parallelism?: number;
+  /** The parallelism the operator runs the job at: spec.parallelism, or while the autoscaler owns parallelism its recommendation within its limits. */
+  desiredParallelism?: number;
+  /** Source partitions of the job, as its pods report them: parallelism above it is refused. */
+  partitions?: number;
   /** Label selector of the job's pods (for the scale subresource). */
   selector?: string;
   /** Total backlog of the job's sources in records. */
@@ -114,7 +118,7 @@ export interface JobModule {
   entry: string;
   /** Arguments handed to the job. */
   args?: string[];
-  /** Free-form configuration handed to the job (mounted as a file). */
+  /** Free-form configuration handed to the job (mounted as a file): at most 256 top-level keys, and the run's whole configuration file at most 1 MiB (a ConfigMap's limit; the operator checks it). */
   config?: Record<string, unknown>;
 }
 
@@ -126,7 +130,7 @@ export interface KafkaSpec {
 
 /** Periodic checkpoints of every task. */
 export interface CheckpointsSpec {
-  /** Time between two checkpoints of a task, from 100ms to 5m: each task's Kafka transaction stays open for one interval. A duration such as 90s, 5m, 1h30m or 250ms. Default: "10s". */
+  /** Time between two checkpoints of a task. A duration such as 90s, 5m, 1h30m or 250ms, from 100ms to 5m. Default: "10s". */
   interval: string;
 }
 
@@ -134,17 +138,17 @@ export interface CheckpointsSpec {
 export interface SavepointsSpec {
   /** Where savepoints (and the job's checkpoints) are stored: an S3-compatible bucket. */
   storage: SavepointStorage;
-  /** Take a savepoint this often while running; absent means no periodic ones. A duration such as 90s, 5m, 1h30m or 250ms. */
+  /** Take a savepoint this often while running; absent means no periodic ones. A duration such as 90s, 5m, 1h30m or 250ms, from 10s to 168h. */
   interval?: string;
   /** How many savepoints are kept; the newest completed one and any in use are always kept. Default: {}. */
   retention: SavepointRetention;
   /** Take a savepoint before the StreamJob is deleted. Default: false. */
   onDelete: boolean;
-  /** How long a savepoint may take before it counts as failed. A duration such as 90s, 5m, 1h30m or 250ms. Default: "5m". */
+  /** How long a savepoint may take before it counts as failed. A duration such as 90s, 5m, 1h30m or 250ms, from 1s to 1h. Default: "5m". */
   timeout: string;
   /** When a savepoint cannot be taken, an upgrade may restore from the latest checkpoint instead (if it is recent enough, see maxCheckpointAge). Default: false. */
   fallbackToLastState: boolean;
-  /** How recent the latest checkpoint must be for fallbackToLastState. A duration such as 90s, 5m, 1h30m or 250ms. Default: "5m". */
+  /** How recent the latest checkpoint must be for fallbackToLastState. A duration such as 90s, 5m, 1h30m or 250ms, from 1s to 24h. Default: "5m". */
   maxCheckpointAge: string;
 }
 
@@ -160,13 +164,13 @@ export interface AutoscalerSpec {
   maxParallelism?: number;
   /** Fraction of each subtask's processing capacity to plan for (0 < x <= 1). Default: 0.7. */
   targetUtilization: number;
-  /** Time within which a backlog should be drained. A duration such as 90s, 5m, 1h30m or 250ms. Default: "5m". */
+  /** Time within which a backlog should be drained. A duration such as 90s, 5m, 1h30m or 250ms, from 10s to 24h. Default: "5m". */
   catchUpDuration: string;
-  /** Scale down only after the lower recommendation held this long (the highest in that time is used). A duration such as 90s, 5m, 1h30m or 250ms. Default: "10m". */
+  /** Scale down only after the lower recommendation held this long (the highest in that time is used). A duration such as 90s, 5m, 1h30m or 250ms, from 0s to 24h. Default: "10m". */
   scaleDownDelay: string;
-  /** How often the runtime pods' metrics are read. A duration such as 90s, 5m, 1h30m or 250ms. Default: "15s". */
+  /** How often the runtime pods' metrics are read. A duration such as 90s, 5m, 1h30m or 250ms, from 1s to 10m. Default: "15s". */
   metricsInterval: string;
-  /** Length of the metrics window a decision is made on. A duration such as 90s, 5m, 1h30m or 250ms. Default: "2m". */
+  /** Length of the metrics window a decision is made on. A duration such as 90s, 5m, 1h30m or 250ms, from 2s to 1h. Default: "2m". */
   metricsWindow: string;
   /** At most this many rescales within any hour. Default: 6. */
   maxRescalesPerHour: number;
@@ -220,6 +224,8 @@ export interface RunStatus {
   startTime?: string;
   /** Savepoint or checkpoint path the run restored from; empty if none. */
   restoredFrom?: string;
+  /** The API server refused an object of this run (a pod or its ConfigMap): its own words, and when the operator asks again. */
+  refused?: RunRefusal;
   /** The spec fields the run's pods are built from (image, job, Kafka, parallelism, storage, resources, pod template, restart nonce): a run is rebuilt from these, whatever the StreamJob's spec has become since. */
   spec?: Record<string, unknown>;
 }
@@ -294,6 +300,8 @@ export interface RollbackStatus {
 export interface AutoscalerStatus {
   /** Parallelism the autoscaler recommends. */
   recommendedParallelism?: number;
+  /** spec.parallelism when the autoscaler last looked: a change of it (kubectl scale) is a manual override. */
+  specParallelism?: number;
   /** Why. */
   reason?: string;
   /** When the decision was made. */
@@ -330,7 +338,7 @@ export interface SavepointStorage {
 export interface SavepointRetention {
   /** Keep at most this many savepoints of the job. Default: 10. */
   maxCount: number;
-  /** Delete savepoints older than this. A duration such as 90s, 5m, 1h30m or 250ms. */
+  /** Delete savepoints older than this. A duration such as 90s, 5m, 1h30m or 250ms, from 1m to 8760h. */
   maxAge?: string;
 }
 
@@ -360,8 +368,26 @@ export interface PodTemplateSpec {
   containerSecurityContext?: Record<string, unknown>;
   /** Priority class of the pods. */
   priorityClassName?: string;
-  /** Seconds a pod has to stop gracefully (finish records, checkpoint, commit). */
+  /** Seconds a pod has to stop gracefully (finish records, checkpoint, commit), from 1 to 600: the next run of an upgrade starts only once every pod of the previous one is gone. */
   terminationGracePeriodSeconds?: number;
+}
+
+/** The API server refused an object of this run (a pod or its ConfigMap): its own words, and when the operator asks again. */
+export interface RunRefusal {
+  /** The refused object, e.g. Pod wc-r2-0. */
+  object?: string;
+  /** HTTP status of the refusal (422 invalid, 403 forbidden: quota, PodSecurity). */
+  code?: number;
+  /** The StreamJob field the refusal is about, when the API server named one. */
+  field?: string;
+  /** The API server's message. */
+  message?: string;
+  /** When it was refused. */
+  time?: string;
+  /** How many times in a row it was refused. */
+  attempt?: number;
+  /** When the operator asks again. */
+  retryTime?: string;
 }
 
 /** A recommendation and when it started to hold. */

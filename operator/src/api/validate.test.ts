@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { resources, type Schema } from "./schema.ts";
+import { IMAGE_PATTERN, resources, type Schema } from "./schema.ts";
 import { celMirrors, defaultedAutoscaler, parseDuration, validateStreamJob } from "./validate.ts";
 
 const storage = {
@@ -161,6 +161,32 @@ describe("validateStreamJob: schema rules, each error naming its field", () => {
     ],
     ["exclusive maximum", { autoscaler: { deadBand: 1 } }, "spec.autoscaler.deadBand: must be < 1"],
     ["unknown field", { paralellism: 2 }, "spec.paralellism: unknown field"],
+    ["above the maximum", { parallelism: 100_000 }, "spec.parallelism: must be <= 1000"],
+    [
+      "an image reference with a space",
+      { image: "weir/runtime: latest" },
+      `spec.image: must match ${IMAGE_PATTERN}`,
+    ],
+    [
+      "an image repository in upper case",
+      { image: "Weir/Runtime" },
+      `spec.image: must match ${IMAGE_PATTERN}`,
+    ],
+    [
+      "a job config with too many keys",
+      {
+        job: {
+          entry: "/app/job.ts",
+          config: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, i])),
+        },
+      },
+      "spec.job.config: must NOT have more than 256 properties",
+    ],
+    [
+      "a grace period of nothing",
+      { podTemplate: { spec: { terminationGracePeriodSeconds: 0 } } },
+      "spec.podTemplate.spec.terminationGracePeriodSeconds: must be >= 1",
+    ],
     [
       "env entry without a name",
       { podTemplate: { spec: { env: [{ value: "x" }] } } },
@@ -226,11 +252,47 @@ describe("validateStreamJob: the CEL rules, mirrored", () => {
     assert.ok(validateStreamJob(job({ failures: "skip" })).ok);
   });
 
+  test("durations within their range, at both ends; outside it refused with the range", () => {
+    assert.ok(validateStreamJob(job({ checkpoints: { interval: "100ms" } })).ok);
+    assert.ok(validateStreamJob(job({ checkpoints: { interval: "5m" } })).ok);
+    assert.deepEqual(errorsOf(job({ checkpoints: { interval: "0s" } })), [
+      "spec.checkpoints.interval: must be from 100ms to 5m (a task's Kafka transaction stays open for one interval)",
+    ]);
+    assert.deepEqual(errorsOf(job({ autoscaler: { metricsInterval: "0s" } })), [
+      "spec.autoscaler.metricsInterval: must be from 1s to 10m (every pod is scraped this often)",
+    ]);
+    assert.deepEqual(errorsOf(job({ readinessTimeout: "99999999999h" })), [
+      "spec.readinessTimeout: must be from 10s to 1h",
+    ]);
+    assert.ok(validateStreamJob(job({ autoscaler: { scaleDownDelay: "0s" } })).ok);
+  });
+
+  test("quantities: an integer or Kubernetes' quantity text", () => {
+    for (const cpu of [2, "500m", "1.5", "1e3", "+1"])
+      assert.ok(validateStreamJob(job({ resources: { limits: { cpu } } })).ok, String(cpu));
+    for (const cpu of ["abc", "1.2.3", "2 cores", "1Gb"])
+      assert.deepEqual(errorsOf(job({ resources: { limits: { cpu } } })), [
+        "spec.resources.limits.cpu: must be a quantity such as 500m, 2 or 1Gi",
+      ]);
+  });
+
+  test("image references as registries take them", () => {
+    for (const image of [
+      "weir/runtime",
+      "weir/runtime:0.1.0",
+      "localhost:5000/weir/runtime:dev",
+      "registry.example.com/team/weir_runtime:v2-rc.1",
+      `ghcr.io/weir/runtime@sha256:${"0".repeat(64)}`,
+    ])
+      assert.ok(validateStreamJob(job({ image })).ok, image);
+  });
+
   test("every CEL rule of the schema has a mirror, and every mirror a rule", () => {
     const rules = new Set<string>();
     const collect = (schema: Schema) => {
       for (const { rule } of schema["x-kubernetes-validations"] ?? []) rules.add(rule);
       if (schema.items) collect(schema.items);
+      if (schema.additionalProperties) collect(schema.additionalProperties);
       for (const property of Object.values(schema.properties ?? {})) collect(property);
     };
     for (const resource of resources) collect(resource.schema);

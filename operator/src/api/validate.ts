@@ -3,7 +3,13 @@
 // ajv checks types, enums, ranges and patterns and fills in defaults; the CEL rules, which ajv
 // cannot run, are mirrored here as plain checks, keyed by their rule text.
 import { Ajv, type ErrorObject } from "ajv";
-import { API_VERSION, DURATION_PATTERN, type Schema, streamJobSchema } from "./schema.ts";
+import {
+  API_VERSION,
+  DURATION_PATTERN,
+  resources,
+  type Schema,
+  streamJobSchema,
+} from "./schema.ts";
 import type { AutoscalerSpec, StreamJob, StreamJobSpec } from "./types.ts";
 
 /** Milliseconds of a duration such as "90s", "5m", "1h30m" or "250ms" (the schema's pattern). */
@@ -24,12 +30,44 @@ const mirror =
   (self: unknown) =>
     check(self as T);
 
+/** Kubernetes' quantity grammar (resource.Quantity): a signed decimal and an SI suffix or exponent. */
+const QUANTITY = /^[+-]?(\d+\.?\d*|\.\d+)([KMGTPE]i|[eE][+-]?\d+|[numkMGTPE])?$/;
+
+/** `durationRangeRule` (schema.ts) as text: its bounds. */
+const DURATION_RANGE =
+  /^duration\(self\) >= duration\('([^']+)'\) && duration\(self\) <= duration\('([^']+)'\)$/;
+
+/** Every duration-range rule of the schemas, each with its mirror. */
+function durationRangeMirrors(): Record<string, (self: unknown) => boolean> {
+  const mirrors: Record<string, (self: unknown) => boolean> = {};
+  const walk = (schema: Schema) => {
+    for (const { rule } of schema["x-kubernetes-validations"] ?? []) {
+      const [, min = "", max = ""] = DURATION_RANGE.exec(rule) ?? [];
+      if (!min) continue;
+      const [lo, hi] = [parseDuration(min), parseDuration(max)];
+      mirrors[rule] = mirror((self: string) => {
+        const ms = parseDuration(self);
+        return ms >= lo && ms <= hi;
+      });
+    }
+    for (const child of [schema.items, schema.additionalProperties, ...(schema.anyOf ?? [])])
+      if (child) walk(child);
+    for (const property of Object.values(schema.properties ?? {})) walk(property);
+  };
+  for (const resource of resources) walk(resource.schema);
+  return mirrors;
+}
+
 /**
  * The plain-code twin of every CEL rule in schema.ts (a unit test fails when one is missing).
  * `null` marks a transition rule (`oldSelf`): it only applies to an update, which the API
  * server checks and the operator never sees.
  */
 export const celMirrors: Record<string, ((self: unknown) => boolean) | null> = {
+  ...durationRangeMirrors(),
+  "type(self) == int || isQuantity(self)": mirror(
+    (self: unknown) => Number.isInteger(self) || (typeof self === "string" && QUANTITY.test(self)),
+  ),
   "!has(self.maxParallelism) || self.minParallelism <= self.maxParallelism": mirror(
     (self: AutoscalerSpec) =>
       self.maxParallelism === undefined || self.minParallelism <= self.maxParallelism,
@@ -43,12 +81,6 @@ export const celMirrors: Record<string, ((self: unknown) => boolean) | null> = {
   "!has(self.failures) || self.failures != 'dead-letter' || has(self.deadLetterTopic)": mirror(
     (self: StreamJobSpec) => self.failures !== "dead-letter" || self.deadLetterTopic !== undefined,
   ),
-  "!has(self.interval) || (duration(self.interval) >= duration('100ms') && duration(self.interval) <= duration('5m'))":
-    mirror(
-      (self: { interval?: string }) =>
-        self.interval === undefined ||
-        (parseDuration(self.interval) >= 100 && parseDuration(self.interval) <= 300_000),
-    ),
   "self == oldSelf": null,
 };
 
@@ -84,6 +116,13 @@ export function toJsonSchema(schema: Schema): Record<string, unknown> {
   }
   if (schema.properties && !schema["x-kubernetes-preserve-unknown-fields"]) {
     out.additionalProperties = false;
+  }
+  // An int-or-string's maxLength bounds its string form (ajv wants it beside `type: string`).
+  if (schema["x-kubernetes-int-or-string"] && schema.maxLength !== undefined) {
+    delete out.maxLength;
+    out.anyOf = (out.anyOf as Record<string, unknown>[]).map((branch) =>
+      branch.type === "string" ? { ...branch, maxLength: schema.maxLength } : branch,
+    );
   }
   return out;
 }
@@ -135,6 +174,10 @@ function celErrors(schema: Schema, value: unknown, path: string, errors: string[
   }
   if (schema.type === "array" && schema.items && Array.isArray(value)) {
     for (const [i, item] of value.entries()) celErrors(schema.items, item, `${path}[${i}]`, errors);
+  }
+  if (schema.additionalProperties && typeof value === "object") {
+    for (const [key, item] of Object.entries(value))
+      celErrors(schema.additionalProperties, item, `${path}.${key}`, errors);
   }
   for (const [name, property] of Object.entries(schema.properties ?? {})) {
     const child = (value as Record<string, unknown>)[name];

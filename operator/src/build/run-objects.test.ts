@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { StreamJob } from "../api/types.ts";
 import { runSpecOf, specHash } from "../decide/run-spec.ts";
-import { buildConfigMap, buildPod, type RunRef } from "./run-objects.ts";
+import { buildConfigMap, buildPod, jobFieldOf, type RunRef } from "./run-objects.ts";
 
 const job = {
   apiVersion: "weir.dev/v1alpha1",
@@ -149,4 +149,25 @@ test("the spec hash ignores key order and changes with what a pod carries", () =
   };
   assert.equal(specHash(reordered), specHash(spec));
   assert.notEqual(specHash({ ...spec, image: "weir/runtime:3" }), specHash(spec));
+});
+
+test("a refused pod's field names the StreamJob field it comes from", () => {
+  const cases: [string, string | undefined][] = [
+    ["metadata.labels", "spec.podTemplate.metadata.labels"],
+    ["metadata.annotations[example.com/a]", "spec.podTemplate.metadata.annotations[example.com/a]"],
+    ["spec.containers[0].resources.limits[cpu]", "spec.resources.limits[cpu]"],
+    ["spec.containers[0].image", "spec.image"],
+    [
+      "spec.containers[0].securityContext.privileged",
+      "spec.podTemplate.spec.containerSecurityContext.privileged",
+    ],
+    ["spec.tolerations[0].operator", "spec.podTemplate.spec.tolerations[0].operator"],
+    // The contract's variables come first (nine with storage credentials), the template's after.
+    ["spec.containers[0].env[9].name", "spec.podTemplate.spec.env[0].name"],
+    ["spec.containers[0].env[2].value", undefined],
+    ["spec.volumes[0]", undefined],
+  ];
+  for (const [field, expected] of cases)
+    assert.equal(jobFieldOf(run, "Pod", field), expected, field);
+  assert.equal(jobFieldOf(run, "ConfigMap", "data"), "spec.job.config");
 });

@@ -88,6 +88,14 @@ export function runtimeConfig(run: RunRef): RuntimeConfig {
   };
 }
 
+/** The name the configuration file has in the run's ConfigMap (and so in the pod). */
+export const CONFIG_KEY = "config.json";
+
+/** The run's configuration file, as its ConfigMap holds it. */
+export function configFile(run: RunRef): string {
+  return `${JSON.stringify(runtimeConfig(run), null, 2)}\n`;
+}
+
 export function buildConfigMap(run: RunRef): V1ConfigMap {
   return {
     apiVersion: "v1",
@@ -98,7 +106,7 @@ export function buildConfigMap(run: RunRef): V1ConfigMap {
       labels: runLabels(run),
       ownerReferences: [ownerReference(run.job)],
     },
-    data: { "config.json": `${JSON.stringify(runtimeConfig(run), null, 2)}\n` },
+    data: { [CONFIG_KEY]: configFile(run) },
   };
 }
 
@@ -114,21 +122,8 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
   const namespace = job.metadata?.namespace ?? "";
   const template = spec.podTemplate ?? {};
   const templateSpec = template.spec ?? {};
-  const storageSecret = spec.storage?.credentialsSecret;
   const env: V1EnvVar[] = [
-    { name: "WEIR_JOB", value: `${namespace}/${name}` },
-    { name: "WEIR_RUN", value: run.id },
-    { name: "WEIR_SUBTASK", value: String(subtask) },
-    { name: "WEIR_PARALLELISM", value: String(spec.parallelism) },
-    { name: "WEIR_RESTORE_FROM", value: run.restoreFrom ?? "" },
-    { name: "WEIR_CONFIG", value: CONFIG_FILE },
-    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
-    ...(storageSecret
-      ? [
-          secretEnv("S3_ACCESS_KEY", storageSecret, "accessKey"),
-          secretEnv("S3_SECRET_KEY", storageSecret, "secretKey"),
-        ]
-      : []),
+    ...operatorEnv(run, subtask),
     ...((templateSpec.env ?? []) as V1EnvVar[]),
   ];
   return {
@@ -213,6 +208,70 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
       ],
     },
   };
+}
+
+/** The runtime contract's environment (RESERVED_ENV), ahead of the pod template's own. */
+function operatorEnv(run: RunRef, subtask: number): V1EnvVar[] {
+  const { job, spec } = run;
+  const storageSecret = spec.storage?.credentialsSecret;
+  return [
+    { name: "WEIR_JOB", value: `${job.metadata?.namespace ?? ""}/${job.metadata?.name ?? ""}` },
+    { name: "WEIR_RUN", value: run.id },
+    { name: "WEIR_SUBTASK", value: String(subtask) },
+    { name: "WEIR_PARALLELISM", value: String(spec.parallelism) },
+    { name: "WEIR_RESTORE_FROM", value: run.restoreFrom ?? "" },
+    { name: "WEIR_CONFIG", value: CONFIG_FILE },
+    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    ...(storageSecret
+      ? [
+          secretEnv("S3_ACCESS_KEY", storageSecret, "accessKey"),
+          secretEnv("S3_SECRET_KEY", storageSecret, "secretKey"),
+        ]
+      : []),
+  ];
+}
+
+const CONTAINER = "spec.containers[0].";
+/** Where the fields of a run's pod come from in the StreamJob, by the pod field's prefix. */
+const POD_FIELD_SOURCES: [podField: string, jobField: string][] = [
+  ["metadata.labels", "spec.podTemplate.metadata.labels"],
+  ["metadata.annotations", "spec.podTemplate.metadata.annotations"],
+  [`${CONTAINER}image`, "spec.image"],
+  [`${CONTAINER}args`, "spec.job"],
+  [`${CONTAINER}resources`, "spec.resources"],
+  [`${CONTAINER}securityContext`, "spec.podTemplate.spec.containerSecurityContext"],
+  ["spec.securityContext", "spec.podTemplate.spec.securityContext"],
+  ["spec.serviceAccountName", "spec.podTemplate.spec.serviceAccountName"],
+  ["spec.nodeSelector", "spec.podTemplate.spec.nodeSelector"],
+  ["spec.tolerations", "spec.podTemplate.spec.tolerations"],
+  ["spec.affinity", "spec.podTemplate.spec.affinity"],
+  ["spec.priorityClassName", "spec.podTemplate.spec.priorityClassName"],
+  ["spec.priority", "spec.podTemplate.spec.priorityClassName"],
+  ["spec.terminationGracePeriodSeconds", "spec.podTemplate.spec.terminationGracePeriodSeconds"],
+];
+
+/**
+ * The StreamJob field that a field of a run's object (as the API server names it in a refusal)
+ * comes from, so that the refusal names what the user wrote: `metadata.labels` →
+ * `spec.podTemplate.metadata.labels`, `spec.containers[0].env[9].name` →
+ * `spec.podTemplate.spec.env[0].name`. Undefined for what the operator sets itself.
+ */
+export function jobFieldOf(
+  run: RunRef,
+  kind: "Pod" | "ConfigMap",
+  field: string,
+): string | undefined {
+  if (kind === "ConfigMap") return "spec.job.config";
+  const env = /^spec\.containers\[0\]\.env\[(\d+)\](.*)$/.exec(field);
+  if (env) {
+    const index = Number(env[1]) - operatorEnv(run, 0).length;
+    return index >= 0 ? `spec.podTemplate.spec.env[${index}]${env[2]}` : undefined;
+  }
+  const source = POD_FIELD_SOURCES.find(
+    ([prefix]) =>
+      field === prefix || field.startsWith(`${prefix}.`) || field.startsWith(`${prefix}[`),
+  );
+  return source ? source[1] + field.slice(source[0].length) : undefined;
 }
 
 function secretEnv(name: string, secret: string, key: string): V1EnvVar {

@@ -393,3 +393,8 @@ test("the recommendation history: appended on change, what the delay needs kept,
   }
   assert.equal(long.length, 100);
 });
+
+test("before any pod has reported its partitions nothing is decided (and nothing throws)", () => {
+  const d = decide({ summary: load(4, 8000), partitions: 0 });
+  assert.deepEqual(brief(d), { to: 4, reason: "MetricsIncomplete" });
+});

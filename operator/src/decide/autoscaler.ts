@@ -42,6 +42,7 @@ const HOUR_MS = 3_600_000;
 const MAX_RECOMMENDATIONS = 100;
 
 export type AutoscalerReason =
+  | "ManualOverride"
   | "ScaleUp"
   | "ScaleDown"
   | "Steady"
@@ -99,6 +100,14 @@ export function decideParallelism(input: AutoscalerInput): AutoscalerDecision {
       spec.maxParallelism ?? partitions,
     );
   const limits = { minParallelism: min, maxParallelism: max, partitions, current };
+  if (partitions < 1)
+    return {
+      recommendedParallelism: current,
+      reason: "MetricsIncomplete",
+      message: "metrics incomplete: no pod has reported its partitions yet",
+      stuck: false,
+      inputs: limits,
+    };
 
   if (current < min || current > max) {
     const to = align(current);
@@ -294,7 +303,7 @@ function highestSince(
  */
 export function rememberRecommendation(
   recommendations: readonly AutoscalerRecommendation[] | undefined,
-  decision: AutoscalerDecision,
+  decision: Pick<AutoscalerDecision, "target">,
   now: number,
   scaleDownDelayMs: number,
 ): AutoscalerRecommendation[] {

@@ -10,6 +10,7 @@ import {
   decide,
   type Observed,
   type ObservedPod,
+  type ObservedRefusal,
   savepointIdOf,
 } from "./reconcile.ts";
 import { runSpecOf, specHash } from "./run-spec.ts";
@@ -833,5 +834,216 @@ describe("decide: the autoscaler", () => {
     assert.equal(d.status.upgrade, undefined);
     assert.equal(d.status.autoscaler?.reason, "MetricsIncomplete");
     assert.deepEqual(d.events, []);
+  });
+});
+
+describe("decide: objects the API server refuses", () => {
+  const refusal = (run: string, extra: Partial<ObservedRefusal> = {}): ObservedRefusal => ({
+    kind: "Pod",
+    name: `wc-${run}-0`,
+    run,
+    code: 422,
+    message: 'Pod "wc-r1-0" is invalid: metadata.labels: Invalid value: "a b": name part must …',
+    field: "metadata.labels",
+    ...extra,
+  });
+
+  test("a first run's refused pod: Degraded in the API server's words naming the job's field, asked again after a back-off", () => {
+    const bad = sampleJob({ podTemplate: { metadata: { labels: { team: "a b" } } } });
+    const first = decide(observe(bad));
+    const refused = decide({ ...observe(after(bad, first)), refusal: refusal("r1") });
+    assert.deepEqual(created(refused), [], "nothing more is created for the refused run");
+    const degraded = condition(refused, "Degraded");
+    assert.equal(degraded?.reason, "PodsRefused");
+    assert.match(
+      degraded?.message ?? "",
+      /^spec\.podTemplate\.metadata\.labels: the API server refused Pod wc-r1-0 \(422\): Pod "wc-r1-0" is invalid: metadata\.labels: Invalid value/,
+    );
+    assert.ok(refused.events.some((e) => e.type === "Warning" && e.reason === "PodsRefused"));
+    assert.equal(refused.status.run?.refused?.attempt, 1);
+    assert.equal(
+      refused.status.run?.refused?.retryTime,
+      new Date(now.getTime() + 10_000).toISOString(),
+    );
+
+    const waiting = decide({
+      ...observe(after(bad, refused)),
+      now: new Date(now.getTime() + 5_000),
+    });
+    assert.deepEqual(created(waiting), []);
+    assert.ok(waiting.requeueAfterMs <= 5_000);
+    assert.equal(condition(waiting, "Degraded")?.reason, "PodsRefused");
+
+    const retry = decide({
+      ...observe(after(bad, refused)),
+      now: new Date(now.getTime() + 11_000),
+    });
+    assert.deepEqual(created(retry), ["ConfigMap/wc-r1-config", "Pod/wc-r1-0", "Pod/wc-r1-1"]);
+    const again = decide({
+      ...observe(after(bad, retry)),
+      refusal: refusal("r1"),
+      now: new Date(now.getTime() + 11_000),
+    });
+    assert.equal(again.status.run?.refused?.attempt, 2, "backing off: 20 s now");
+
+    // Allowed at last (a quota raised): every pod exists, the refusal is forgotten.
+    const whole = decide({ ...observe(after(bad, again), [pod("r1", 0), pod("r1", 1)]) });
+    assert.equal(whole.status.run?.refused, undefined);
+    assert.equal(condition(whole, "Degraded")?.status, "False");
+  });
+
+  test("a new run's refused pod rolls back to the last stable spec at once", () => {
+    const job = runningJob();
+    const quota = {
+      ...job,
+      spec: { ...job.spec, parallelism: 3, upgradeMode: "last-state" as const },
+    };
+    const stopping = decide(observe(quota, [pod("r1", 0), pod("r1", 1)]));
+    const starting = decide(observe(after(quota, stopping)));
+    assert.equal(starting.status.run?.id, "r2");
+    const message =
+      'pods "wc-r2-2" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2';
+    const refused = decide({
+      ...observe(after(quota, starting), [
+        pod("r2", 0, { ready: false }),
+        pod("r2", 1, { ready: false }),
+      ]),
+      refusal: refusal("r2", { name: "wc-r2-2", code: 403, message, field: undefined }),
+    });
+    assert.equal(refused.status.state, "RollingBack");
+    assert.equal(refused.status.upgrade?.kind, "rollback");
+    assert.deepEqual(deleted(refused).sort(), ["wc-r2-0", "wc-r2-1"]);
+    assert.match(
+      refused.status.rollback?.reason ?? "",
+      /the API server refused Pod wc-r2-2 \(403\): pods "wc-r2-2" is forbidden: exceeded quota/,
+    );
+    assert.equal(condition(refused, "Degraded")?.reason, "RolledBack");
+    const back = decide(observe(after(quota, refused)));
+    assert.equal(back.status.run?.id, "r3");
+    assert.equal(back.status.run?.parallelism, 2, "the last stable spec");
+  });
+});
+
+describe("decide: a run's pods start slowly, on readiness", () => {
+  test("eight at first, then as many more as are ready; a first batch that never gets ready holds the rest back", () => {
+    const job = sampleJob({ parallelism: 20 });
+    const first = decide(observe(job));
+    assert.equal(created(first).filter((c) => c.startsWith("Pod/")).length, 8);
+    const eight = (ready: boolean) => Array.from({ length: 8 }, (_, i) => pod("r1", i, { ready }));
+    const stuck = decide(observe(after(job, first), eight(false)));
+    assert.deepEqual(created(stuck), [], "none more while the first are not ready");
+    const next = decide(observe(after(job, first), eight(true)));
+    assert.deepEqual(
+      created(next).filter((c) => c.startsWith("Pod/")),
+      Array.from({ length: 8 }, (_, i) => `Pod/wc-r1-${i + 8}`),
+    );
+  });
+
+  test("an upgrade's run whose first pods never get ready is rolled back after readinessTimeout", () => {
+    const base = runningJob();
+    const big = {
+      ...base,
+      spec: { ...base.spec, parallelism: 20, upgradeMode: "last-state" as const },
+    };
+    const stopping = decide(observe(big, [pod("r1", 0), pod("r1", 1)]));
+    const starting = decide(observe(after(big, stopping)));
+    const crashing = Array.from({ length: 8 }, (_, i) =>
+      pod("r2", i, { ready: false, createdAt: now.getTime(), problem: "CrashLoopBackOff: …" }),
+    );
+    const late = decide({
+      ...observe(after(big, starting), crashing),
+      now: new Date(now.getTime() + 121_000),
+    });
+    assert.equal(late.status.upgrade?.kind, "rollback");
+  });
+});
+
+describe("decide: what the source can take", () => {
+  test("a rescale above the source's partitions is refused before any pod stops", () => {
+    const job = runningJob();
+    const withPartitions = { ...job, status: { ...job.status, partitions: 3 } };
+    const scaled = { ...withPartitions, spec: { ...job.spec, parallelism: 5 } };
+    const d = decide(observe(scaled, [pod("r1", 0), pod("r1", 1)]));
+    assert.deepEqual(d.actions, []);
+    assert.equal(d.status.state, "Running");
+    assert.equal(condition(d, "Degraded")?.reason, "ParallelismAbovePartitions");
+    assert.match(
+      condition(d, "Degraded")?.message ?? "",
+      /^spec\.parallelism: 5 pods are more than the 3 partitions of the job's source .*run r1 keeps 2/,
+    );
+    const three = decide(
+      observe({ ...scaled, spec: { ...job.spec, parallelism: 3 } }, [pod("r1", 0), pod("r1", 1)]),
+    );
+    assert.equal(three.status.upgrade?.kind, "rescale");
+
+    // A run of another spec may read another source: its partitions are forgotten.
+    const upgraded = {
+      ...withPartitions,
+      spec: { ...job.spec, image: "weir/runtime:2", upgradeMode: "stateless" as const },
+    };
+    const stopping = decide(observe(upgraded, [pod("r1", 0), pod("r1", 1)]));
+    assert.equal(stopping.status.partitions, 3);
+    const started = decide(observe(after(upgraded, stopping)));
+    assert.equal(started.status.run?.id, "r2");
+    assert.equal(started.status.partitions, undefined);
+  });
+
+  test("lag and partitions come from the latest whole scrape; desiredParallelism is what runs", () => {
+    const job = runningJob();
+    const d = decide({
+      ...observe(job, [pod("r1", 0), pod("r1", 1)]),
+      load: { lag: 42, partitions: 3 },
+    });
+    assert.equal(d.status.lag, 42);
+    assert.equal(d.status.partitions, 3);
+    assert.equal(d.status.desiredParallelism, 2);
+    const suspended = decide(observe(after(job, d, { state: "suspended" }), []));
+    assert.equal(suspended.status.desiredParallelism, 0);
+  });
+});
+
+describe("decide: kubectl scale while the autoscaler owns parallelism", () => {
+  function autoscaledRunning(): StreamJob {
+    const job = runningJob();
+    job.spec.autoscaler = {
+      ...job.spec.autoscaler,
+      enabled: true,
+      minParallelism: 1,
+      maxParallelism: 3,
+    };
+    const seen = decide(observe(job, [pod("r1", 0), pod("r1", 1)]));
+    assert.equal(seen.status.autoscaler?.specParallelism, 2, "spec.parallelism as first seen");
+    return after(job, seen);
+  }
+
+  test("a change of spec.parallelism is a manual override: the job rescales to it, said in an Event", () => {
+    const job = autoscaledRunning();
+    const scaled = { ...job, spec: { ...job.spec, parallelism: 3 } };
+    const d = decide(observe(scaled, [pod("r1", 0), pod("r1", 1)]));
+    assert.equal(d.status.autoscaler?.reason, "ManualOverride");
+    assert.equal(d.status.autoscaler?.recommendedParallelism, 3);
+    assert.equal(d.status.desiredParallelism, 3);
+    assert.equal(d.status.upgrade?.kind, "rescale");
+    assert.ok(
+      d.events.some(
+        (e) =>
+          e.reason === "Autoscaler" &&
+          /ManualOverride: spec.parallelism changed from 2 to 3: the job runs 3/.test(e.message),
+      ),
+    );
+  });
+
+  test("beyond the autoscaler's limits it is clamped, and says so; the same value again changes nothing", () => {
+    const job = autoscaledRunning();
+    const scaled = { ...job, spec: { ...job.spec, parallelism: 9 } };
+    const d = decide(observe(scaled, [pod("r1", 0), pod("r1", 1)]));
+    assert.equal(d.status.autoscaler?.recommendedParallelism, 3);
+    assert.ok(
+      d.events.some((e) =>
+        /runs 3 \(the autoscaler's limits and the partitions allow 1\.\.3\)/.test(e.message),
+      ),
+    );
+    const again = decide(observe(after(scaled, d), [pod("r1", 0), pod("r1", 1)]));
+    assert.ok(!again.events.some((e) => e.message.startsWith("ManualOverride")));
   });
 });

@@ -19,6 +19,7 @@
 // the same time. A savepoint that leaves the job running (manual or periodic) is an operation
 // of kind `savepoint` with only the first step.
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
+import { MAX_PARALLELISM } from "../api/schema.ts";
 import type {
   SavepointRecord,
   StreamJob,
@@ -28,7 +29,7 @@ import type {
 } from "../api/types.ts";
 import { parseDuration } from "../api/validate.ts";
 import { FINALIZER, jobLabels, jobSelector, nextRunId } from "../build/names.ts";
-import { buildConfigMap, buildPod, type RunRef } from "../build/run-objects.ts";
+import { buildConfigMap, buildPod, jobFieldOf, type RunRef } from "../build/run-objects.ts";
 import type { AutoscalingInputs } from "../observe/job-metrics.ts";
 import type { PodSavepointState } from "../observe/runtime-control.ts";
 import { type AutoscalerReason, decideParallelism, rememberRecommendation } from "./autoscaler.ts";
@@ -51,6 +52,29 @@ export interface ObservedPod {
   createdAt?: number;
   /** Why a container cannot run, when a person must act (ErrImagePull, CrashLoopBackOff, …). */
   problem?: string;
+  /** A container that keeps exiting with an error: which one, after how many restarts, how. */
+  crash?: { uid: string; container: string; restarts: number; exitCode: number };
+}
+
+/** A running job's load from the latest whole scrape of its run. */
+export interface JobLoad {
+  /** Records not processed yet, summed over every task (status.lag). */
+  lag: number;
+  /** Source partitions, as the pods report their tasks (status.partitions). */
+  partitions: number;
+}
+
+/** The API server refused to create an object of a run (what act saw, for the next decision). */
+export interface ObservedRefusal {
+  kind: "Pod" | "ConfigMap";
+  name: string;
+  /** The run the object belongs to. */
+  run: string;
+  code: number;
+  /** The API server's own words. */
+  message: string;
+  /** The object's field the API server named, e.g. `metadata.labels`. */
+  field?: string;
 }
 
 /** The savepoint in flight, as the pods of the run and the storage see it. */
@@ -86,8 +110,17 @@ export interface Observed {
   savepoint?: ObservedSavepoint;
   /** Why the job's storage cannot be used right now (checked before a savepoint starts). */
   storageError?: string;
+  /**
+   * Why the job's storage cannot be used, from the latest check in the background (reported in
+   * Degraded: the runtime checkpoints there; a savepoint checks afresh).
+   */
+  storageHealth?: string;
   /** A fresh look at the job's load (once per metricsInterval, while autoscaling). */
   autoscaling?: AutoscalingInputs;
+  /** Lag and partitions, from the latest whole scrape of a running job's run. */
+  load?: JobLoad;
+  /** What the API server refused in this reconcile's actions (decided on at once). */
+  refusal?: ObservedRefusal;
   now: Date;
 }
 
@@ -140,7 +173,13 @@ type Target = { spec: RunSpec; hash: string } | "suspended" | "deleted";
 const SETTLED_RESYNC_MS = 60_000;
 const BUSY_RESYNC_MS = 5_000;
 /** A savepoint in flight is polled this often. */
-const SAVEPOINT_POLL_MS = 200;
+export const SAVEPOINT_POLL_MS = 200;
+/**
+ * A run's pods are created like a ReplicaSet's slow start, but on readiness: this many at
+ * first, then as many more as are ready. A spec that cannot run fails on its first pods, not on
+ * a thousand of them; a healthy run of up to this many starts at once.
+ */
+const SLOW_START_PODS = 8;
 const HISTORY_LENGTH = 20;
 const RETRY_BASE_MS = 10_000;
 const RETRY_CAP_MS = 10 * 60_000;
@@ -170,6 +209,10 @@ class Reconcile {
   stepProblem: ConditionInput | undefined;
   /** Set by a step that needs a look sooner (a savepoint being polled, a retry, a periodic savepoint). */
   requeueAfterMs: number | undefined;
+  /** Where the decision leads (set once decided; its parallelism is status.desiredParallelism). */
+  target: Target | undefined;
+  /** The source's partitions as the pods last reported them (what a rescale is checked against). */
+  partitions: number | undefined;
 
   constructor(o: Observed) {
     this.o = o;
@@ -183,6 +226,7 @@ class Reconcile {
     this.rollback = this.previous.rollback;
     this.autoscaler = this.previous.autoscaler;
     this.history = this.previous.savepointHistory ?? [];
+    this.partitions = o.load?.partitions ?? this.previous.partitions;
   }
 
   get name(): string {
@@ -203,8 +247,11 @@ class Reconcile {
     const valid = this.o.specErrors.length === 0;
     if (!job.metadata.deletionTimestamp && !job.metadata.finalizers?.includes(FINALIZER))
       this.actions.push({ kind: "addFinalizer" });
+    const refusal = this.o.refusal;
+    if (refusal && this.run && refusal.run === this.run.id) this.recordRefusal(this.run, refusal);
     const active = this.activeRun;
-    this.autoscale(active);
+    // An invalid spec's autoscaler settings are not to be trusted either.
+    if (valid) this.autoscale(active);
 
     // What the job should become. A refused spec keeps the last good run as it was.
     let target: Target | undefined = job.metadata.deletionTimestamp
@@ -231,6 +278,13 @@ class Reconcile {
         message: `${rolledBack.reason}; rolled back to spec ${rolledBack.toSpecHash}. Change the spec to try again.`,
       };
     }
+    const abovePartitions = typeof target === "object" && this.aboveThePartitions(active, target);
+    if (abovePartitions && active) {
+      // A rescale the source cannot take: the run in place goes on.
+      this.stepProblem = abovePartitions;
+      target = { spec: runSpecFrom(active), hash: active.specHash ?? "" };
+    }
+    this.target = target;
 
     if (this.op?.kind === "savepoint" && target !== "deleted") this.savepointOnly();
     else if (target === undefined) this.nothingToRun();
@@ -242,7 +296,78 @@ class Reconcile {
     else this.startRun(target);
 
     if (this.state === "Running" && !this.op) this.maybeStartSavepoint();
+    const refused = this.activeRun?.refused;
+    if (refused && !this.stepProblem)
+      this.stepProblem = {
+        type: "Degraded",
+        status: "True",
+        reason: "PodsRefused",
+        message: `${refusalText(refused)}; asked again at ${refused.retryTime}`,
+      };
+    if (this.o.storageHealth && !this.stepProblem)
+      this.stepProblem = {
+        type: "Degraded",
+        status: "True",
+        reason: "StorageUnusable",
+        message: `spec.savepoints.storage: ${this.o.storageHealth}`,
+      };
     return this.finish(valid);
+  }
+
+  /**
+   * A rescale above the source's partition count (as the run's pods report it) is refused
+   * before any pod stops: every pod must own a partition. Only a rescale: a change of anything
+   * else may change the source too.
+   */
+  aboveThePartitions(
+    active: Run | undefined,
+    target: { spec: RunSpec; hash: string },
+  ): ConditionInput | undefined {
+    const partitions = this.partitions;
+    const p = target.spec.parallelism;
+    if (!active?.spec || !partitions || p <= partitions) return undefined;
+    if (classifyChange(runSpecFrom(active), target.spec) !== "rescale") return undefined;
+    const field =
+      this.autoscalerOwnsParallelism && this.job.spec.autoscaler.minParallelism > partitions
+        ? "spec.autoscaler.minParallelism"
+        : "spec.parallelism";
+    return {
+      type: "Degraded",
+      status: "True",
+      reason: "ParallelismAbovePartitions",
+      message: `${field}: ${p} pods are more than the ${partitions} partitions of the job's source (every pod must own one); run ${active.id} keeps ${active.parallelism}`,
+    };
+  }
+
+  /**
+   * The API server refused an object of `run`: kept on the run (its words, and when to ask
+   * again, backing off), so no decision creates its objects before then.
+   */
+  recordRefusal(run: Run, refusal: ObservedRefusal): void {
+    const attempt = (run.refused?.attempt ?? 0) + 1;
+    const retryMs = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+    const ref = runRef(this.job, run, { spec: runSpecFrom(run), hash: run.specHash ?? "" });
+    const field = refusal.field ? jobFieldOf(ref, refusal.kind, refusal.field) : undefined;
+    this.run = {
+      ...run,
+      refused: {
+        object: `${refusal.kind} ${refusal.name}`,
+        code: refusal.code,
+        ...(field ? { field } : {}),
+        message: truncate(refusal.message, 600),
+        time: this.now.toISOString(),
+        attempt,
+        retryTime: new Date(this.now.getTime() + retryMs).toISOString(),
+      },
+    };
+  }
+
+  /** Whether `run`'s objects were refused and it is not yet time to ask again. */
+  waitingOnRefusal(run: Run): boolean {
+    const retry = Date.parse(run.refused?.retryTime ?? "");
+    if (!(retry > this.now.getTime())) return false;
+    this.requeueAfterMs = Math.min(this.requeueAfterMs ?? retry, retry - this.now.getTime());
+    return true;
   }
 
   // --- the steps --------------------------------------------------------------------------
@@ -270,18 +395,27 @@ class Reconcile {
         going.add(i);
       } else keep.set(i, pod);
     }
-    // A missing pod is recreated, but never next to a pod of another run.
+    this.readyPods = [...keep.values()].filter((pod) => pod.ready).length;
+    // A missing pod is recreated, but never next to a pod of another run, and only as many
+    // at a time as the slow start allows.
+    let created = 0;
     if (others.length === 0) {
-      const ref = runRef(this.job, active, spec);
       const missing = range(p).filter((i) => !keep.has(i) && !going.has(i));
-      if (missing.length > 0) this.actions.push({ kind: "create", object: buildConfigMap(ref) });
-      for (const i of missing) {
-        const pod = buildPod(ref, i);
-        this.actions.push({ kind: "create", object: pod });
-        this.event("Normal", "CreatedPod", `created pod ${pod.metadata?.name}`);
+      if (missing.length === 0 && active.refused) this.run = withoutRefusal(active);
+      else if (missing.length > 0 && !this.waitingOnRefusal(active)) {
+        const starting = keep.size - this.readyPods;
+        const room = Math.max(SLOW_START_PODS, this.readyPods) - starting;
+        const batch = missing.slice(0, Math.max(0, room));
+        const ref = runRef(this.job, active, spec);
+        if (batch.length > 0) this.actions.push({ kind: "create", object: buildConfigMap(ref) });
+        for (const i of batch) {
+          const pod = buildPod(ref, i);
+          this.actions.push({ kind: "create", object: pod });
+          this.event("Normal", "CreatedPod", `created pod ${pod.metadata?.name}`);
+        }
+        created = batch.length;
       }
     }
-    this.readyPods = [...keep.values()].filter((pod) => pod.ready).length;
     if (others.length === 0 && this.readyPods === p) {
       // Ready again in the middle of an operation (a retry's wait) is not news.
       if (this.previous.state !== "Running" && (!this.op || this.op.step === "starting")) {
@@ -305,25 +439,31 @@ class Reconcile {
           ? "RollingBack"
           : "Upgrading"
         : "Deploying";
-      this.rollBackIfLate(active);
+      this.rollBackIfFailed(this.run ?? active, created > 0);
     }
   }
 
   /**
-   * A new run that is not Ready within `readinessTimeout` is replaced by a run of the last
-   * stable spec (its state from the checkpoints at the committed offsets: those of the
-   * savepoint just taken, unless the new run committed more).
+   * A new run whose objects the API server refuses, or that is not Ready within
+   * `readinessTimeout`, is replaced by a run of the last stable spec (its state from the
+   * checkpoints at the committed offsets: those of the savepoint just taken, unless the new run
+   * committed more).
    */
-  rollBackIfLate(active: Run): void {
+  rollBackIfFailed(active: Run, creatingPods: boolean): void {
     const op = this.op;
     const stableHash = this.previous.lastStableSpecHash;
     if (op?.step !== "starting" || op.kind === "rollback") return;
     if (!this.previous.lastStableSpec || !stableHash || stableHash === active.specHash) return;
+    const run = `run ${active.id} (spec ${active.specHash})`;
+    if (active.refused) {
+      this.rollBack(active, stableHash, `${run}: ${refusalText(active.refused)}`);
+      return;
+    }
     const timeout = this.job.spec.readinessTimeout ?? "2m";
-    // The clock starts once every pod of the run exists (an operator that was down meanwhile
-    // does not count against the run).
+    // The clock starts once the operator created the last pod it could (an operator that was
+    // down meanwhile does not count against the run).
+    if (creatingPods) return;
     const pods = this.live.filter((p) => p.run === active.id);
-    if (pods.length < (active.parallelism ?? 0)) return;
     const since = Math.max(
       Date.parse(active.startTime ?? ""),
       ...pods.map((p) => p.createdAt ?? 0),
@@ -333,7 +473,11 @@ class Reconcile {
       this.requeueAfterMs = Math.min(this.requeueAfterMs ?? BUSY_RESYNC_MS, BUSY_RESYNC_MS);
       return;
     }
-    const reason = `run ${active.id} (spec ${active.specHash}) was not ready within ${timeout}`;
+    this.rollBack(active, stableHash, `${run} was not ready within ${timeout}`);
+  }
+
+  /** Replaces `active` by a run of the stable spec; `reason` is remembered with its hash. */
+  rollBack(active: Run, stableHash: string, reason: string): void {
     this.rollback = {
       specHash: active.specHash,
       run: active.id,
@@ -351,6 +495,12 @@ class Reconcile {
       attempt: 1,
     };
     this.state = "RollingBack";
+    this.stepProblem ??= {
+      type: "Degraded",
+      status: "True",
+      reason: "RolledBack",
+      message: `${reason}; rolling back to spec ${stableHash}`,
+    };
     this.event("Warning", "RollingBack", `${reason}: rolling back to spec ${stableHash}`);
     this.deletePods(this.live, "rolling back");
   }
@@ -384,13 +534,17 @@ class Reconcile {
       startTime: this.now.toISOString(),
       ...(restoreFrom ? { restoredFrom: restoreFrom } : {}),
     };
+    // A run of another spec may read another source: its partitions are not known yet.
+    const previousSpec = this.previous.run?.spec as RunSpec | undefined;
+    if (previousSpec && classifyChange(previousSpec, spec.spec) === "upgrade")
+      this.partitions = undefined;
     this.run = next;
     const ref = runRef(this.job, next, spec);
     this.actions.push(
       { kind: "deleteConfigMaps", keepRun: next.id },
       { kind: "create", object: buildConfigMap(ref) },
     );
-    for (const i of range(spec.spec.parallelism))
+    for (const i of range(Math.min(spec.spec.parallelism, SLOW_START_PODS)))
       this.actions.push({ kind: "create", object: buildPod(ref, i) });
     const why = op?.step === "suspended" ? "resume" : (op?.kind ?? "start");
     if (op)
@@ -821,8 +975,10 @@ class Reconcile {
     const seen = this.o.autoscaling;
     if (!spec?.enabled) return;
     this.requeueAfterMs = parseDuration(spec.metricsInterval);
+    // An override stands at least until the next look at the load.
+    if (this.takeManualOverride()) return;
     if (!seen || !active || this.previous.state !== "Running" || this.op) return;
-    const previous = this.previous.autoscaler ?? {};
+    const previous = this.autoscaler ?? {};
     const now = this.now.getTime();
     const decision = decideParallelism({
       summary: seen.summary,
@@ -856,6 +1012,51 @@ class Reconcile {
         decision.stuck ? "BacklogNotShrinking" : "Autoscaler",
         `${spec.dryRun ? "dry run, not applied: " : ""}${decision.reason}: ${decision.message}`,
       );
+  }
+
+  /**
+   * `kubectl scale` (a change of spec.parallelism) while the autoscaler owns parallelism: the
+   * new value, within the autoscaler's limits and the partitions, becomes its recommendation and
+   * counts as one of its own (so no scale-down undoes it within scaleDownDelay); the autoscaler
+   * decides from there. The spec.parallelism it last saw is kept to tell a change from a value
+   * that merely differs (a manifest re-applied as it was changes nothing).
+   */
+  takeManualOverride(): boolean {
+    const spec = this.job.spec.autoscaler;
+    const wanted = this.job.spec.parallelism;
+    const previous = this.autoscaler ?? {};
+    const before = previous.specParallelism;
+    this.autoscaler = { ...previous, specParallelism: wanted };
+    if (!this.autoscalerOwnsParallelism || before === undefined || before === wanted) return false;
+    const max = Math.min(
+      spec.maxParallelism ?? MAX_PARALLELISM,
+      this.partitions ?? MAX_PARALLELISM,
+    );
+    const to = Math.min(max, Math.max(spec.minParallelism, wanted));
+    const now = this.now.getTime();
+    this.autoscaler = {
+      ...this.autoscaler,
+      recommendedParallelism: to,
+      reason: "ManualOverride",
+      time: this.now.toISOString(),
+      recommendations: rememberRecommendation(
+        previous.recommendations,
+        { target: to },
+        now,
+        parseDuration(spec.scaleDownDelay),
+      ),
+    };
+    this.measurements.autoscalerDecisions.push("ManualOverride");
+    const clamped =
+      to === wanted
+        ? ""
+        : ` (the autoscaler's limits and the partitions allow ${spec.minParallelism}..${max})`;
+    this.event(
+      "Normal",
+      "Autoscaler",
+      `ManualOverride: spec.parallelism changed from ${before} to ${wanted}: the job runs ${to}${clamped}; the autoscaler decides from there, scaling down no sooner than scaleDownDelay (${spec.scaleDownDelay})`,
+    );
+    return true;
   }
 
   /** A rescale the autoscaler made, with its measured downtime (what the next plan counts in). */
@@ -987,7 +1188,11 @@ class Reconcile {
       run: this.run,
       upgrade: op,
       parallelism: active?.parallelism ?? 0,
+      desiredParallelism: desiredOf(this.target),
       selector: jobSelector(this.name),
+      // Lag is a running job's; partitions stay known (a rescale is checked against them).
+      lag: state === "Running" ? (this.o.load?.lag ?? previous.lag) : undefined,
+      partitions: this.partitions,
       lastSavepoint: this.lastSavepoint,
       savepointHistory: this.history.length > 0 ? this.history : undefined,
       rollback: this.rollback,
@@ -1080,6 +1285,25 @@ function runRef(job: StreamJob, run: Run, desired: { spec: RunSpec; hash: string
     specHash: desired.hash,
     ...(run.restoredFrom ? { restoreFrom: run.restoredFrom } : {}),
   };
+}
+
+/** How many pods the target runs (none while suspended or deleted; unknown without a target). */
+function desiredOf(target: Target | undefined): number | undefined {
+  if (target === undefined) return undefined;
+  return typeof target === "object" ? target.spec.parallelism : 0;
+}
+
+type Refusal = NonNullable<Run["refused"]>;
+
+/** A refusal as a person reads it: the field, the object and the API server's words. */
+function refusalText(refused: Refusal): string {
+  const field = refused.field ? `${refused.field}: ` : "";
+  return `${field}the API server refused ${refused.object} (${refused.code}): ${refused.message}`;
+}
+
+function withoutRefusal(run: Run): Run {
+  const { refused: _, ...rest } = run;
+  return rest;
 }
 
 function notReadyMessage(state: State, readyPods: number, run: Run | undefined): string {

@@ -22,18 +22,18 @@ export interface RunSpec {
 }
 
 /**
- * The parallelism the job should run at: the autoscaler's recommendation while it owns
- * parallelism (enabled and not a dry run), otherwise `spec.parallelism` (which the scale
- * subresource writes). One owner at a time.
+ * The parallelism the job should run at: while the autoscaler owns parallelism (enabled and not
+ * a dry run) its recommendation — before the first, spec.parallelism — within its limits;
+ * otherwise `spec.parallelism` (which the scale subresource writes). One owner at a time.
  */
 export function desiredParallelism(job: StreamJob): number {
   const spec = job.spec;
   const autoscaler = spec.autoscaler;
-  const recommended = job.status?.autoscaler?.recommendedParallelism;
-  if (autoscaler?.enabled && !autoscaler.dryRun && recommended !== undefined) {
+  if (autoscaler?.enabled && !autoscaler.dryRun) {
+    const wanted = job.status?.autoscaler?.recommendedParallelism ?? spec.parallelism ?? 1;
     const min = autoscaler.minParallelism ?? 1;
     const max = autoscaler.maxParallelism ?? Number.POSITIVE_INFINITY;
-    return Math.min(max, Math.max(min, recommended));
+    return Math.min(max, Math.max(min, wanted));
   }
   return spec.parallelism ?? 1;
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ApiException } from "@kubernetes/client-node";
-import { collectionPath, objectKey, splitKey, statusCodeOf } from "./api.ts";
+import { apiStatusOf, collectionPath, objectKey, splitKey, statusCodeOf } from "./api.ts";
 import { describeRequest } from "./metrics.ts";
 
 const configMaps = { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap" };
@@ -31,6 +31,31 @@ test("the status code of every kind of failure", () => {
   assert.equal(statusCodeOf({ kind: "Status", code: 410, reason: "Expired" }), 410);
   assert.equal(statusCodeOf(new Error("ECONNREFUSED")), undefined);
   assert.equal(statusCodeOf(undefined), undefined);
+});
+
+test("a refusal in the API server's own words: its Status message and the fields it names", () => {
+  const body = JSON.stringify({
+    kind: "Status",
+    status: "Failure",
+    message: 'Pod "wc-r1-0" is invalid: metadata.labels: Invalid value: "a b": name part must …',
+    reason: "Invalid",
+    details: {
+      causes: [{ reason: "FieldValueInvalid", message: "Invalid value", field: "metadata.labels" }],
+    },
+    code: 422,
+  });
+  assert.deepEqual(apiStatusOf(new ApiException(422, "Unknown API Status Code!", body, {})), {
+    code: 422,
+    reason: "Invalid",
+    message: 'Pod "wc-r1-0" is invalid: metadata.labels: Invalid value: "a b": name part must …',
+    causes: [{ field: "metadata.labels", message: "Invalid value" }],
+  });
+  assert.deepEqual(apiStatusOf(new ApiException(502, "x", "<html>bad gateway</html>", {})), {
+    code: 502,
+    message: "<html>bad gateway</html>",
+    causes: [],
+  });
+  assert.equal(apiStatusOf(new Error("ECONNREFUSED")), undefined);
 });
 
 test("requests are described by Kubernetes verb and resource", () => {

@@ -61,6 +61,46 @@ export function statusCodeOf(failure: unknown): number | undefined {
   return undefined;
 }
 
+/** What the API server said when it refused a request: its Status, in its own words. */
+export interface ApiStatus {
+  code: number;
+  /** CamelCase reason, e.g. Invalid, Forbidden, BadRequest. */
+  reason?: string;
+  message?: string;
+  /** The fields it names (`spec.containers[0].image`) and what it says of each. */
+  causes: { field?: string; message?: string }[];
+}
+
+/**
+ * The Status behind a failed request (client-node's ApiException carries the response body as
+ * text), or undefined when there was no answer. Never "HTTP-Code: 422" alone: the API server's
+ * message is what a person can act on.
+ */
+export function apiStatusOf(failure: unknown): ApiStatus | undefined {
+  const code = statusCodeOf(failure);
+  if (code === undefined) return undefined;
+  const body = failure instanceof ApiException ? failure.body : failure;
+  let status: { reason?: unknown; message?: unknown; details?: { causes?: unknown } } = {};
+  try {
+    status = typeof body === "string" ? JSON.parse(body) : ((body ?? {}) as typeof status);
+  } catch {
+    // Not a Status (a proxy's error page): the text itself is the message.
+    status = { message: String(body).slice(0, 1000) };
+  }
+  const causes = Array.isArray(status.details?.causes)
+    ? (status.details.causes as { field?: unknown; message?: unknown }[]).map((c) => ({
+        ...(typeof c.field === "string" ? { field: c.field } : {}),
+        ...(typeof c.message === "string" ? { message: c.message } : {}),
+      }))
+    : [];
+  return {
+    code,
+    ...(typeof status.reason === "string" ? { reason: status.reason } : {}),
+    ...(typeof status.message === "string" && status.message ? { message: status.message } : {}),
+    causes,
+  };
+}
+
 /**
  * GET `path` and parse the JSON body; a non-2xx answer throws client-node's ApiException. Gives
  * up after `timeoutMs`: a connection that died silently must not hang the caller forever.

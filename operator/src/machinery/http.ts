@@ -1,7 +1,9 @@
-// The operator's own HTTP endpoints: GET /healthz (liveness), /readyz (readiness), /metrics.
+// The operator's HTTP: its own endpoints — GET /healthz (liveness), /readyz (readiness),
+// /metrics — and requests to others' (job pods) that can cost neither unbounded time nor memory.
 //
 //   const http = new OperatorHttpServer({ registry, healthy: () => true, ready: () => synced() });
 //   await http.listen("0.0.0.0", 8080);
+//   const { status, text } = await boundedFetch(url, { timeoutMs: 2_000, maxBytes: 1 << 20 });
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
@@ -74,4 +76,40 @@ export class OperatorHttpServer {
       this.#server.closeAllConnections();
     });
   }
+}
+
+/** An answer cut off at `maxBytes`: the peer sent more than any sane answer holds. */
+export class AnswerTooLarge extends Error {}
+
+/**
+ * One request whose answer is read within `timeoutMs` (the body included) and at most
+ * `maxBytes` long; throws on a timeout (TimeoutError), a refused connection or AnswerTooLarge.
+ */
+export async function boundedFetch(
+  url: string,
+  options: { timeoutMs: number; maxBytes: number; method?: string; json?: unknown },
+): Promise<{ status: number; text: string }> {
+  const response = await fetch(url, {
+    method: options.method ?? "GET",
+    signal: AbortSignal.timeout(options.timeoutMs),
+    ...(options.json === undefined
+      ? {}
+      : { headers: { "content-type": "application/json" }, body: JSON.stringify(options.json) }),
+  });
+  const declared = Number(response.headers.get("content-length") ?? 0);
+  if (declared > options.maxBytes) {
+    await response.body?.cancel();
+    throw new AnswerTooLarge(`${url}: answer of ${declared} bytes (at most ${options.maxBytes})`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > options.maxBytes) {
+      await response.body?.cancel().catch(() => {});
+      throw new AnswerTooLarge(`${url}: answer longer than ${options.maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return { status: response.status, text: Buffer.concat(chunks).toString("utf8") };
 }

@@ -16,7 +16,10 @@
 //   clock from when it first saw that record (never by comparing clocks across machines).
 // - every write carries the resourceVersion it was computed from, so of two candidates racing
 //   for the same record the API server lets exactly one win (the other gets 409).
-// - the leader renews every retryPeriod. A renewal counts from the moment it was *sent*; when
+// - the leader renews every retryPeriod, with one request: the Lease as it last wrote it (as
+//   client-go's fast path does; a 409 — someone else wrote — falls back to reading it first),
+//   so a slow API server costs one round trip per renewal, not two. A renewal counts from the
+//   moment it was *sent*; when
 //   none has succeeded for renewDeadline (< leaseDuration) the leader steps down, before any
 //   other candidate can see the lease as expired. `isLeader()` is computed from the clock, so it
 //   is already false when a frozen process wakes up, before any timer has run.
@@ -71,6 +74,8 @@ export class LeaderElector {
   #observed = "";
   #observedAt = 0;
   #holder: string | undefined;
+  /** The Lease as this leader last wrote it: the next renewal's starting point. */
+  #written: V1Lease | undefined;
 
   #running: Promise<void> | undefined;
   #stopped = false;
@@ -167,13 +172,34 @@ export class LeaderElector {
     const timeout = new Promise<"timeout">((resolve) =>
       setTimeout(() => resolve("timeout"), this.#renewDeadlineMs).unref(),
     );
+    const renew = async (lease: V1Lease): Promise<boolean> => {
+      const spec = lease.spec ?? {};
+      const renewed = await this.#api.replaceNamespacedLease({
+        namespace,
+        name,
+        // resourceVersion stays as read: a concurrent change makes this a 409.
+        body: { ...lease, spec: { ...spec, ...this.#record(spec) } },
+      });
+      this.#written = renewed;
+      const record = renewed.spec ?? {};
+      this.#observe(identity, `${identity}|${JSON.stringify(record.renewTime)}`, now);
+      return true;
+    };
     const attempt = async (): Promise<boolean> => {
+      if (this.#leading && this.#written) {
+        try {
+          return await renew(this.#written);
+        } catch (error) {
+          this.#written = undefined;
+          if (statusCodeOf(error) !== 409) throw error;
+        }
+      }
       let lease: V1Lease;
       try {
         lease = await this.#api.readNamespacedLease({ namespace, name });
       } catch (error) {
         if (statusCodeOf(error) !== 404) throw error;
-        await this.#api.createNamespacedLease({
+        this.#written = await this.#api.createNamespacedLease({
           namespace,
           body: { metadata: { namespace, name }, spec: this.#record(undefined) },
         });
@@ -186,15 +212,7 @@ export class LeaderElector {
       this.#observe(holder, `${holder}|${JSON.stringify(spec.renewTime)}`, now);
       const durationMs = (spec.leaseDurationSeconds ?? 0) * 1000;
       if (holder !== "" && holder !== identity && now < this.#observedAt + durationMs) return false;
-      const renewed = await this.#api.replaceNamespacedLease({
-        namespace,
-        name,
-        // resourceVersion stays as read: a concurrent change makes this a 409.
-        body: { ...lease, spec: { ...spec, ...this.#record(spec) } },
-      });
-      const record = renewed.spec ?? {};
-      this.#observe(identity, `${identity}|${JSON.stringify(record.renewTime)}`, now);
-      return true;
+      return renew(lease);
     };
     try {
       return (await Promise.race([attempt(), timeout])) === true;

@@ -250,3 +250,15 @@ describe("backoffDelay", () => {
     );
   });
 });
+
+test("a delay beyond what a timer holds waits (Node would run it after 1 ms: a hot loop)", async () => {
+  const calls: string[] = [];
+  const queue = new WorkQueue(async (key) => {
+    calls.push(key);
+    return undefined;
+  });
+  queue.addAfter("a", 40 * 24 * 3_600_000);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.deepEqual(calls, []);
+  await queue.shutdown();
+});

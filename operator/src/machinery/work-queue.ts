@@ -36,6 +36,8 @@ export interface WorkQueueOptions {
 }
 
 export const DEFAULT_QUEUE_BACKOFF: Backoff = { baseMs: 1_000, capMs: 300_000, jitter: 0.2 };
+/** Node runs a longer timer at once (after 1 ms): a delay beyond it would be a hot loop. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Semantics, per key:
@@ -96,9 +98,10 @@ export class WorkQueue {
     this.#pump();
   }
 
-  /** Adds `key` after `delayMs`; an earlier scheduled run of the key is kept. */
-  addAfter(key: string, delayMs: number): void {
+  /** Adds `key` after `delayMs` (at most ~24.8 days); an earlier scheduled run is kept. */
+  addAfter(key: string, requestedMs: number): void {
     if (this.#shuttingDown) return;
+    const delayMs = Math.min(requestedMs, MAX_TIMER_MS);
     if (delayMs <= 0) {
       this.add(key);
       return;

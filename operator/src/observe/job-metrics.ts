@@ -1,6 +1,8 @@
-// The autoscaler's eyes: every `metricsInterval`, one scrape of each pod of a job's run, kept
-// in a short window per job (in the operator's memory: after a restart the window fills again,
-// and until it spans `metricsWindow` nothing is decided).
+// The operator's eyes on a running job's load: every `metricsInterval`, one scrape of each pod of
+// its run, in the background (observe/background.ts). Every job gets its lag and source
+// partitions from it (status.lag, status.partitions); an autoscaled one also a window of
+// samples (in the operator's memory: after a restart the window fills again, and until it spans
+// `metricsWindow` nothing is decided).
 import type { StreamJob } from "../api/types.ts";
 import { parseDuration } from "../api/validate.ts";
 import {
@@ -9,8 +11,10 @@ import {
   summarize,
   type WindowSummary,
 } from "../decide/metrics-window.ts";
-import type { ObservedPod } from "../decide/reconcile.ts";
-import { type RuntimeSample, scrapeRuntimePod } from "./runtime-metrics.ts";
+import type { JobLoad, ObservedPod } from "../decide/reconcile.ts";
+import { objectKey } from "../machinery/api.ts";
+import type { BackgroundObservations } from "./background.ts";
+import { type RuntimeSample, type ScrapeResult, scrapeRuntimePod } from "./runtime-metrics.ts";
 
 /** A fresh look at a job's load, for one decision. */
 export interface AutoscalingInputs {
@@ -19,54 +23,88 @@ export interface AutoscalingInputs {
   partitions: number;
 }
 
+/** What one reconcile learns of the job's load. */
+export interface LoadLook {
+  /** From the latest scrape of every pod of the run; absent until one is complete. */
+  load?: JobLoad;
+  /** Present once per scrape, while the autoscaler is on. */
+  autoscaling?: AutoscalingInputs;
+}
+
 const SCRAPE_TIMEOUT_MS = 2_000;
 
 export class JobMetricsWindows {
-  readonly #windows = new Map<string, { window: MetricsWindow; scrapedAt: number }>();
+  readonly #observations: BackgroundObservations;
+  /** Per job uid: its window, and the start of the latest scrape recorded in it. */
+  readonly #windows = new Map<string, { window: MetricsWindow; recorded: number }>();
 
-  /**
-   * Scrapes the job's run when a scrape is due; undefined when it is not (a decision is made
-   * once per interval, not on every reconcile) or the job is not autoscaled.
-   */
-  async observe(
-    job: StreamJob,
-    pods: ObservedPod[],
-    now: number,
-  ): Promise<AutoscalingInputs | undefined> {
-    const key = job.metadata.uid ?? "";
-    const autoscaler = job.spec.autoscaler;
+  constructor(observations: BackgroundObservations) {
+    this.#observations = observations;
+  }
+
+  /** The latest scrape of the job's run (asking for the next when one is due). */
+  look(job: StreamJob, pods: ObservedPod[], now: number): LoadLook {
+    const uid = job.metadata.uid ?? "";
     const run = job.status?.run;
-    if (!autoscaler?.enabled || !run?.id || job.status?.state !== "Running") {
-      this.#windows.delete(key);
-      return undefined;
+    const autoscaler = job.spec.autoscaler;
+    if (!run?.id || job.status?.state !== "Running") {
+      this.#windows.delete(uid);
+      return {};
     }
     const options = {
       windowMs: parseDuration(autoscaler.metricsWindow),
       intervalMs: parseDuration(autoscaler.metricsInterval),
     };
-    const previous = this.#windows.get(key);
-    if (previous && previous.window.run === run.id && now - previous.scrapedAt < options.intervalMs)
-      return undefined;
     const targets = pods.filter(
       (p) => p.run === run.id && !p.terminating && p.ip && p.subtask !== undefined,
     );
-    const results = await Promise.all(
-      targets.map((p) =>
-        scrapeRuntimePod(
-          { pod: p.name, subtask: p.subtask ?? 0, ip: p.ip ?? "" },
-          { timeoutMs: SCRAPE_TIMEOUT_MS },
+    const scrape = this.#observations.latest(
+      objectKey(job),
+      `metrics:${uid}:${run.id}`,
+      options.intervalMs,
+      () =>
+        Promise.all(
+          targets.map((p) =>
+            scrapeRuntimePod(
+              { pod: p.name, subtask: p.subtask ?? 0, ip: p.ip ?? "" },
+              { timeoutMs: SCRAPE_TIMEOUT_MS },
+            ),
+          ),
         ),
-      ),
     );
+    if (!scrape) return {};
+    const look: LoadLook = {};
+    const load = loadOf(scrape.value, run.parallelism ?? 0);
+    if (load) look.load = load;
+    const previous = this.#windows.get(uid);
+    if (!autoscaler.enabled) {
+      this.#windows.delete(uid);
+      return look;
+    }
+    if (previous?.window.run === run.id && previous.recorded >= scrape.startedAt) return look;
     // A failed scrape leaves a gap the window notices: no decision rests on missing data.
-    const samples = results.flatMap((r) => (r.ok ? [r.sample] : []));
+    const samples = scrape.value.flatMap((r) => (r.ok ? [r.sample] : []));
     const window = recordSamples(previous?.window, run.id, samples, now, options);
-    this.#windows.set(key, { window, scrapedAt: now });
-    return {
+    this.#windows.set(uid, { window, recorded: scrape.startedAt });
+    look.autoscaling = {
       summary: summarize(window, run.id, run.parallelism ?? 0, now, options),
       partitions: partitionsOf(window.samples),
     };
+    return look;
   }
+}
+
+/**
+ * Lag and partitions from one scrape, when it is whole: every subtask of the run answered and
+ * knows the backlog of each of its tasks (a part would undercount both).
+ */
+function loadOf(results: readonly ScrapeResult[], parallelism: number): JobLoad | undefined {
+  const samples = results.flatMap((r) => (r.ok ? [r.sample] : []));
+  const subtasks = new Set(samples.map((s) => s.subtask));
+  if (parallelism === 0 || subtasks.size !== parallelism) return undefined;
+  if (samples.some((s) => s.backlog.length < s.tasks)) return undefined;
+  const lag = samples.reduce((sum, s) => sum + s.backlog.reduce((n, b) => n + b.records, 0), 0);
+  return { lag: Math.round(lag), partitions: partitionsOf(samples) };
 }
 
 /** The most partitions any topic of the job has, as the pods report their tasks' backlog. */

@@ -3,6 +3,7 @@
 // Every call has a short timeout: a pod that does not answer is "unreachable", never a hang.
 import type { SavepointState } from "../../../runtime/src/control/server.ts";
 import { CONTROL_PORT } from "../build/run-objects.ts";
+import { boundedFetch } from "../machinery/http.ts";
 
 /** What a pod says about one savepoint id, including that it never heard of it. */
 export type PodSavepointState =
@@ -11,6 +12,9 @@ export type PodSavepointState =
   | { state: "unreachable"; reason: string };
 
 const TIMEOUT_MS = 3_000;
+/** A savepoint's state lists a file per task; a status, a line per task. */
+const MAX_ANSWER_BYTES = 1 << 20;
+const limits = { timeoutMs: TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES };
 
 function url(podIP: string, path: string): string {
   return `http://${podIP}:${CONTROL_PORT}${path}`;
@@ -18,26 +22,24 @@ function url(podIP: string, path: string): string {
 
 /** Asks the pod to take its part of savepoint `id` (idempotent per id on the pod's side). */
 export async function triggerSavepoint(podIP: string, id: string, stop: boolean): Promise<void> {
-  const response = await fetch(url(podIP, "/v1/savepoints"), {
+  const response = await boundedFetch(url(podIP, "/v1/savepoints"), {
+    ...limits,
     method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ id, stop }),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
+    json: { id, stop },
   });
   if (response.status !== 202)
-    throw new Error(
-      `${podIP} refused savepoint ${id}: ${response.status} ${await response.text()}`,
-    );
+    throw new Error(`${podIP} refused savepoint ${id}: ${response.status} ${response.text}`);
 }
 
 export async function podSavepointState(podIP: string, id: string): Promise<PodSavepointState> {
   try {
-    const response = await fetch(url(podIP, `/v1/savepoints/${encodeURIComponent(id)}`), {
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
+    const response = await boundedFetch(
+      url(podIP, `/v1/savepoints/${encodeURIComponent(id)}`),
+      limits,
+    );
     if (response.status === 404) return { state: "absent" };
     if (response.status !== 200) return { state: "unreachable", reason: `HTTP ${response.status}` };
-    return (await response.json()) as SavepointState;
+    return JSON.parse(response.text) as SavepointState;
   } catch (error) {
     return { state: "unreachable", reason: error instanceof Error ? error.message : String(error) };
   }
@@ -49,11 +51,9 @@ export async function podSavepointState(podIP: string, id: string): Promise<PodS
  */
 export async function oldestCheckpointAgeSeconds(podIP: string): Promise<number | undefined> {
   try {
-    const response = await fetch(url(podIP, "/v1/status"), {
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
+    const response = await boundedFetch(url(podIP, "/v1/status"), limits);
     if (response.status !== 200) return undefined;
-    const status = (await response.json()) as { tasks?: { checkpointAgeSeconds?: number }[] };
+    const status = JSON.parse(response.text) as { tasks?: { checkpointAgeSeconds?: number }[] };
     const ages = (status.tasks ?? []).map((t) => t.checkpointAgeSeconds);
     if (ages.some((age) => typeof age !== "number")) return undefined;
     return Math.max(0, ...(ages as number[]));

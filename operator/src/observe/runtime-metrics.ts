@@ -2,6 +2,7 @@
 // the autoscaler reads (docs/architecture.md, "Runtime" → Metrics). The text format is small
 // enough to parse here (https://prometheus.io/docs/instrumenting/exposition_formats/); no
 // client library parses it.
+import { boundedFetch } from "../machinery/http.ts";
 
 /** One series of an exposition: `name{labels} value`. */
 export interface Series {
@@ -37,6 +38,8 @@ export type ScrapeResult =
   | { ok: false; pod: string; subtask: number; time: number; error: string };
 
 export const METRICS_PORT = 9249;
+/** A pod's /metrics beyond this is not the runtime's (a few hundred bytes per task). */
+const MAX_METRICS_BYTES = 4 << 20;
 
 /** Parses the Prometheus text format; throws naming the line it cannot read. */
 export function parsePrometheusText(text: string): Series[] {
@@ -152,11 +155,11 @@ export async function scrapeRuntimePod(
   const host = target.ip.includes(":") ? `[${target.ip}]` : target.ip;
   const url = `http://${host}:${target.port ?? METRICS_PORT}/metrics`;
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(options.timeoutMs) });
-    const text = await response.text();
-    if (response.status !== 200) {
-      return { ok: false, pod, subtask, time, error: `${url}: HTTP ${response.status}` };
-    }
+    const { status, text } = await boundedFetch(url, {
+      timeoutMs: options.timeoutMs,
+      maxBytes: MAX_METRICS_BYTES,
+    });
+    if (status !== 200) return { ok: false, pod, subtask, time, error: `${url}: HTTP ${status}` };
     return { ok: true, sample: runtimeSample(text, { pod, subtask, time }) };
   } catch (error) {
     const why =
