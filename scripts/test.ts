@@ -4,7 +4,8 @@
 //
 // Test files: `*.test.ts` anywhere are unit tests (no cluster); `*.e2e.test.ts` under
 // test-e2e/tests need the local cluster.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { globSync } from "node:fs";
 import { join } from "node:path";
 import { down, readEnvFile, status, up } from "../test-e2e/cluster/cluster.ts";
@@ -52,7 +53,10 @@ if (!unitOnly) {
 }
 
 const files = testFiles();
-const result = spawnSync(
+// Not spawnSync: the cluster's processes this run started are its children, and a child that
+// exits (the broker a fault test restarts) is reaped only while this event loop runs; a
+// zombie leader keeps its process group "alive" and its restart waiting.
+const runner = spawn(
   process.execPath,
   [
     "--test",
@@ -62,6 +66,7 @@ const result = spawnSync(
   ],
   { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"], env },
 );
+const [exitCode] = (await once(runner, "exit")) as [number | null];
 // A cluster this run started goes down silently, so the runner's summary stays the last output.
 if (startedCluster) await down({ quiet: true });
-process.exit(result.status ?? 1);
+process.exit(exitCode ?? 1);
