@@ -81,6 +81,15 @@ async function runExample(run: ExampleRun): Promise<void> {
       await eventually(`input ${i} processed by the last stage`, async () =>
         ((await tasks()).at(-1)?.recordsIn ?? 0) >= written ? true : undefined,
       );
+      // And its event time with it: the golden output is that of one input at a time, each
+      // one's watermark reaching the last stage (a watermark-only record may follow the
+      // input's own records in a later transaction) before the next input is read.
+      await eventually(`input ${i}'s watermark at the last stage`, async () => {
+        const all = await tasks();
+        const first = all[0]?.watermark;
+        const last = all.at(-1)?.watermark;
+        return first === undefined || (last !== undefined && last >= first) ? true : undefined;
+      });
     }
   }
   await producer.close();
