@@ -83,7 +83,7 @@ test("a partition 20 s behind in event time: no click late, windows equal the ba
   await producer.close();
 
   const expected = clicksPerMinute([...clicks.flat(2), ...ending], end - 5_001);
-  const read = await readTopicSettled(output, expected.length, { timeoutMs: 60_000 });
+  const read = await readTopicSettled(output, expected.length, { timeoutMs: 120_000 });
   const results = read.records
     .map((r) => ({ key: r.key, value: JSON.parse(r.value ?? "null"), timestamp: r.timestamp }))
     .sort((a, b) => a.value.start - b.value.start || String(a.key).localeCompare(String(b.key)));
