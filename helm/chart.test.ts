@@ -99,6 +99,7 @@ describe("the chart", { skip }, () => {
     assert.deepEqual(operator.args, [
       "--concurrency=4",
       "--log-level=info",
+      "--pod-security=restricted",
       "--leader-election-id=weir-operator",
     ]);
     assert.deepEqual(
@@ -206,6 +207,57 @@ describe("the chart", { skip }, () => {
         .map((s: Manifest) => s.name);
       assert.ok(!subjects.includes("weir-job"));
     }
+  });
+
+  test("job pods' Pod Security: restricted unless the values allow more", async () => {
+    assert.ok(container(await render()).args.includes("--pod-security=restricted"));
+    const baseline = container(await render({ jobPodSecurity: "baseline" }));
+    assert.ok(baseline.args.includes("--pod-security=baseline"));
+    assert.match(await refusal({ jobPodSecurity: "anything" }), /jobPodSecurity/);
+  });
+
+  test("the NetworkPolicy: job pods' control port open to the operator's pods (and metricsFrom) only", async () => {
+    const manifests = await render({ watchNamespaces: ["team-a", "team-b"] });
+    const policies = ofKind(manifests, "NetworkPolicy");
+    assert.deepEqual(
+      policies.map((p) => p.metadata.namespace),
+      ["team-a", "team-b"],
+    );
+    const [policy] = policies as [Manifest];
+    assert.deepEqual(policy.spec.podSelector, {
+      matchExpressions: [{ key: "weir.dev/job", operator: "Exists" }],
+    });
+    assert.deepEqual(policy.spec.policyTypes, ["Ingress"]);
+    const operatorPod = one(manifests, "Deployment").spec.template;
+    assert.deepEqual(policy.spec.ingress, [
+      {
+        from: [
+          {
+            namespaceSelector: {
+              matchLabels: { "kubernetes.io/metadata.name": "weir-system" },
+            },
+            podSelector: { matchLabels: operatorPod.metadata.labels },
+          },
+        ],
+        ports: [{ port: 9249, protocol: "TCP" }],
+      },
+    ]);
+    const monitoring = { namespaceSelector: { matchLabels: { team: "monitoring" } } };
+    const scraped = one(
+      await render({ networkPolicy: { metricsFrom: [monitoring], namespaces: ["jobs"] } }),
+      "NetworkPolicy",
+    );
+    assert.equal(scraped.metadata.namespace, "jobs");
+    assert.deepEqual(scraped.spec.ingress[1], {
+      from: [monitoring],
+      ports: [{ port: 9249, protocol: "TCP" }],
+    });
+    assert.equal(one(await render(), "NetworkPolicy").metadata.namespace, "weir-system");
+    assert.deepEqual(
+      ofKind(await render({ networkPolicy: { enabled: false } }), "NetworkPolicy"),
+      [],
+    );
+    assert.match(await refusal({ networkPolicy: { metricsFrom: "all" } }), /metricsFrom/);
   });
 
   test("more than one replica: leader election on (even if switched off) and a PDB", async () => {

@@ -1,29 +1,40 @@
 // npm run chaos -- [--faults N] [--seed S] [--gap MIN-MAX]
 //
-// A randomized soak on the local cluster (brought up if it is not): the word count at
-// parallelism 3 on 6 partitions, input arriving throughout, and a fault every few seconds,
-// drawn from every fault of the fault matrix (test-e2e/support/faults.ts): a pod's runtime
-// process killed, a pod force-deleted, a rescale, an upgrade, the operator killed, the job's
-// object store frozen, the Kafka broker restarted. The seed decides the sequence of faults,
-// their parameters and the gaps between them, so a seed reproduces a run's faults (the
-// cluster's own timing still varies, and with it which pod a kill finds). At the end: records
-// in, running counts out, how many were lost and duplicated (per word: values missing from
-// 1..n, values repeated or beyond n), and exit status 1 if any was or if the job did not
-// process all of its input (it names the partitions it is stuck on). Ctrl-C stops the faults
-// early and still checks the output.
+// A randomized soak on the local cluster (brought up if it is not): the two jobs of the fault
+// matrix side by side, each at parallelism 3 on 6 partitions with input arriving throughout —
+// the word count, and clicks-per-user with one partition 20 s behind in event time — and a
+// fault every few seconds, drawn from every fault of the matrix (test-e2e/support/faults.ts),
+// each hitting both jobs: a pod's runtime process killed, a pod force-deleted, a rescale, an
+// upgrade, the operator killed, the jobs' object store frozen, the Kafka broker restarted.
+// The seed decides the sequence of faults, their parameters and the gaps between them, so a
+// seed reproduces a run's faults (the cluster's own timing still varies, and with it which pod
+// a kill finds). At the end: records in, running counts out, how many were lost and
+// duplicated (per word: values missing from 1..n, values repeated or beyond n), windows
+// checked against the batch answer and how many are wrong (missing, repeated, a wrong count),
+// and exit status 1 if anything was or if a job did not process all of its input (it names
+// the partitions it is stuck on). Ctrl-C stops the faults early and still checks the output.
 
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { up } from "../test-e2e/cluster/cluster.ts";
 import {
+  type ClicksSent,
+  checkWindows,
+  describeWindow,
+  produceClicks,
+} from "../test-e2e/support/clicks.ts";
+import {
   describeBacklog,
+  type FaultJob,
   type FaultTarget,
+  faultJob,
   forceDeletePod,
   freezeStorage,
   inputBacklog,
   jobRecovered,
   killOperator,
   killPodProcess,
+  onEach,
   rescale,
   restartBroker,
   seededRandom,
@@ -71,15 +82,22 @@ function say(line: string): void {
   process.stdout.write(`${clock.padStart(6)}  ${line}\n`);
 }
 
-/** Every fault of the matrix, with its parameters drawn from the seeded sequence. */
-const FAULTS: Record<string, (target: FaultTarget) => Promise<string>> = {
-  "kill -9": (target) => killPodProcess(target),
-  "force delete": (target) => forceDeletePod(target),
-  rescale: (target) => rescale(target),
-  upgrade: (target) => upgrade(target, target.random() < 0.5 ? "image" : "config"),
-  "operator killed": (target) => killOperator(target),
-  "storage frozen": (target) => freezeStorage(target, 2_000 + target.random() * 13_000),
-  "broker restarted": (target) => restartBroker({ hard: target.random() < 0.5 }),
+/**
+ * Every fault of the matrix, with its parameters drawn from the seeded sequence: a job's own
+ * into each job in turn, the shared ones (operator, object store, broker) once.
+ */
+const FAULTS: Record<string, (targets: FaultTarget[], random: () => number) => Promise<string>> = {
+  "kill -9": (targets) => onEach(targets, (target) => killPodProcess(target)),
+  "force delete": (targets) => onEach(targets, (target) => forceDeletePod(target)),
+  rescale: (targets) => onEach(targets, (target) => rescale(target)),
+  upgrade: (targets, random) => {
+    const change = random() < 0.5 ? "image" : "config";
+    return onEach(targets, (target) => upgrade(target, change));
+  },
+  "operator killed": ([target]) => killOperator(target as FaultTarget),
+  "storage frozen": ([target], random) =>
+    freezeStorage(target as FaultTarget, 2_000 + random() * 13_000),
+  "broker restarted": (_, random) => restartBroker({ hard: random() < 0.5 }),
 };
 
 let stopping = false;
@@ -95,27 +113,26 @@ let exitCode = 1;
 try {
   await bed.setUp();
   storage = await PrivateMinio.start();
-  const job = await bed.wordCountJob(
-    "wc",
-    { parallelism: 3, checkpoints: { interval: "1s" } },
-    { partitions: 6 },
-  );
-  const spec = job.manifest.spec as { savepoints: { storage: { endpoint: string } } };
-  spec.savepoints.storage.endpoint = storage.endpoint;
   const random = seededRandom(seed);
-  const target: FaultTarget = { bed, job: "wc", storage, random };
+  const words = await faultJob(bed, storage, "word-count", "wc", random);
+  const clicks = await faultJob(bed, storage, "clicks-per-user", "clicks", random);
+  const jobs: FaultJob[] = [words, clicks];
+  const targets = jobs.map((job) => job.target);
   say(
     `seed ${seed} (--seed ${seed} draws the same faults): ${faultCount} faults, ${flags.gap} s apart`,
   );
-  await bed.apply(job.manifest);
-  await jobRecovered(target, 180_000);
-  say(`job wc running in namespace ${bed.namespace}: parallelism 3, 6 partitions`);
+  await Promise.all(targets.map((target) => jobRecovered(target, 180_000)));
+  say(`jobs wc and clicks running in namespace ${bed.namespace}: parallelism 3, 6 partitions`);
 
-  const traffic = produceContinuously(job.input, 6);
+  const lines = produceContinuously(words.input, 6);
+  // A round of clicks (10 s of event time) every 500 ms, not 200: the two days of event time
+  // that produceClicks has before the broker's clock then last more than two hours.
+  const clickStream = produceClicks(clicks.input, { partitions: 6, everyMs: 500 });
   let rounds = 0;
   let injected = 0;
+  let sent: ClicksSent | undefined;
   try {
-    await committedGrowth(job.output, 200, 300_000);
+    await Promise.all(jobs.map((job) => committedGrowth(job.output, job.growth, 300_000)));
     const names = Object.keys(FAULTS);
     for (let i = 1; i <= faultCount && !stopping; i++) {
       await sleep((minGapS + random() * (maxGapS - minGapS)) * 1000);
@@ -124,47 +141,78 @@ try {
       if (!fault || stopping) break;
       say(`fault ${i}/${faultCount}: ${name}`);
       try {
-        say(`  ${await fault(target)}`);
+        say(`  ${await fault(targets, random)}`);
         injected++;
       } catch (error) {
         say(`  could not inject it: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    say(`${injected} faults injected; waiting for the job to recover`);
+    say(`${injected} faults injected; waiting for the jobs to recover`);
     // A job that does not recover is a finding too: its output is checked all the same.
-    await jobRecovered(target, 600_000)
-      .then(() => committedGrowth(job.output, 200, 300_000))
-      .catch((error: Error) => say(`  it did not: ${error.message}`));
+    await Promise.all(
+      jobs.map((job) =>
+        jobRecovered(job.target, 600_000)
+          .then(() => committedGrowth(job.output, job.growth, 300_000))
+          .catch((error: Error) => say(`  ${job.target.job} did not: ${error.message}`)),
+      ),
+    );
   } finally {
-    rounds = await traffic.stop();
+    rounds = await lines.stop();
+    sent = await clickStream.stop();
   }
-  say(`input stopped after ${rounds} rounds; waiting for the job to process all of it`);
-  const backlog = await eventually(
-    "the job to process its whole input",
-    async () => ((await inputBacklog(target, job.input)).length === 0 ? [] : undefined),
-    180_000,
-  ).catch(() => inputBacklog(target, job.input));
-  if (backlog.length > 0) say(`  it did not, within 180 s: ${describeBacklog(backlog)}`);
-  say("reading the output once it has settled");
-  const expected = checkRunningCounts([], rounds).expected;
-  // With input left unprocessed the output cannot reach its count: no waiting for it then.
-  const contents = await readTopicSettled(job.output, backlog.length > 0 ? 0 : expected, {
-    timeoutMs: 300_000,
-  });
+  say(
+    `input stopped after ${rounds} rounds of lines and ${sent.rounds} of clicks; waiting for the jobs to process all of it`,
+  );
+  const backlogs = await Promise.all(
+    jobs.map(async ({ target, input }) => {
+      const backlog = await eventually(
+        `${target.job} to process its whole input`,
+        async () => ((await inputBacklog(target, input)).length === 0 ? [] : undefined),
+        180_000,
+      ).catch(() => inputBacklog(target, input));
+      if (backlog.length > 0)
+        say(`  ${target.job} did not, within 180 s: ${describeBacklog(backlog)}`);
+      return backlog;
+    }),
+  );
+  const [wordsStuck, clicksStuck] = backlogs.map((backlog) => backlog.length > 0);
+  say("reading the outputs once they have settled");
+  // With input left unprocessed an output cannot reach its count: no waiting for it then.
+  const [counted, windowed] = await Promise.all([
+    readTopicSettled(words.output, wordsStuck ? 0 : checkRunningCounts([], rounds).expected, {
+      timeoutMs: 300_000,
+    }),
+    readTopicSettled(clicks.output, clicksStuck ? 0 : checkWindows([], sent).checked, {
+      timeoutMs: 300_000,
+    }),
+  ]);
   const check = checkRunningCounts(
-    contents.records.map((r) => r.value),
+    counted.records.map((r) => r.value),
     rounds,
   );
+  const windows = checkWindows(windowed.records, sent);
   const summary = [
-    `records in:          ${(rounds * LINES_PER_ROUND).toLocaleString("en-US")} lines`,
+    `records in:          ${(rounds * LINES_PER_ROUND).toLocaleString("en-US")} lines, ${sent.clicks.length.toLocaleString("en-US")} clicks`,
     `running counts out:  ${check.read.toLocaleString("en-US")} (exactly once: ${check.expected.toLocaleString("en-US")})`,
-    `lost:                ${check.lost.toLocaleString("en-US")}${backlog.length > 0 ? " (counting input the job never processed)" : ""}`,
+    `lost:                ${check.lost.toLocaleString("en-US")}${wordsStuck ? " (counting input the job never processed)" : ""}`,
     `duplicated:          ${check.duplicated.toLocaleString("en-US")}`,
     ...check.discrepancies.map((d) => `  ${describeDiscrepancy(d)}`),
-    ...(backlog.length > 0 ? [`input not processed: ${describeBacklog(backlog)}`] : []),
+    `windows checked:     ${windows.checked.toLocaleString("en-US")} against the batch answer (${windows.read.toLocaleString("en-US")} results out)`,
+    `windows wrong:       ${windows.wrong.toLocaleString("en-US")}${clicksStuck ? " (counting input the job never processed)" : ""}`,
+    ...windows.discrepancies.slice(0, 20).map((d) => `  ${describeWindow(d)}`),
+    ...(windows.wrong > 20 ? [`  and ${windows.wrong - 20} more`] : []),
+    ...jobs.flatMap(({ target }, i) => {
+      const backlog = backlogs[i] ?? [];
+      return backlog.length > 0
+        ? [`input not processed by ${target.job}: ${describeBacklog(backlog)}`]
+        : [];
+    }),
   ];
   process.stdout.write(`\nseed ${seed}, ${injected} faults\n${summary.join("\n")}\n`);
-  exitCode = check.lost === 0 && check.duplicated === 0 && backlog.length === 0 ? 0 : 1;
+  exitCode =
+    check.lost === 0 && check.duplicated === 0 && windows.wrong === 0 && !wordsStuck && !clicksStuck
+      ? 0
+      : 1;
 } catch (error) {
   say(`the soak failed: ${error instanceof Error ? error.message : String(error)}`);
 } finally {

@@ -40,14 +40,14 @@ if (!unitOnly) {
   if (!wasUp) {
     process.stderr.write("[test] bringing the local cluster up\n");
     try {
-      await up();
+      // A running cluster that only lacked new components is someone's: it stays up after.
+      startedCluster = (await up()) === "started";
     } catch (error) {
       process.stderr.write(
         `[test] the local cluster did not come up: ${error instanceof Error ? error.message : error}\n`,
       );
       process.exit(1);
     }
-    startedCluster = true;
   }
   env = { ...process.env, ...readEnvFile(clusterPaths.env) };
 }

@@ -12,19 +12,21 @@ import {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { applyDecision } from "./act/apply-decision.ts";
+import { applyDecision, type Write } from "./act/apply-decision.ts";
+import { ControlTokens } from "./act/control-tokens.ts";
 import {
   GROUP,
   STREAMJOB_PLURAL,
   STREAMSAVEPOINT_PLURAL,
   type StreamJob,
-  type StreamJobStatus,
   type StreamSavepoint,
   VERSION,
 } from "./api/types.ts";
 import { validateStreamJob } from "./api/validate.ts";
 import { LABEL_JOB } from "./build/names.ts";
-import { decide, type EventSpec, type Measurements } from "./decide/reconcile.ts";
+import type { PodSecurityLevel } from "./build/pod-security.ts";
+import { type Decision, decide, type EventSpec, type Measurements } from "./decide/reconcile.ts";
+import type { RunSpec } from "./decide/run-spec.ts";
 import { operatorChecks } from "./decide/spec-checks.ts";
 import {
   apiStatusOf,
@@ -62,10 +64,16 @@ export interface ControllerOptions {
   namespaces: string[] | undefined;
   registry: Registry;
   log: Logger;
-  /** Called after each status write, before the actions (the test-only crash hook). */
-  statusWritten?: (status: StreamJobStatus) => void;
+  /** Asked before every write: false once this replica may no longer act (see ActClients). */
+  mayWrite?: () => boolean;
+  /** Called after every write (the test-only crash hooks). */
+  wrote?: (write: Write) => void;
+  /** Test-only: pod watch events reach the cache this much later (a lagging watch cache). */
+  podWatchDelayMs?: number;
   /** Reconciles in parallel (never two of one job). */
   concurrency?: number;
+  /** What job pods may ask for, whatever their template says (default: restricted). */
+  podSecurity?: PodSecurityLevel;
 }
 
 export class StreamJobController {
@@ -78,6 +86,7 @@ export class StreamJobController {
   readonly #core: CoreV1Api;
   readonly #objects: KubernetesObjectApi;
   readonly #events: EventRecorder;
+  readonly #tokens: ControlTokens;
   readonly #observations: BackgroundObservations;
   readonly #observe: ObserveContext;
   readonly #reconciles: Counter<"result">;
@@ -90,6 +99,7 @@ export class StreamJobController {
     const { kubeConfig, registry } = options;
     this.#custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.#core = kubeConfig.makeApiClient(CoreV1Api);
+    this.#tokens = new ControlTokens(this.#core);
     this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.#events = new EventRecorder(kubeConfig, {
       component: "weir-operator",
@@ -103,7 +113,12 @@ export class StreamJobController {
     // Only the pods of jobs: the selector "weir.dev/job" matches any value of the label.
     this.#pods = scopes.map(
       (namespace) =>
-        new Informer<V1Pod>(kubeConfig, POD_TYPE, { namespace, labelSelector: LABEL_JOB, logger }),
+        new Informer<V1Pod>(kubeConfig, POD_TYPE, {
+          namespace,
+          labelSelector: LABEL_JOB,
+          logger,
+          ...(options.podWatchDelayMs ? { delayEventsMs: options.podWatchDelayMs } : {}),
+        }),
     );
     this.#savepoints = scopes.map(
       (namespace) =>
@@ -124,12 +139,14 @@ export class StreamJobController {
       metrics: new JobMetricsWindows(this.#observations),
       kubeConfig,
       core: this.#core,
+      tokens: this.#tokens,
     };
     for (const informer of this.#jobs) {
       informer.on("add", (job) => enqueue(objectKey(job)));
       informer.on("update", (job) => enqueue(objectKey(job)));
       informer.on("delete", (job) => {
         this.#observations.forget(objectKey(job));
+        this.#tokens.forget(job);
         enqueue(objectKey(job));
       });
     }
@@ -232,18 +249,31 @@ export class StreamJobController {
     const checked = validateStreamJob(job);
     const defaulted = checked.ok ? checked.job : job;
     const specErrors = checked.ok ? operatorChecks(defaulted) : checked.errors;
-    const storage = new JobStorage(defaulted, this.#core);
-    const observed = await observeJob(
-      {
-        job: defaulted,
-        specErrors,
-        pods: this.#pods.flatMap((informer) => informer.list()),
-        savepoints: this.#savepoints.flatMap((informer) => informer.list()),
-      },
-      storage,
-      this.#observe,
-    );
+    const storage = new JobStorage(withRunStorage(defaulted), this.#core);
+    const inputs = {
+      job: defaulted,
+      specErrors,
+      pods: this.#pods.flatMap((informer) => informer.list()),
+      savepoints: this.#savepoints.flatMap((informer) => informer.list()),
+    };
+    let observed = await observeJob(inputs, storage, this.#observe);
     let decision = decide(observed);
+    if (startsRun(decision)) {
+      // Two runs never process at once, and the cache may not have seen pods created a moment
+      // ago: a new run starts only when the API server itself (a quorum read) lists no pod.
+      const live = await this.#core.listNamespacedPod({
+        namespace: defaulted.metadata.namespace ?? "",
+        labelSelector: `${LABEL_JOB}=${defaulted.metadata.name}`,
+      });
+      if (live.items.length > 0) {
+        baseLog.info(
+          { pods: live.items.length },
+          "the cache lags: deciding on the pods listed live",
+        );
+        observed = await observeJob({ ...inputs, pods: live.items }, storage, this.#observe);
+        decision = decide(observed);
+      }
+    }
     // Storage is checked only when the decision is about to take a savepoint: a bucket that
     // is gone or credentials that are refused must stop it before any pod is asked.
     const savepointing = decision.actions.some(
@@ -258,7 +288,10 @@ export class StreamJobController {
       custom: this.#custom,
       objects: this.#objects,
       storage,
-      ...(this.#options.statusWritten ? { statusWritten: this.#options.statusWritten } : {}),
+      tokens: this.#tokens,
+      podSecurity: this.#options.podSecurity ?? "restricted",
+      ...(this.#options.mayWrite ? { mayWrite: this.#options.mayWrite } : {}),
+      ...(this.#options.wrote ? { wrote: this.#options.wrote } : {}),
       event: (target: StreamJob, event: EventSpec) =>
         this.#events.record(target, event.type, event.reason, event.message),
     };
@@ -283,6 +316,22 @@ export class StreamJobController {
       log.info({ from: job.status?.state, to: decision.status.state }, "state changed");
     return { requeueAfter: decision.requeueAfterMs };
   }
+}
+
+/** Whether the decision starts a new run (it then removes every other run's ConfigMap). */
+function startsRun(decision: Decision): boolean {
+  return decision.actions.some((a) => a.kind === "deleteConfigMaps" && a.keepRun !== undefined);
+}
+
+/**
+ * The job as its storage is to be used: the running run's savepoints and checkpoints are where
+ * that run writes them, even while a changed spec (another bucket or prefix) waits to be run.
+ */
+function withRunStorage(job: StreamJob): StreamJob {
+  const storage = (job.status?.run?.spec as RunSpec | undefined)?.storage;
+  const savepoints = job.spec.savepoints;
+  if (!storage || !savepoints) return job;
+  return { ...job, spec: { ...job.spec, savepoints: { ...savepoints, storage } } };
 }
 
 /**

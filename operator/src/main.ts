@@ -5,14 +5,21 @@
 //   --http-address HOST:PORT       /healthz, /readyz, /metrics (default: $POD_IP or 127.0.0.1, :8080)
 //   --leader-election-namespace NS where the Lease lives (default: $POD_NAMESPACE or "default")
 //   --leader-election-id NAME      the Lease's name (default: weir-operator)
+//   --leader-election-lease-duration D, --leader-election-renew-deadline D,
+//   --leader-election-retry-period D   the Lease's timing, as client-go's (default 15s, 10s, 2s)
 //   --no-leader-election           act without a Lease (only ever one replica!)
 //   --concurrency N                jobs reconciled in parallel (default 4)
 //   --log-level LEVEL              trace, debug, info (default), warn, error
+//   --pod-security LEVEL           what job pods may ask for whatever their template says:
+//                                  restricted (default), baseline, privileged (Pod Security Standards)
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Write } from "./act/apply-decision.ts";
+import { parseDuration } from "./api/validate.ts";
+import { POD_SECURITY_LEVELS, type PodSecurityLevel } from "./build/pod-security.ts";
 import { StreamJobController } from "./controller.ts";
 import { OperatorHttpServer } from "./machinery/http.ts";
 import { LeaderElector } from "./machinery/leader-election.ts";
@@ -24,11 +31,20 @@ const { values } = parseArgs({
     "http-address": { type: "string" },
     "leader-election-namespace": { type: "string" },
     "leader-election-id": { type: "string", default: "weir-operator" },
+    "leader-election-lease-duration": { type: "string", default: "15s" },
+    "leader-election-renew-deadline": { type: "string", default: "10s" },
+    "leader-election-retry-period": { type: "string", default: "2s" },
     "no-leader-election": { type: "boolean", default: false },
     concurrency: { type: "string", default: "4" },
     "log-level": { type: "string", default: "info" },
+    "pod-security": { type: "string", default: "restricted" },
   },
 });
+const podSecurity = values["pod-security"] as PodSecurityLevel;
+if (!POD_SECURITY_LEVELS.includes(podSecurity))
+  throw new Error(
+    `--pod-security must be one of ${POD_SECURITY_LEVELS.join(", ")}: ${podSecurity}`,
+  );
 
 const log = pino({
   level: values["log-level"],
@@ -46,23 +62,35 @@ const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: "weir_operator_" });
 instrumentKubeConfig(kubeConfig, registry);
 
-// Test-only: WEIR_TEST_EXIT_AT_STEP=<step> kills the operator right after it recorded that step
-// of an operation and before taking it, so tests can prove a restarted operator resumes there.
+// Test-only crash hooks, so tests can prove a restarted operator carries on wherever the last
+// one stopped: WEIR_TEST_EXIT_AT_STEP=<step> exits right after the status recorded that step of
+// an operation (before taking it); WEIR_TEST_EXIT_AFTER_WRITES=<n> right after its n-th write
+// (status, action or Event) — between any two API calls.
 const exitAtStep = process.env.WEIR_TEST_EXIT_AT_STEP;
+const exitAfterWrites = Number(process.env.WEIR_TEST_EXIT_AFTER_WRITES ?? 0);
+let writes = 0;
+const wrote = (write: Write) => {
+  log.debug({ write: write.what }, "wrote");
+  writes++;
+  const atStep = exitAtStep !== undefined && write.status?.upgrade?.step === exitAtStep;
+  if (!atStep && writes !== exitAfterWrites) return;
+  log.warn({ write: write.what, writes }, "test hook: exiting after this write");
+  process.exit(99);
+};
+let elector: LeaderElector | undefined;
 const controller = new StreamJobController({
   kubeConfig,
   namespaces: values.namespace,
   registry,
   log,
   concurrency: Number(values.concurrency),
-  ...(exitAtStep
-    ? {
-        statusWritten: (status) => {
-          if (status.upgrade?.step !== exitAtStep) return;
-          log.warn({ step: exitAtStep }, "test hook: exiting at this step");
-          process.exit(99);
-        },
-      }
+  podSecurity,
+  // A replica that was paused past its lease may wake in the middle of a reconcile: it must not
+  // write a thing once another may lead.
+  mayWrite: () => !elector || elector.isLeader(),
+  wrote,
+  ...(process.env.WEIR_TEST_POD_WATCH_DELAY_MS
+    ? { podWatchDelayMs: Number(process.env.WEIR_TEST_POD_WATCH_DELAY_MS) }
     : {}),
 });
 let leading = false;
@@ -74,19 +102,27 @@ const http = new OperatorHttpServer({
 });
 await http.listen(httpHost, httpPort);
 log.info(
-  { identity, namespaces: values.namespace ?? "all", http: `${httpHost}:${httpPort}` },
+  {
+    identity,
+    namespaces: values.namespace ?? "all",
+    http: `${httpHost}:${httpPort}`,
+    podSecurity,
+  },
   "starting",
 );
 await controller.start();
 log.info("caches synced");
 
-const elector = values["no-leader-election"]
+elector = values["no-leader-election"]
   ? undefined
   : new LeaderElector({
       kubeConfig,
       namespace: values["leader-election-namespace"] ?? process.env.POD_NAMESPACE ?? "default",
       name: values["leader-election-id"],
       identity,
+      leaseDurationMs: parseDuration(values["leader-election-lease-duration"]),
+      renewDeadlineMs: parseDuration(values["leader-election-renew-deadline"]),
+      retryPeriodMs: parseDuration(values["leader-election-retry-period"]),
       onStartedLeading: () => {
         leading = true;
         log.info({ identity }, "leading: reconciling");

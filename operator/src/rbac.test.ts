@@ -26,10 +26,11 @@ test("no wildcard, no escalation, secrets only by name", () => {
     for (const verb of ["escalate", "bind", "impersonate"]) assert.ok(!rule.verbs.includes(verb));
     assert.ok(rule.why.length > 0);
   }
+  // By name only (never list or watch); created for a job's control token, never changed.
   const secrets = jobRules.filter((r) => r.resources.includes("secrets"));
   assert.deepEqual(
     secrets.map((r) => r.verbs),
-    [["get"]],
+    [["get", "create"]],
   );
 });
 

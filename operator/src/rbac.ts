@@ -63,16 +63,22 @@ export const jobRules: Rule[] = [
     verbs: ["get"],
   },
   {
-    why: "ConfigMaps of runs (the runtime's configuration file): create, delete old ones",
+    why: "ConfigMaps of runs (the runtime's configuration file): create, delete old ones; read the storage CA bundle a job names (by name, never listed)",
     apiGroups: [""],
     resources: ["configmaps"],
-    verbs: ["create", "deletecollection"],
+    verbs: ["create", "deletecollection", "get"],
   },
   {
-    why: "the savepoint storage's credentials (the Secret a job names): read, never listed",
+    why: "Secrets by name, never listed: the storage credentials and CA bundle a job names (get); each job's control-API token, owned by the job (create, get)",
     apiGroups: [""],
     resources: ["secrets"],
-    verbs: ["get"],
+    verbs: ["get", "create"],
+  },
+  {
+    why: "storage.webIdentity: a short token of the job's service account for the STS audience, to check (and complete savepoints in) storage with the job's own role",
+    apiGroups: [""],
+    resources: ["serviceaccounts/token"],
+    verbs: ["create"],
   },
   {
     why: "Events on the jobs it acts on (aggregated into series: patch)",

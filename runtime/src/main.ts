@@ -8,9 +8,11 @@
 //   WEIR_SUBTASK        index of this pod, 0-based        WEIR_PARALLELISM  number of pods
 //   WEIR_RUN            the run this pod belongs to (names its checkpoints)
 //   WEIR_RESTORE_FROM   a savepoint path to start from, `none` for empty state, or empty
-//   WEIR_CONFIG         path of the job configuration (JSON): kafka.bootstrap, storage.*,
+//   WEIR_CONFIG         path of the job configuration (JSON): kafka.* (bootstrap, tls, sasl:
+//                       file paths of mounted Secrets, never a secret itself), storage.*,
 //                       checkpointIntervalMs, allowNonRestoredState, failures, job.config
-//   S3_ACCESS_KEY, S3_SECRET_KEY   storage credentials (from the job's Secret)
+//   S3_ACCESS_KEY, S3_SECRET_KEY   storage credentials (from the job's Secret); without a
+//                       Secret (storage.credentials "chain") the AWS default chain's variables
 //   POD_IP              where the control API listens (port 9249)
 //
 // Exit status: 0 after SIGTERM (checkpointed and committed), 3 when a record failed under the
@@ -20,8 +22,9 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Admin } from "@platformatic/kafka";
 import { type JobModule, jobOf } from "./api/job.ts";
+import { explainKafkaError, kafkaConnection } from "./connectors/kafka/connection.ts";
 import { EndOffsets } from "./connectors/kafka/end-offsets.ts";
-import { CONTROL_PORT, ControlServer } from "./control/server.ts";
+import { CONTROL_PORT, type ControlOptions, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
 import { RecordFailed, resolveFailurePolicy } from "./engine/failures.ts";
 import { compile, createTask } from "./engine/pipeline.ts";
@@ -35,23 +38,41 @@ import { storageClient } from "./state/storage-client.ts";
 
 const EXIT_RECORD_FAILED = 3;
 
+/** The job's Kafka settings, once read: they explain a failure to connect (see describe). */
+let kafkaConfig: RuntimeConfig["kafka"] | undefined;
+
+/** The control API's token, when the configuration names its file: unreadable fails the start. */
+function controlOptions(config: RuntimeConfig): ControlOptions {
+  const file = config.control?.tokenFile;
+  if (!file) return {};
+  const token = readFileSync(file, "utf8").trim();
+  if (!token) throw new Error(`the control token file ${file} is empty`);
+  return {
+    token,
+    log: (line) => process.stdout.write(`${JSON.stringify({ ...line, time: Date.now() })}\n`),
+  };
+}
+
 async function main(): Promise<void> {
   // Node's own start and loading the runtime's modules: the first part of a pod's start-up.
   const modulesSeconds = process.uptime();
   const entry = process.argv[2];
   if (!entry) throw new Error("usage: main.ts <job module>");
   const config = JSON.parse(readFileSync(required("WEIR_CONFIG"), "utf8")) as RuntimeConfig;
+  // Before anything connects: a pod without its token has nothing to offer the operator.
+  const controlAuth = controlOptions(config);
+  kafkaConfig = config.kafka;
   const place = placement(process.env);
   const exported = ((await import(pathToFileURL(resolve(entry)).href)) as { default: JobModule })
     .default;
   const job = compile(jobOf(exported, config.job?.config ?? {}));
   const failures = resolveFailurePolicy(job.failures, config.failures);
   const jobRef = { namespace: place.namespace, name: place.name };
-  const bootstrapBrokers = config.kafka.bootstrap;
+  const kafka = kafkaConnection(config.kafka);
 
   // Internal topics get the partition count of the job's source, so every stage has as many
   // tasks as the first.
-  const admin = new Admin({ clientId: `weir-${place.name}`, bootstrapBrokers });
+  const admin = new Admin({ ...kafka, clientId: `weir-${place.name}` });
   const first = job.stages[0];
   if (!first) throw new Error(`job ${job.name} has no stages`);
   const sourceMetadata = await admin.metadata({ topics: [first.sourceTopic] });
@@ -81,9 +102,18 @@ async function main(): Promise<void> {
   const store = new SnapshotStore({
     client: storageClient({
       endpoint: config.storage.endpoint,
-      accessKey: required("S3_ACCESS_KEY"),
-      secretKey: required("S3_SECRET_KEY"),
+      credentials:
+        config.storage.credentials === "chain"
+          ? { kind: "chain" }
+          : {
+              kind: "static",
+              accessKey: required("S3_ACCESS_KEY"),
+              secretKey: required("S3_SECRET_KEY"),
+            },
       ...(config.storage.region === undefined ? {} : { region: config.storage.region }),
+      ...(config.storage.addressing ? { addressing: config.storage.addressing } : {}),
+      ...(config.storage.caFile ? { ca: readFileSync(config.storage.caFile, "utf8") } : {}),
+      ...(config.storage.stsEndpoint ? { stsEndpoint: config.storage.stsEndpoint } : {}),
       ...(config.storage.timeoutMs === undefined ? {} : { timeoutMs: config.storage.timeoutMs }),
     }),
     bucket: config.storage.bucket,
@@ -115,7 +145,7 @@ async function main(): Promise<void> {
     })),
   );
   const offsets = new EndOffsets({
-    bootstrapBrokers,
+    kafka,
     clientId: `weir-${place.name}-offsets`,
     tasks: tasks.map((t) => t.task),
   });
@@ -124,7 +154,7 @@ async function main(): Promise<void> {
       new TaskRunner({
         job: jobRef,
         task,
-        bootstrapBrokers,
+        kafka,
         store,
         jobOperators: job.operatorNames,
         stateful: job.operatorNames.length > 0,
@@ -137,7 +167,7 @@ async function main(): Promise<void> {
         purgeCommitted: stage.source.internal,
         outOfRange: stage.source.outOfRange,
         startOffset: () => offsets.startOffset(task, stage.source.startFrom),
-        sourceEnd: () => offsets.end(task),
+        sourceEnd: () => offsets.freshEnd(task),
         createProcessor: (state) =>
           createTask(stage, state, {
             partitions: [task.partition],
@@ -150,45 +180,48 @@ async function main(): Promise<void> {
   const metrics = runtimeMetrics(observed);
 
   let started = false;
-  const control = new ControlServer({
-    healthy: () => true,
-    ready: () => started,
-    status: () => ({
-      job: jobRef,
-      subtask: place.subtask,
-      parallelism: place.parallelism,
-      failures,
-      tasks: taskStatus(observed),
-    }),
-    metrics,
-    // This pod's part of the savepoint: every task's state at a batch boundary, committed with
-    // its offset; the savepoint exists once all pods' parts are in and its metadata is written
-    // (`SnapshotStore.completeSavepoint`, the operator's step).
-    savepoint: async ({ id, stop }) => {
-      const entries = await Promise.all(runners.map((runner) => runner.savepoint(id, stop)));
-      await store.writeSavepointPart(id, place.subtask, entries);
-      // Where the time of a stop-with-savepoint goes, per task (upgrade downtime starts here).
-      process.stdout.write(
-        `${JSON.stringify({
-          msg: "savepoint part taken",
-          time: Date.now(),
-          id,
-          stop,
-          tasks: runners.map((r) => ({
-            task: `${r.task.topic}-${r.task.partition}`,
-            ...r.lastSavepoint,
-          })),
-        })}\n`,
-      );
-      return {
-        state: "completed",
-        path: store.path("savepoint", id),
-        files: entries.map((entry) => entry.key),
-        bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
-        operators: job.operatorNames,
-      };
+  const control = new ControlServer(
+    {
+      healthy: () => true,
+      ready: () => started,
+      status: () => ({
+        job: jobRef,
+        subtask: place.subtask,
+        parallelism: place.parallelism,
+        failures,
+        tasks: taskStatus(observed),
+      }),
+      metrics,
+      // This pod's part of the savepoint: every task's state at a batch boundary, committed with
+      // its offset; the savepoint exists once all pods' parts are in and its metadata is written
+      // (`SnapshotStore.completeSavepoint`, the operator's step).
+      savepoint: async ({ id, stop }) => {
+        const entries = await Promise.all(runners.map((runner) => runner.savepoint(id, stop)));
+        await store.writeSavepointPart(id, place.subtask, entries);
+        // Where the time of a stop-with-savepoint goes, per task (upgrade downtime starts here).
+        process.stdout.write(
+          `${JSON.stringify({
+            msg: "savepoint part taken",
+            time: Date.now(),
+            id,
+            stop,
+            tasks: runners.map((r) => ({
+              task: `${r.task.topic}-${r.task.partition}`,
+              ...r.lastSavepoint,
+            })),
+          })}\n`,
+        );
+        return {
+          state: "completed",
+          path: store.path("savepoint", id),
+          files: entries.map((entry) => entry.key),
+          bytes: entries.reduce((sum, entry) => sum + entry.bytes, 0),
+          operators: job.operatorNames,
+        };
+      },
     },
-  });
+    controlAuth,
+  );
   await control.listen(process.env.POD_IP || "127.0.0.1", CONTROL_PORT);
 
   await offsets.start();
@@ -198,7 +231,7 @@ async function main(): Promise<void> {
     const details =
       error instanceof RecordFailed
         ? { msg: "task failed: record failed under the fail policy", ...error.details }
-        : { msg: "task failed", error: error instanceof Error ? error.message : String(error) };
+        : { msg: "task failed", error: describe(error) };
     process.stderr.write(`${JSON.stringify(details)}\n`);
     process.exit(error instanceof RecordFailed ? EXIT_RECORD_FAILED : 1);
   };
@@ -238,9 +271,16 @@ async function main(): Promise<void> {
   });
 }
 
+/**
+ * An error as the process's last line says it (the operator shows it in the job's Degraded
+ * condition): a Kafka connection failure in words a person can act on, else the message.
+ */
+function describe(error: unknown): string {
+  const explained = kafkaConfig && explainKafkaError(error, kafkaConfig);
+  return explained ?? (error instanceof Error ? error.message : String(error));
+}
+
 main().catch((error: unknown) => {
-  process.stderr.write(
-    `${JSON.stringify({ msg: "failed", error: error instanceof Error ? error.message : String(error) })}\n`,
-  );
+  process.stderr.write(`${JSON.stringify({ msg: "failed", error: describe(error) })}\n`);
   process.exit(1);
 });

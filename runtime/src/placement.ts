@@ -10,6 +10,24 @@ export interface RuntimeConfig {
      * letters); default: the broker's own (default.replication.factor).
      */
     internalTopicReplicationFactor?: number;
+    /** TLS to the brokers; the files are mounted from the job's Secrets and ConfigMaps. */
+    tls?: {
+      /** PEM CA bundle the brokers' certificates must chain to; absent: Node's own CAs. */
+      caFile?: string;
+      /** PEM client certificate and key (mTLS). */
+      certFile?: string;
+      keyFile?: string;
+      /** Whether the certificate must name the broker's host (default true). */
+      verifyHostname?: boolean;
+    };
+    /** SASL; the password is read from a mounted Secret file, never written here. */
+    sasl?: {
+      mechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
+      username: string;
+      passwordFile: string;
+    };
+    /** Further client properties (see connectors/kafka/client-properties.ts). */
+    properties?: Record<string, string>;
   };
   storage: {
     endpoint: string;
@@ -18,6 +36,14 @@ export interface RuntimeConfig {
     region?: string;
     /** A storage request silent this long fails (and its checkpoint is retried). */
     timeoutMs?: number;
+    /** `path` (default) or `virtual-host` addressing of the bucket. */
+    addressing?: "path" | "virtual-host";
+    /** A mounted PEM bundle trusted for the endpoint (and STS), besides the system's roots. */
+    caFile?: string;
+    /** `static`: S3_ACCESS_KEY/S3_SECRET_KEY from the job's Secret; `chain`: the AWS default chain. */
+    credentials?: "static" | "chain";
+    /** Where web identity asks STS for credentials (AssumeRoleWithWebIdentity). */
+    stsEndpoint?: string;
   };
   checkpointIntervalMs?: number;
   /** Start from a savepoint even if it holds state of steps the job no longer has. */
@@ -26,6 +52,11 @@ export interface RuntimeConfig {
   failures?: FailureSettings;
   /** Handed to a job module that exports a function of its config (StreamJob spec.job). */
   job?: { config?: JobConfig };
+  /**
+   * The file holding the job's control token (mounted from its Secret): the control API then
+   * acts only for requests that present it. Absent: the API is open (a local run).
+   */
+  control?: { tokenFile: string };
 }
 
 export function required(name: string): string {

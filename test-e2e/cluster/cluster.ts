@@ -7,6 +7,7 @@ import {
   COMPONENTS,
   type Component,
   type ComponentContext,
+  KAFKA_USER,
   kubeconfigFor,
   NODE_NAME,
   portFree,
@@ -70,14 +71,29 @@ export function printStatus(states: ComponentState[]): void {
   }
 }
 
-/** Brings every component up, healthy, and writes `.cluster/env`; a no-op when already up. */
-export async function up(): Promise<void> {
+/**
+ * Brings every component up, healthy, and writes `.cluster/env`; a no-op when already up. A
+ * healthy cluster that lacks components added since it started (never started, no pid file)
+ * gets just those, so adding one never restarts the others under running tests.
+ * `started`: everything is new (and `npm test` takes it down again); `extended`: components
+ * were added to a running cluster; `unchanged`.
+ */
+export async function up(): Promise<"started" | "extended" | "unchanged"> {
   const started = Date.now();
   const current = await status();
   if (current.every((s) => s.healthy) && existsSync(clusterPaths.env)) {
     say(`already up (source ${clusterPaths.env}); nothing changed`);
     printStatus(current);
-    return;
+    return "unchanged";
+  }
+  const added = addedComponents(current);
+  if (added.length > 0) {
+    const ctx: ComponentContext = { bin: await ensureBinaries(), pki: new Pki(clusterPaths.pki) };
+    say(`adding ${added.join(", ")} to the running cluster`);
+    await startInOrder(ctx, new Set(added));
+    writeEnvFile(ctx.bin);
+    printStatus(await status());
+    return "extended";
   }
   if (readRecords(clusterPaths.pids).some(isRunning)) {
     say("a partly running cluster was left behind: stopping it before starting afresh");
@@ -106,6 +122,24 @@ export async function up(): Promise<void> {
   writeEnvFile(ctx.bin);
   say(`up in ${formatDuration(Date.now() - started)}; use it with: source ${clusterPaths.env}`);
   printStatus(await status());
+  return "started";
+}
+
+/**
+ * Components a healthy running cluster never started (added to COMPONENTS since): every other
+ * one running and healthy, and its CA and env file in place. Empty otherwise (a crashed
+ * component has a pid file: that cluster starts afresh).
+ */
+function addedComponents(current: ComponentState[]): string[] {
+  const recorded = new Set(readRecords(clusterPaths.pids).map((r) => r.name));
+  const missing = current.filter((s) => !s.running && !recorded.has(s.name));
+  const others = current.filter((s) => !missing.includes(s));
+  const intact =
+    others.length > 0 &&
+    others.every((s) => s.healthy) &&
+    existsSync(clusterPaths.env) &&
+    existsSync(new Pki(clusterPaths.pki).path("ca.crt"));
+  return intact ? missing.map((s) => s.name) : [];
 }
 
 /** Clears what a previous cluster left (its data, certificates, configs), keeping logs. */
@@ -119,11 +153,15 @@ function resetClusterDir(): void {
   mkdirSync(clusterPaths.data, { recursive: true });
 }
 
-/** Starts each component once what it needs is healthy; independent ones start together. */
-async function startInOrder(ctx: ComponentContext): Promise<void> {
+/**
+ * Starts each component once what it needs is healthy; independent ones start together. With
+ * `only`, just those start (the others are up already).
+ */
+async function startInOrder(ctx: ComponentContext, only?: Set<string>): Promise<void> {
   const done = new Map<string, Promise<void>>();
   const bringUp = async (component: Component): Promise<void> => {
     await Promise.all(component.after.map((name) => done.get(name)));
+    if (only && !only.has(component.name)) return;
     for (const port of component.ports) {
       if (!(await portFree(port))) {
         throw new ComponentFailed(component.name, `cannot start: port ${port} is already in use`);
@@ -171,11 +209,17 @@ export function envFileContents(bin: Binaries): string {
   const vars: Record<string, string> = {
     KUBECONFIG: clusterPaths.adminKubeconfig,
     KAFKA_BOOTSTRAP: addresses.kafkaBootstrap,
+    KAFKA_SASL_BOOTSTRAP: addresses.kafkaSaslBootstrap,
+    KAFKA_SASL_USERNAME: KAFKA_USER.username,
+    KAFKA_SASL_PASSWORD: KAFKA_USER.password,
+    KAFKA_CA_FILE: new Pki(clusterPaths.pki).path("kafka-ca.crt"),
     S3_ENDPOINT: addresses.s3Endpoint,
     S3_ACCESS_KEY: STORAGE.accessKey,
     S3_SECRET_KEY: STORAGE.secretKey,
     S3_BUCKET: STORAGE.bucket,
     S3_REGION: STORAGE.region,
+    S3_TLS_ENDPOINT: addresses.s3TlsEndpoint,
+    S3_CA_FILE: new Pki(clusterPaths.pki).path("ca.crt"),
     WEIR_CLUSTER_BIN: pathAdditions,
   };
   const lines = Object.entries(vars).map(([key, value]) => `export ${key}='${value}'`);

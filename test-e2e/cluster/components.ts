@@ -1,7 +1,8 @@
 // The local cluster's components: how each starts, what it depends on, how it is known to
 // be healthy, and where users reach it. All listen on loopback only.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import https from "node:https";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -24,8 +25,11 @@ export const PORTS = {
   scheduler: 10259,
   minio: 9000,
   minioConsole: 9001,
+  minioTls: 9443,
+  minioTlsConsole: 9444,
   kafka: 9092,
   kafkaController: 9093,
+  kafkaSasl: 9094,
   kubelet: 10250,
 };
 
@@ -53,6 +57,12 @@ export const STORAGE = {
   region: "us-east-1",
 };
 
+/**
+ * The Kafka user of the SASL_SSL listener (SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN): fixed
+ * local-only values like STORAGE's, so that sample manifests can name them.
+ */
+export const KAFKA_USER = { username: "weir", password: "weir-local-kafka-secret" };
+
 /** True when nothing listens on host:port (we could bind it ourselves). */
 export function portFree(port: number, host = HOST): Promise<boolean> {
   return new Promise((resolve) => {
@@ -65,7 +75,9 @@ export function portFree(port: number, host = HOST): Promise<boolean> {
 export const addresses = {
   apiServer: `https://${HOST}:${PORTS.apiServer}`,
   kafkaBootstrap: `${HOST}:${PORTS.kafka}`,
+  kafkaSaslBootstrap: `${HOST}:${PORTS.kafkaSasl}`,
   s3Endpoint: `http://${HOST}:${PORTS.minio}`,
+  s3TlsEndpoint: `https://${HOST}:${PORTS.minioTls}`,
 };
 
 export interface ComponentContext {
@@ -257,21 +269,121 @@ const minio: Component = {
   },
 };
 
+/** Where a Kafka node keeps its data, the ports it listens on, and its TLS key store. */
+export interface KafkaNodeLayout {
+  dataDir: string;
+  ports: { plaintext: number; sasl: number; controller: number };
+  /** PEM file with the server's private key and certificate (Pki.createKafka). */
+  keyStore: string;
+}
+
+/** The local cluster's node (a test may run a private one on other ports). */
+export function clusterKafkaNode(pki: Pki): KafkaNodeLayout {
+  return {
+    dataDir: join(clusterPaths.data, "kafka"),
+    ports: { plaintext: PORTS.kafka, sasl: PORTS.kafkaSasl, controller: PORTS.kafkaController },
+    keyStore: pki.path("kafka-server.pem"),
+  };
+}
+
+/** The SASL mechanisms the SASL_SSL listener accepts, each for KAFKA_USER. */
+export const KAFKA_SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] as const;
+
+/**
+ * A second MinIO serving TLS only (MinIO serves TLS from `--certs-dir` and then nothing else on
+ * its address), with a certificate from the cluster's CA and its own data folder: the same
+ * credentials and bucket name as the plaintext one, which stays for quick tests. The CA is
+ * in its `CAs/` too, so MinIO trusts the cluster's own services (an OpenID issuer) as well.
+ */
+const minioTls: Component = {
+  name: "minio-tls",
+  address: addresses.s3TlsEndpoint,
+  after: [],
+  ports: [PORTS.minioTls, PORTS.minioTlsConsole],
+  prepare: async ({ pki }) => {
+    await pki.servingCertificate("minio-tls", ["IP:127.0.0.1", "DNS:localhost"]);
+    const certs = join(clusterPaths.data, "minio-tls-certs");
+    mkdirSync(join(certs, "CAs"), { recursive: true });
+    writeFileSync(join(certs, "public.crt"), readFileSync(pki.path("minio-tls.crt")));
+    writeFileSync(join(certs, "private.key"), readFileSync(pki.path("minio-tls.key")), {
+      mode: 0o600,
+    });
+    writeFileSync(join(certs, "CAs", "ca.crt"), readFileSync(pki.path("ca.crt")));
+  },
+  launch: ({ bin }) => ({
+    command: bin.minio,
+    args: [
+      "server",
+      `--address=${HOST}:${PORTS.minioTls}`,
+      `--console-address=${HOST}:${PORTS.minioTlsConsole}`,
+      `--certs-dir=${join(clusterPaths.data, "minio-tls-certs")}`,
+      join(clusterPaths.data, "minio-tls"),
+    ],
+    env: {
+      ...process.env,
+      MINIO_ROOT_USER: STORAGE.accessKey,
+      MINIO_ROOT_PASSWORD: STORAGE.secretKey,
+      MINIO_BROWSER: "off",
+      MINIO_UPDATE: "off",
+      MINIO_REGION: STORAGE.region,
+    },
+  }),
+  healthy: async ({ pki }) => {
+    if (!existsSync(pki.path("ca.crt"))) return false;
+    return answersOk(`${addresses.s3TlsEndpoint}/minio/health/ready`, {
+      ca: readFileSync(pki.path("ca.crt"), "utf8"),
+    });
+  },
+  initialize: async ({ pki }) => {
+    const client = minioTlsClient(readFileSync(pki.path("ca.crt"), "utf8"));
+    if (!(await client.bucketExists(STORAGE.bucket))) {
+      await client.makeBucket(STORAGE.bucket, STORAGE.region);
+    }
+  },
+};
+
+/** A client of the TLS MinIO, trusting the cluster's CA. */
+export function minioTlsClient(ca: string): MinioClient {
+  return new MinioClient({
+    endPoint: HOST,
+    port: PORTS.minioTls,
+    useSSL: true,
+    transportAgent: new https.Agent({ ca }),
+    accessKey: STORAGE.accessKey,
+    secretKey: STORAGE.secretKey,
+    region: STORAGE.region,
+  });
+}
+
 /**
  * One KRaft node acting as broker and controller. The internal topics get replication factor
  * and min ISR 1, which a single node needs for consumer groups and transactions to work.
+ * Two client listeners: PLAINTEXT for quick tests (and between broker and controller), and
+ * SASL_SSL as clusters users have it: TLS with the node's own CA, SCRAM users stored in the
+ * metadata log (created when the storage is formatted, see kafkaFormatArgs), PLAIN from the
+ * listener's JAAS config. No authorizer: an authenticated user may do anything.
  */
-export function kafkaProperties(dataDir: string): string {
+export function kafkaProperties(node: KafkaNodeLayout): string {
+  const { plaintext, sasl, controller } = node.ports;
+  const scramLogin = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+  const plainLogin = `org.apache.kafka.common.security.plain.PlainLoginModule required user_${KAFKA_USER.username}="${KAFKA_USER.password}";`;
   const settings: Record<string, string | number> = {
     "process.roles": "broker,controller",
     "node.id": 1,
-    "controller.quorum.voters": `1@${HOST}:${PORTS.kafkaController}`,
-    listeners: `PLAINTEXT://${HOST}:${PORTS.kafka},CONTROLLER://${HOST}:${PORTS.kafkaController}`,
-    "advertised.listeners": `PLAINTEXT://${HOST}:${PORTS.kafka}`,
+    "controller.quorum.voters": `1@${HOST}:${controller}`,
+    listeners: `PLAINTEXT://${HOST}:${plaintext},SASL_SSL://${HOST}:${sasl},CONTROLLER://${HOST}:${controller}`,
+    "advertised.listeners": `PLAINTEXT://${HOST}:${plaintext},SASL_SSL://${HOST}:${sasl}`,
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
-    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-    "log.dirs": dataDir,
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+    "listener.name.sasl_ssl.sasl.enabled.mechanisms": KAFKA_SASL_MECHANISMS.join(","),
+    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scramLogin,
+    "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scramLogin,
+    "listener.name.sasl_ssl.plain.sasl.jaas.config": plainLogin,
+    // Kafka reads PEM stores itself (KIP-651): the key and its certificate in one file.
+    "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+    "listener.name.sasl_ssl.ssl.keystore.location": node.keyStore,
+    "log.dirs": node.dataDir,
     "num.partitions": 1,
     "offsets.topic.replication.factor": 1,
     "transaction.state.log.replication.factor": 1,
@@ -330,23 +442,33 @@ function kafkaJava(bin: Binaries, mainClass: string, args: string[]): LaunchSpec
 
 const kafkaPropertiesFile = () => join(clusterPaths.config, "kafka.properties");
 
+/**
+ * `kafka-storage format` for a node: a fresh cluster id, and KAFKA_USER's SCRAM credentials
+ * written into the metadata log before the first start, so the SASL_SSL listener accepts them
+ * from the first connection on.
+ */
+export function kafkaFormatArgs(clusterId: string, propertiesFile: string): string[] {
+  const scram = KAFKA_SASL_MECHANISMS.filter((m) => m.startsWith("SCRAM-")).flatMap((m) => [
+    "--add-scram",
+    `${m}=[name=${KAFKA_USER.username},password=${KAFKA_USER.password}]`,
+  ]);
+  return ["format", "-t", clusterId, "-c", propertiesFile, ...scram];
+}
+
 const kafka: Component = {
   name: "kafka",
   address: addresses.kafkaBootstrap,
   after: [],
-  ports: [PORTS.kafka, PORTS.kafkaController],
-  prepare: async ({ bin }) => {
-    const dataDir = join(clusterPaths.data, "kafka");
+  ports: [PORTS.kafka, PORTS.kafkaController, PORTS.kafkaSasl],
+  prepare: async ({ bin, pki }) => {
     mkdirSync(clusterPaths.config, { recursive: true });
-    writeFileSync(kafkaPropertiesFile(), kafkaProperties(dataDir));
+    writeFileSync(kafkaPropertiesFile(), kafkaProperties(clusterKafkaNode(pki)));
     writeFileSync(join(clusterPaths.config, "kafka-log4j2.properties"), KAFKA_LOG4J2);
-    const format = kafkaJava(bin, "kafka.tools.StorageTool", [
-      "format",
-      "-t",
-      kafkaClusterId(),
-      "-c",
-      kafkaPropertiesFile(),
-    ]);
+    const format = kafkaJava(
+      bin,
+      "kafka.tools.StorageTool",
+      kafkaFormatArgs(kafkaClusterId(), kafkaPropertiesFile()),
+    );
     await run(format.command, format.args, { logFile: logFile("kafka") });
   },
   launch: ({ bin }) => kafkaJava(bin, "kafka.Kafka", [kafkaPropertiesFile()]),
@@ -362,6 +484,27 @@ const kafka: Component = {
       return metadata.brokers.size > 0;
     } catch {
       return false;
+    } finally {
+      await admin.close().catch(() => {});
+    }
+  },
+  // The SASL_SSL listener must take KAFKA_USER over TLS with the node's CA: an `up` whose
+  // secure listener does not work fails here, naming it, instead of in some test later.
+  initialize: async ({ pki }) => {
+    const admin = new Admin({
+      clientId: "weir-cluster-probe",
+      bootstrapBrokers: [addresses.kafkaSaslBootstrap],
+      tls: { ca: readFileSync(pki.path("kafka-ca.crt"), "utf8") },
+      sasl: { mechanism: "SCRAM-SHA-512", ...KAFKA_USER },
+      retries: 0,
+    });
+    try {
+      await admin.metadata({ topics: [] });
+    } catch (error) {
+      throw new Error(
+        `kafka's SASL_SSL listener at ${addresses.kafkaSaslBootstrap} refused user ${KAFKA_USER.username}: ${String(error)}`,
+        { cause: error },
+      );
     } finally {
       await admin.close().catch(() => {});
     }
@@ -413,6 +556,7 @@ const kubelet: Component = {
 export const COMPONENTS: Component[] = [
   etcd,
   minio,
+  minioTls,
   kafka,
   apiServer,
   controllerManager,

@@ -6,7 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { envFileContents, readEnvFile } from "./cluster.ts";
-import { kafkaClusterId, kafkaProperties, nodeNameFor, PORTS } from "./components.ts";
+import {
+  KAFKA_USER,
+  kafkaClusterId,
+  kafkaFormatArgs,
+  kafkaProperties,
+  nodeNameFor,
+  PORTS,
+} from "./components.ts";
 import { opensslConfig } from "./pki.ts";
 import { formatDuration } from "./progress.ts";
 import type { Binaries } from "./toolchain.ts";
@@ -25,11 +32,20 @@ function parseProperties(text: string): Map<string, string> {
   );
 }
 
+const node = {
+  dataDir: "/data/kafka",
+  ports: { plaintext: PORTS.kafka, sasl: PORTS.kafkaSasl, controller: PORTS.kafkaController },
+  keyStore: "/pki/kafka-server.pem",
+};
+
 test("kafka properties make a single KRaft node that can run transactions", () => {
-  const props = parseProperties(kafkaProperties("/data/kafka"));
+  const props = parseProperties(kafkaProperties(node));
   assert.equal(props.get("process.roles"), "broker,controller");
   assert.equal(props.get("controller.quorum.voters"), `1@127.0.0.1:${PORTS.kafkaController}`);
-  assert.equal(props.get("advertised.listeners"), `PLAINTEXT://127.0.0.1:${PORTS.kafka}`);
+  assert.equal(
+    props.get("advertised.listeners"),
+    `PLAINTEXT://127.0.0.1:${PORTS.kafka},SASL_SSL://127.0.0.1:${PORTS.kafkaSasl}`,
+  );
   for (const key of [
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
@@ -39,6 +55,33 @@ test("kafka properties make a single KRaft node that can run transactions", () =
   }
   assert.equal(props.get("group.initial.rebalance.delay.ms"), "0");
   assert.equal(props.get("log.dirs"), "/data/kafka");
+});
+
+test("the SASL_SSL listener: PEM key store, SCRAM and PLAIN, brokers still talk PLAINTEXT", () => {
+  const props = parseProperties(kafkaProperties(node));
+  assert.match(props.get("listeners") ?? "", new RegExp(`SASL_SSL://127.0.0.1:${PORTS.kafkaSasl}`));
+  assert.match(props.get("listener.security.protocol.map") ?? "", /SASL_SSL:SASL_SSL/);
+  assert.equal(props.get("inter.broker.listener.name"), "PLAINTEXT");
+  assert.equal(props.get("listener.name.sasl_ssl.ssl.keystore.type"), "PEM");
+  assert.equal(props.get("listener.name.sasl_ssl.ssl.keystore.location"), node.keyStore);
+  assert.equal(
+    props.get("listener.name.sasl_ssl.sasl.enabled.mechanisms"),
+    "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+  );
+  for (const mechanism of ["scram-sha-512", "scram-sha-256", "plain"]) {
+    assert.ok(props.get(`listener.name.sasl_ssl.${mechanism}.sasl.jaas.config`), mechanism);
+  }
+});
+
+test("formatting the storage creates the SCRAM users, after the cluster id it was given", () => {
+  const args = kafkaFormatArgs("abc", "/config/kafka.properties");
+  assert.deepEqual(args.slice(0, 5), ["format", "-t", "abc", "-c", "/config/kafka.properties"]);
+  for (const mechanism of ["SCRAM-SHA-512", "SCRAM-SHA-256"]) {
+    const at = args.indexOf(
+      `${mechanism}=[name=${KAFKA_USER.username},password=${KAFKA_USER.password}]`,
+    );
+    assert.ok(at > 0 && args[at - 1] === "--add-scram", mechanism);
+  }
 });
 
 test("kafka cluster ids are 22 URL-safe base64 characters, differ, and never start with '-'", () => {
@@ -98,10 +141,16 @@ test("the env file is shell-sourceable and reads back the same", () => {
     for (const name of [
       "KUBECONFIG",
       "KAFKA_BOOTSTRAP",
+      "KAFKA_SASL_BOOTSTRAP",
+      "KAFKA_SASL_USERNAME",
+      "KAFKA_SASL_PASSWORD",
+      "KAFKA_CA_FILE",
       "S3_ENDPOINT",
       "S3_ACCESS_KEY",
       "S3_SECRET_KEY",
       "S3_BUCKET",
+      "S3_TLS_ENDPOINT",
+      "S3_CA_FILE",
     ]) {
       assert.ok(vars[name], `${name} is set`);
     }

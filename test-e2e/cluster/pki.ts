@@ -1,7 +1,7 @@
 // The local cluster's certificates and kubeconfigs, made fresh by every `up` with openssl:
-// one CA, the API server's serving certificate, a client certificate per identity, and the
-// service-account signing key pair.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// one CA, the API server's serving certificate, a client certificate per identity, the
+// service-account signing key pair, and the Kafka listener's own CA and server certificate.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { run } from "./exec.ts";
@@ -23,6 +23,9 @@ export const API_SERVER_SANS = [
   "IP:127.0.0.1",
   "IP:10.96.0.1",
 ];
+
+/** Names the Kafka broker's TLS listener answers to (it listens on loopback only). */
+export const KAFKA_SERVER_SANS = ["DNS:localhost", "IP:127.0.0.1"];
 
 export function clientIdentities(nodeName: string): ClientIdentity[] {
   return [
@@ -107,6 +110,7 @@ export class Pki {
         organization: identity.organization,
       });
     }
+    await this.createKafka();
     await run("openssl", ["genrsa", "-out", this.path("sa.key"), "2048"]);
     await run("openssl", [
       "rsa",
@@ -118,13 +122,54 @@ export class Pki {
     ]);
   }
 
+  /**
+   * The Kafka broker's SASL_SSL listener: a CA of its own (clients must be given it, as for a
+   * real cluster; the cluster CA does not vouch for it, which the untrusted-CA tests rely on)
+   * and the server's certificate for loopback. `kafka-server.pem` holds the key and the
+   * certificate in one file, as the broker's PEM key store takes them.
+   */
+  async createKafka(): Promise<void> {
+    await this.certificate("kafka-ca", { commonName: "weir-local-kafka-ca", ca: true });
+    await this.certificate(
+      "kafka-server",
+      {
+        commonName: "weir-local-kafka",
+        extendedKeyUsage: "serverAuth",
+        subjectAltNames: KAFKA_SERVER_SANS,
+      },
+      "kafka-ca",
+    );
+    writeFileSync(
+      this.path("kafka-server.pem"),
+      readFileSync(this.path("kafka-server.key"), "utf8") +
+        readFileSync(this.path("kafka-server.crt"), "utf8"),
+      { mode: 0o600 },
+    );
+  }
+
+  /**
+   * A serving certificate from the cluster's CA, made when missing: components added to a
+   * running cluster (`up` starts just them) get theirs from the CA the cluster already trusts.
+   */
+  async servingCertificate(name: string, subjectAltNames: string[]): Promise<void> {
+    if (existsSync(this.path(`${name}.crt`)) && existsSync(this.path(`${name}.key`))) return;
+    await this.certificate(name, {
+      commonName: name,
+      extendedKeyUsage: "serverAuth",
+      subjectAltNames,
+    });
+  }
+
   private async certificate(
     name: string,
     options: Parameters<typeof opensslConfig>[0],
+    signedBy = "ca",
   ): Promise<void> {
     const config = this.path(`${name}.cnf`);
     writeFileSync(config, opensslConfig(options));
-    const signer = options.ca ? [] : ["-CA", this.path("ca.crt"), "-CAkey", this.path("ca.key")];
+    const signer = options.ca
+      ? []
+      : ["-CA", this.path(`${signedBy}.crt`), "-CAkey", this.path(`${signedBy}.key`)];
     await run("openssl", [
       "req",
       "-x509",

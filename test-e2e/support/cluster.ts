@@ -17,6 +17,9 @@ export interface ClusterEnv {
   s3SecretKey: string;
   s3Bucket: string;
   s3Region: string;
+  /** The same MinIO credentials and bucket name over TLS, with a certificate from S3_CA_FILE. */
+  s3TlsEndpoint: string;
+  s3CaFile: string;
   binDirs: string[];
 }
 
@@ -41,7 +44,28 @@ export function clusterEnv(): ClusterEnv {
     s3SecretKey: required(vars, "S3_SECRET_KEY"),
     s3Bucket: required(vars, "S3_BUCKET"),
     s3Region: required(vars, "S3_REGION"),
+    s3TlsEndpoint: required(vars, "S3_TLS_ENDPOINT"),
+    s3CaFile: required(vars, "S3_CA_FILE"),
     binDirs: required(vars, "WEIR_CLUSTER_BIN").split(":"),
+  };
+}
+
+/** The broker's SASL_SSL listener: its address, the SCRAM (and PLAIN) user, and its own CA. */
+export interface SecureKafkaEnv {
+  bootstrap: string;
+  username: string;
+  password: string;
+  caFile: string;
+}
+
+/** Read apart from clusterEnv(): only the tests of the secure listener need it. */
+export function secureKafkaEnv(): SecureKafkaEnv {
+  const vars = readEnvFile();
+  return {
+    bootstrap: required(vars, "KAFKA_SASL_BOOTSTRAP"),
+    username: required(vars, "KAFKA_SASL_USERNAME"),
+    password: required(vars, "KAFKA_SASL_PASSWORD"),
+    caFile: required(vars, "KAFKA_CA_FILE"),
   };
 }
 

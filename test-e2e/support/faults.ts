@@ -1,13 +1,15 @@
-// The faults a running StreamJob meets, one function each, for the fault matrix
-// (tests/fault-matrix.e2e.test.ts) and the randomized soak (scripts/chaos.ts): its pods killed
-// or force-deleted, rescales and upgrades, the operator killed, its object store frozen, the
-// Kafka broker restarted. Each injects its fault and returns a line saying what it did; it
-// waits only as long as the fault itself lasts, so that faults can pile up on each other, and
-// `jobRecovered` waits for the job to be whole again.
+// The faults a running StreamJob meets, one function each, and the jobs they meet, for the
+// fault matrix (tests/fault-matrix.e2e.test.ts) and the randomized soak (scripts/chaos.ts):
+// its pods killed or force-deleted, rescales and upgrades, the operator killed, its object
+// store frozen, the Kafka broker restarted. Each injects its fault and returns a line saying
+// what it did; it waits only as long as the fault itself lasts, so that faults can pile up on
+// each other, and `jobRecovered` waits for the job to be whole again.
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { StreamJob } from "../../operator/src/api/types.ts";
+import { clicksPerUser } from "../../runtime/examples/clicks-per-user.ts";
+import { wordCount } from "../../runtime/examples/word-count.ts";
 import { taskGroupId } from "../../runtime/src/connectors/kafka/task-io.ts";
 import { COMPONENTS } from "../cluster/components.ts";
 import { clusterPaths, logFile } from "../cluster/layout.ts";
@@ -33,6 +35,62 @@ export interface FaultTarget {
 
 /** The examples' seeded PRNG (mulberry32): the same seed gives the same faults. */
 export { seededRandom } from "../../runtime/examples/golden.ts";
+
+/** A job faults meet: the word count, or clicks-per-user (event-time windows). */
+export interface FaultJob {
+  target: FaultTarget;
+  input: string;
+  output: string;
+  /** Committed output records that a few seconds of processing add: how to see it move on. */
+  growth: number;
+}
+
+const EXAMPLES = {
+  "word-count": { build: wordCount, growth: 200 },
+  "clicks-per-user": { build: clicksPerUser, growth: 20 },
+};
+
+/**
+ * Applies the fault job `name`: `example` (each repartitions its records to a keyed step) at
+ * parallelism 3 on 6 partitions, checkpoints every second, its savepoints and checkpoints in
+ * `storage`; jobRecovered tells when it runs.
+ */
+export async function faultJob(
+  bed: OperatorTestbed,
+  storage: PrivateMinio,
+  example: keyof typeof EXAMPLES,
+  name: string,
+  random: () => number,
+): Promise<FaultJob> {
+  const { build, growth } = EXAMPLES[example];
+  const job = await bed.jobOnTopics(
+    name,
+    `/app/runtime/examples/${example}.ts`,
+    { parallelism: 3, checkpoints: { interval: "1s" } },
+    { partitions: 6 },
+  );
+  // The runtime creates the job's internal topics; they go with the testbed's.
+  bed.topics.push(...build({ name: job.internal }).describe().internalTopics);
+  const spec = job.manifest.spec as { savepoints: { storage: { endpoint: string } } };
+  spec.savepoints.storage.endpoint = storage.endpoint;
+  await bed.apply(job.manifest);
+  return {
+    target: { bed, job: name, storage, random },
+    input: job.input,
+    output: job.output,
+    growth,
+  };
+}
+
+/** `fault` into each of `targets` in turn (a pod of each killed, each rescaled …). */
+export async function onEach(
+  targets: readonly FaultTarget[],
+  fault: (target: FaultTarget) => Promise<string>,
+): Promise<string> {
+  const lines: string[] = [];
+  for (const target of targets) lines.push(`${target.job}: ${await fault(target)}`);
+  return lines.join("; ");
+}
 
 function pick<T>(items: readonly T[], random: () => number): T | undefined {
   return items[Math.floor(random() * items.length)];

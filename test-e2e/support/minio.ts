@@ -26,22 +26,35 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+export interface PrivateMinioOptions {
+  /** Extra server settings (MINIO_IDENTITY_OPENID_*, say). */
+  env?: Record<string, string>;
+  /** Its --certs-dir: `CAs/` it trusts for its own requests (an OpenID issuer, say). */
+  certsDir?: string;
+}
+
 export class PrivateMinio {
   readonly endpoint: string;
   readonly bucket = STORAGE.bucket;
   readonly #port: number;
   readonly #dataDir: string;
+  readonly #options: PrivateMinioOptions;
   #process: ChildProcess | undefined;
 
-  private constructor(port: number, dataDir: string) {
+  private constructor(port: number, dataDir: string, options: PrivateMinioOptions) {
     this.#port = port;
     this.#dataDir = dataDir;
+    this.#options = options;
     this.endpoint = `http://${HOST}:${port}`;
   }
 
   /** Starts one on a free port with an empty bucket. */
-  static async start(): Promise<PrivateMinio> {
-    const minio = new PrivateMinio(await freePort(), mkdtempSync(join(tmpdir(), "weir-minio-")));
+  static async start(options: PrivateMinioOptions = {}): Promise<PrivateMinio> {
+    const minio = new PrivateMinio(
+      await freePort(),
+      mkdtempSync(join(tmpdir(), "weir-minio-")),
+      options,
+    );
     try {
       await minio.restart();
       await minio.client().makeBucket(minio.bucket, STORAGE.region);
@@ -75,6 +88,7 @@ export class PrivateMinio {
         "server",
         `--address=${HOST}:${this.#port}`,
         `--console-address=${HOST}:${await freePort()}`,
+        ...(this.#options.certsDir ? [`--certs-dir=${this.#options.certsDir}`] : []),
         this.#dataDir,
       ],
       {
@@ -86,6 +100,7 @@ export class PrivateMinio {
           MINIO_BROWSER: "off",
           MINIO_UPDATE: "off",
           MINIO_REGION: STORAGE.region,
+          ...this.#options.env,
         },
       },
     );

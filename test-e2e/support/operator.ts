@@ -56,6 +56,8 @@ export interface OperatorOptions {
   leaseName?: string;
   /** Extra environment (e.g. the test-only crash hook). */
   env?: Record<string, string>;
+  /** Extra command-line options (e.g. the Lease's timing). */
+  args?: string[];
 }
 
 /** Starts an operator watching `namespace`, leader-elected on a Lease. */
@@ -74,6 +76,7 @@ export async function startOperator(
       `--leader-election-namespace=${options.leaseNamespace ?? namespace}`,
       `--leader-election-id=${options.leaseName ?? "weir-operator"}`,
       `--http-address=127.0.0.1:${port}`,
+      ...(options.args ?? []),
     ],
     {
       stdio: ["ignore", "pipe", "inherit"],
@@ -419,13 +422,14 @@ export class OperatorTestbed {
   readonly #inCluster: InClusterOperators | undefined;
   #kubeconfig = "";
 
-  constructor(prefix: string) {
+  /** `operators`: where its operators run (default: WEIR_E2E_OPERATOR, else in the cluster). */
+  constructor(prefix: string, options: { operators?: "in-cluster" | "process" } = {}) {
     this.namespace = uniqueName(prefix);
     this.admin = new Admin({
       clientId: "weir-test-admin",
       bootstrapBrokers: [clusterEnv().kafkaBootstrap],
     });
-    if (IN_CLUSTER) {
+    if (options.operators ? options.operators === "in-cluster" : IN_CLUSTER) {
       this.#inCluster = new InClusterOperators(this.namespace);
       const { release } = this.#inCluster;
       this.account = release.account;
@@ -454,14 +458,25 @@ export class OperatorTestbed {
     this.operator = await this.startOperator("operator-a");
   }
 
-  /** Starts one more operator (`identity` names a process; a pod names itself). */
-  startOperator(identity: string, env: Record<string, string> = {}): Promise<Operator> {
-    if (this.#inCluster) return this.#inCluster.start(env);
+  /**
+   * Starts one more operator (`identity` names a process; a pod names itself). `args` are extra
+   * command-line options, for operators run as processes only.
+   */
+  startOperator(
+    identity: string,
+    env: Record<string, string> = {},
+    args: string[] = [],
+  ): Promise<Operator> {
+    if (this.#inCluster) {
+      if (args.length > 0) throw new Error("command-line options are for operator processes");
+      return this.#inCluster.start(env);
+    }
     return startOperator(this.namespace, identity, {
       kubeconfig: this.#kubeconfig,
       leaseNamespace: this.leaseNamespace,
       leaseName: this.leaseName,
       env,
+      args,
     });
   }
 

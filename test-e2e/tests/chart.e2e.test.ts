@@ -182,6 +182,7 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
       ["create", "pods", jobsNs],
       ["deletecollection", "configmaps", jobsNs],
       ["get", "secrets", jobsNs],
+      ["create", "secrets", jobsNs], // each job's control token
       ["create", "events.events.k8s.io", jobsNs],
       ["update", "leases.coordination.k8s.io", operatorNs],
     ];
@@ -195,6 +196,8 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
       ["update", "streamjobs.weir.dev", jobsNs], // the spec belongs to the user (GitOps)
       ["delete", "streamjobs.weir.dev", jobsNs],
       ["list", "secrets", jobsNs], // by name only
+      ["update", "secrets", jobsNs], // a control token is immutable, deleted with its job
+      ["delete", "secrets", jobsNs],
       ["get", "configmaps", jobsNs],
       ["create", "deployments.apps", jobsNs],
       ["list", "streamjobs.weir.dev", "default"], // not a watched namespace

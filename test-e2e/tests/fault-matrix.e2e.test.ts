@@ -1,23 +1,30 @@
-// The fault matrix: the word count (which repartitions its words) at parallelism 3 on 6 input
-// partitions, with input arriving all the while, meets one kind of fault per case, twice — its
-// runtime process killed (kill -9), its pod force-deleted, a rescale, an upgrade, the operator
-// killed, its object store frozen, the Kafka broker restarted — and every word's running counts
-// must come out exactly once: 1..n read to the read_committed end with Kafka's Java client, no
-// gap, no repeat, nothing beyond n (and first, the job must process all of its input: a job
-// stuck after a fault fails as such). Each case has a job of its own, so a case that breaks
-// exactly once fails alone. The faults are those of scripts/chaos.ts (support/faults.ts). The
-// broker restarted is the cluster's own: tests running alongside see it go for a few seconds.
+// The fault matrix: two jobs side by side, each at parallelism 3 on 6 input partitions with a
+// repartition step and input arriving all the while — the word count, and clicks-per-user
+// (event-time windows) with one input partition 20 s behind the others in event time — meet
+// one kind of fault per case, twice, each fault hitting both: a runtime process killed
+// (kill -9), a pod force-deleted, a rescale, an upgrade, the operator killed, their object
+// store frozen, the Kafka broker restarted. Then, read to the read_committed end with Kafka's
+// Java client, every word's running counts must be exactly 1..n (no gap, no repeat, nothing
+// beyond n), and every window exactly the batch answer over the clicks produced (each once,
+// with its count, no other); and first, both jobs must process all of their input (a job
+// stuck after a fault fails as such). Each case has jobs of its own, so a case that breaks
+// fails alone. The faults are those of scripts/chaos.ts (support/faults.ts). The broker
+// restarted is the cluster's own: tests running alongside see it go for a few seconds.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { assertWindows, type ClicksSent, produceClicks } from "../support/clicks.ts";
 import { cli } from "../support/cluster.ts";
 import {
+  type FaultJob,
   type FaultTarget,
+  faultJob,
   forceDeletePod,
   freezeStorage,
   inputProcessed,
   jobRecovered,
   killOperator,
   killPodProcess,
+  onEach,
   rescale,
   restartBroker,
   seededRandom,
@@ -41,117 +48,138 @@ after(async () => {
   await storage?.remove();
 });
 
-/** Waits until the job's committed output has grown by a few hundred running counts. */
-const outputGrows = (topic: string) => committedGrowth(topic, 200);
+/** Waits until the job is whole again and its committed output has moved on. */
+async function recovered(job: FaultJob): Promise<void> {
+  await jobRecovered(job.target);
+  await committedGrowth(job.output, job.growth);
+}
 
 /** The current run's id (to see that a rescale or an upgrade did replace the run). */
 async function runOf(target: FaultTarget): Promise<string | undefined> {
   return (await readJob(bed.namespace, target.job)).status?.run?.id;
 }
 
-/** A case's job: where faults go, and its output. */
+const runsOf = (targets: readonly FaultTarget[]) => Promise.all(targets.map(runOf));
+
+/** A case's jobs: the word count and clicks-per-user, and where faults go. */
 interface Case {
-  target: FaultTarget;
-  output: string;
+  jobs: FaultJob[];
+  targets: FaultTarget[];
 }
 
 /**
- * A word-count job of its own at parallelism 3 on 6 partitions, checkpoints every second, its
- * savepoints and checkpoints in the test's own MinIO; input throughout `faults`; then the
- * input stops and every running count must be there exactly once. The job is deleted after.
+ * The case's two jobs (`name` and `name-clicks`), their savepoints and checkpoints in the
+ * test's own MinIO; input throughout `faults`; then the input stops, and both jobs' output
+ * must be exact. The jobs are deleted after.
  */
-async function withFaults(name: string, faults: (job: Case) => Promise<void>): Promise<void> {
+async function withFaults(name: string, faults: (c: Case) => Promise<void>): Promise<void> {
   if (!storage) throw new Error("no object store");
-  const job = await bed.wordCountJob(
-    name,
-    { parallelism: 3, checkpoints: { interval: "1s" } },
-    { partitions: 6 },
-  );
-  const spec = job.manifest.spec as { savepoints: { storage: { endpoint: string } } };
-  spec.savepoints.storage.endpoint = storage.endpoint;
   // The cases name the pods they hit, so nothing is drawn from `random`.
-  const target: FaultTarget = { bed, job: name, storage, random: seededRandom(13) };
-  await bed.apply(job.manifest);
+  const random = seededRandom(13);
+  const words = await faultJob(bed, storage, "word-count", name, random);
+  const clicks = await faultJob(bed, storage, "clicks-per-user", `${name}-clicks`, random);
+  const c: Case = { jobs: [words, clicks], targets: [words.target, clicks.target] };
   try {
-    await jobRecovered(target, 180_000);
-    const traffic = produceContinuously(job.input, 6);
+    await Promise.all(c.targets.map((target) => jobRecovered(target, 180_000)));
+    const lines = produceContinuously(words.input, 6);
+    const clickStream = produceClicks(clicks.input, { partitions: 6 });
     let rounds = 0;
+    let sent: ClicksSent | undefined;
     try {
-      await outputGrows(job.output);
-      await faults({ target, output: job.output });
+      await Promise.all(c.jobs.map((job) => committedGrowth(job.output, job.growth)));
+      await faults(c);
     } finally {
-      rounds = await traffic.stop();
+      rounds = await lines.stop();
+      sent = await clickStream.stop();
     }
-    await inputProcessed(target, job.input);
-    await assertExactlyOnce(job.output, rounds, { timeoutMs: 180_000 });
+    await Promise.all(c.jobs.map((job) => inputProcessed(job.target, job.input)));
+    // Both checks, so that a case says everything that is wrong with it.
+    const checks = await Promise.allSettled([
+      assertExactlyOnce(words.output, rounds, { timeoutMs: 180_000 }),
+      assertWindows(clicks.output, sent, { timeoutMs: 180_000 }),
+    ]);
+    const failed = checks.flatMap((check) => (check.status === "rejected" ? [check.reason] : []));
+    if (failed.length > 0) assert.fail(failed.map((e) => (e as Error).message).join("\n"));
   } finally {
-    await cli("kubectl", ["delete", "sj", name, "-n", bed.namespace, "--timeout=120s"]);
+    for (const target of c.targets)
+      await cli("kubectl", ["delete", "sj", target.job, "-n", bed.namespace, "--timeout=120s"]);
   }
 }
 
 /**
- * Injects `fault`, then waits until the job has recovered and its output has moved on again
- * (so that the next fault, or the end of the input, meets a job that is processing).
+ * Injects `fault`, then waits until both jobs have recovered and their output has moved on
+ * again (so that the next fault, or the end of the input, meets jobs that are processing).
  */
-async function inject(job: Case, fault: (target: FaultTarget) => Promise<string>): Promise<void> {
+async function inject(c: Case, fault: (targets: FaultTarget[]) => Promise<string>): Promise<void> {
   const started = Date.now();
-  const what = await fault(job.target);
-  await jobRecovered(job.target);
-  await outputGrows(job.output);
+  const what = await fault(c.targets);
+  await Promise.all(c.jobs.map(recovered));
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  process.stderr.write(`[fault matrix] ${job.target.job}: ${what}; recovered in ${seconds} s\n`);
+  process.stderr.write(`[fault matrix] ${what}; recovered in ${seconds} s\n`);
 }
 
 test("exactly once through kill -9 of a pod's runtime process, twice", () =>
-  withFaults("kill", async (job) => {
-    await inject(job, (target) => killPodProcess(target, 0));
-    await inject(job, (target) => killPodProcess(target, 1));
+  withFaults("kill", async (c) => {
+    await inject(c, (targets) => onEach(targets, (target) => killPodProcess(target, 0)));
+    await inject(c, (targets) => onEach(targets, (target) => killPodProcess(target, 1)));
   }));
 
 test("exactly once through force deletion of a pod, twice", () =>
-  withFaults("force-delete", async (job) => {
-    await inject(job, (target) => forceDeletePod(target, 1));
-    await inject(job, (target) => forceDeletePod(target, 2));
+  withFaults("force-delete", async (c) => {
+    await inject(c, (targets) => onEach(targets, (target) => forceDeletePod(target, 1)));
+    await inject(c, (targets) => onEach(targets, (target) => forceDeletePod(target, 2)));
   }));
 
 test("exactly once through rescales 3 → 2 → 3", () =>
-  withFaults("rescale", async (job) => {
+  withFaults("rescale", async (c) => {
     for (const parallelism of [2, 3]) {
-      const run = await runOf(job.target);
-      await inject(job, (target) => rescale(target, parallelism));
-      assert.notEqual(await runOf(job.target), run, "a new run");
+      const runs = await runsOf(c.targets);
+      await inject(c, (targets) => onEach(targets, (target) => rescale(target, parallelism)));
+      for (const [i, run] of (await runsOf(c.targets)).entries())
+        assert.notEqual(run, runs[i], `a new run of ${c.targets[i]?.job}`);
     }
   }));
 
 test("exactly once through upgrades of the image and of the job configuration", () =>
-  withFaults("upgrade", async (job) => {
+  withFaults("upgrade", async (c) => {
     for (const change of ["image", "config"] as const) {
-      const run = await runOf(job.target);
-      await inject(job, (target) => upgrade(target, change));
-      assert.notEqual(await runOf(job.target), run, "a new run");
+      const runs = await runsOf(c.targets);
+      await inject(c, (targets) => onEach(targets, (target) => upgrade(target, change)));
+      for (const [i, run] of (await runsOf(c.targets)).entries())
+        assert.notEqual(run, runs[i], `a new run of ${c.targets[i]?.job}`);
     }
   }));
 
 test("exactly once through the operator pod killed, while steady and during an upgrade", () =>
-  withFaults("operator", async (job) => {
-    await inject(job, killOperator);
-    const run = await runOf(job.target);
-    await upgrade(job.target, "image");
-    await eventually("the upgrade to be under way", async () =>
-      (await readJob(bed.namespace, job.target.job)).status?.upgrade ? true : undefined,
-    );
-    await inject(job, killOperator);
-    assert.notEqual(await runOf(job.target), run, "the next operator completed the upgrade");
+  withFaults("operator", async (c) => {
+    await inject(c, ([target]) => killOperator(target as FaultTarget));
+    const runs = await runsOf(c.targets);
+    await onEach(c.targets, (target) => upgrade(target, "image"));
+    // Under way for each (or, for the first, maybe done already: it went first).
+    await eventually("the upgrades to be under way", async () => {
+      const jobs = await Promise.all(c.targets.map((t) => readJob(bed.namespace, t.job)));
+      return jobs.every((job, i) => job.status?.upgrade || job.status?.run?.id !== runs[i])
+        ? true
+        : undefined;
+    });
+    await inject(c, ([target]) => killOperator(target as FaultTarget));
+    for (const [i, run] of (await runsOf(c.targets)).entries())
+      assert.notEqual(
+        run,
+        runs[i],
+        `the next operator completed the upgrade of ${c.targets[i]?.job}`,
+      );
   }));
 
 test("exactly once through the object store frozen for longer than the storage timeout, twice", () =>
-  withFaults("storage", async (job) => {
-    await inject(job, (target) => freezeStorage(target, 12_000));
-    await inject(job, (target) => freezeStorage(target, 12_000));
+  withFaults("storage", async (c) => {
+    // One object store for both jobs: one freeze hits both.
+    await inject(c, ([target]) => freezeStorage(target as FaultTarget, 12_000));
+    await inject(c, ([target]) => freezeStorage(target as FaultTarget, 12_000));
   }));
 
 test("exactly once through the Kafka broker restarted, gracefully and killed", () =>
-  withFaults("broker", async (job) => {
-    await inject(job, () => restartBroker());
-    await inject(job, () => restartBroker({ hard: true }));
+  withFaults("broker", async (c) => {
+    await inject(c, () => restartBroker());
+    await inject(c, () => restartBroker({ hard: true }));
   }));

@@ -10,6 +10,7 @@ import { clusterEnv, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopicToEnd } from "../support/kafka.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
+const kafka = { bootstrapBrokers };
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
 const job = { namespace: "tests", name: uniqueName("task-io") };
 
@@ -59,7 +60,7 @@ describe("kafka task I/O", () => {
     });
     await producer.close();
 
-    const reader = new TaskReader({ bootstrapBrokers, job, task });
+    const reader = new TaskReader({ kafka, job, task });
     assert.equal(await reader.committed(), undefined, "a new task has no position yet");
     const records = await readN(reader, await reader.start(0n), 3);
     assert.deepEqual(
@@ -71,7 +72,7 @@ describe("kafka task I/O", () => {
       ],
     );
 
-    const writer = new TaskWriter({ bootstrapBrokers, job, task });
+    const writer = new TaskWriter({ kafka, job, task });
     const last = records.at(-1);
     assert.ok(last);
     await writer.send(
@@ -88,7 +89,7 @@ describe("kafka task I/O", () => {
     // Every writer has committed and closed: the output is final, read to its end.
     const written = (await readTopicToEnd(output)).records.map((r) => r.value);
     assert.deepEqual(written, ["X", "Y", "Z"]);
-    const again = new TaskReader({ bootstrapBrokers, job, task });
+    const again = new TaskReader({ kafka, job, task });
     assert.deepEqual(
       await again.committed(),
       { offset: 3n, checkpoint: 1n },
@@ -98,7 +99,7 @@ describe("kafka task I/O", () => {
   });
 
   test("a new owner of the task fences the old one: its outputs and offset never land", async () => {
-    const reader = new TaskReader({ bootstrapBrokers, job, task });
+    const reader = new TaskReader({ kafka, job, task });
     const producer = inputProducer();
     await producer.send({ messages: [{ topic: input, partition: 1, value: "w" }] });
     await producer.close();
@@ -106,9 +107,9 @@ describe("kafka task I/O", () => {
     assert.ok(record);
 
     const offsets = () => reader.offsetsAt(record.offset + 1n, 2n);
-    const zombie = new TaskWriter({ bootstrapBrokers, job, task, clientId: "zombie" });
+    const zombie = new TaskWriter({ kafka, job, task, clientId: "zombie" });
     await zombie.fence(); // registers the zombie's producer epoch
-    const owner = new TaskWriter({ bootstrapBrokers, job, task, clientId: "owner" });
+    const owner = new TaskWriter({ kafka, job, task, clientId: "owner" });
     await owner.fence();
     await assert.rejects(async () => {
       await zombie.send([{ topic: output, partition: 0, value: Buffer.from("FROM-ZOMBIE") }]);
@@ -117,7 +118,7 @@ describe("kafka task I/O", () => {
     await owner.send([{ topic: output, partition: 0, value: Buffer.from("FROM-OWNER") }]);
     await owner.commit(offsets);
     await Promise.all([zombie.close().catch(() => {}), owner.close(), reader.close()]);
-    const position = new TaskReader({ bootstrapBrokers, job, task });
+    const position = new TaskReader({ kafka, job, task });
     assert.equal((await position.committed())?.offset, 4n, "only the owner's offset landed");
     await position.close();
 
@@ -138,7 +139,7 @@ describe("kafka task I/O", () => {
     await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
     try {
       const upstream = { topic: uniqueName("weir-upstream"), partition: 0 };
-      const killed = new TaskWriter({ bootstrapBrokers, job, task: upstream, clientId: "killed" });
+      const killed = new TaskWriter({ kafka, job, task: upstream, clientId: "killed" });
       const aborted = Array.from({ length: 50 }, (_, i) => ({
         topic,
         partition: 0,
@@ -157,10 +158,10 @@ describe("kafka task I/O", () => {
       }
       await producer.close();
       // The task's next owner fences the killed one: the broker aborts its transaction now.
-      const next = new TaskWriter({ bootstrapBrokers, job, task: upstream, clientId: "next" });
+      const next = new TaskWriter({ kafka, job, task: upstream, clientId: "next" });
       await next.fence();
 
-      const reader = new TaskReader({ bootstrapBrokers, job, task: { topic, partition: 0 } });
+      const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
       const read = await readN(reader, await reader.start(0n), committed.length);
       await reader.close();
       await Promise.all([next.close(), killed.close().catch(() => {})]);
@@ -189,7 +190,7 @@ describe("kafka task I/O", () => {
       await admin.deleteRecords({
         topics: [{ name: topic, partitions: [{ partition: 0, offset: 3n }] }],
       });
-      const reader = new TaskReader({ bootstrapBrokers, job, task: { topic, partition: 0 } });
+      const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
       const records = await reader.start(1n);
       await assert.rejects(
         async () => {
@@ -201,7 +202,7 @@ describe("kafka task I/O", () => {
       await reader.close().catch(() => {});
 
       const skipping = new TaskReader({
-        bootstrapBrokers,
+        kafka,
         job,
         task: { topic, partition: 0 },
         outOfRange: "earliest",

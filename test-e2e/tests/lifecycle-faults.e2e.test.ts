@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { StreamJob } from "../../operator/src/api/types.ts";
 import { httpGet } from "../cluster/probe.ts";
+import { seriesValues } from "../support/metrics-text.ts";
 import { PrivateMinio } from "../support/minio.ts";
 import { jobReady, OperatorTestbed, patchJobSpec, readJob } from "../support/operator.ts";
 import { eventually } from "../support/wait.ts";
@@ -16,16 +17,13 @@ const bed = new OperatorTestbed("faults");
 before(() => bed.setUp());
 after(() => bed.tearDown());
 
-/** Records read so far by the job's pods (their control API's /v1/status). */
+/** Records read so far by the job's pods (their /metrics: /v1/status wants the job's token). */
 async function recordsIn(name: string): Promise<number> {
   let total = 0;
   for (const pod of await bed.podsOf(name)) {
-    const answer = await httpGet(`http://${pod.status?.podIP}:9249/v1/status`).catch(
-      () => undefined,
-    );
+    const answer = await httpGet(`http://${pod.status?.podIP}:9249/metrics`).catch(() => undefined);
     if (answer?.status !== 200) continue;
-    const status = JSON.parse(answer.body) as { tasks: { recordsIn: number }[] };
-    total += status.tasks.reduce((sum, task) => sum + task.recordsIn, 0);
+    total += seriesValues(answer.body).get("weir_records_in_total") ?? 0;
   }
   return total;
 }

@@ -14,6 +14,7 @@ import { inputProducer, readTopic, readTopicSettled } from "../support/kafka.ts"
 import { eventually } from "../support/wait.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
+const kafka = { bootstrapBrokers };
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
 const topics: string[] = [];
 
@@ -66,7 +67,7 @@ function runner(
   return new TaskRunner({
     job,
     task: { topic: input, partition: 0 },
-    bootstrapBrokers,
+    kafka,
     store: new SnapshotStore({
       client: s3Client(),
       bucket: clusterEnv().s3Bucket,
@@ -140,7 +141,7 @@ test("a stop-with-savepoint whose commit fails stops the task and commits nothin
   );
   // Another owner takes the task over: the runner's open transaction is aborted.
   const other = new TaskWriter({
-    bootstrapBrokers,
+    kafka,
     job: { namespace: "tests", name },
     task: { topic: input, partition: 0 },
     clientId: "other-owner",
@@ -159,7 +160,7 @@ test("a stop-with-savepoint whose commit fails stops the task and commits nothin
   await Promise.all([task.stop().catch(() => {}), other.close()]);
   assert.equal(stopped, "failed");
   const position = new TaskReader({
-    bootstrapBrokers,
+    kafka,
     job: { namespace: "tests", name },
     task: { topic: input, partition: 0 },
   });

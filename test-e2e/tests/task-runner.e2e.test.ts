@@ -20,6 +20,7 @@ import { inputProducer, readTopic, readTopicSettled, readTopicToEnd } from "../s
 import { eventually } from "../support/wait.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
+const kafka = { bootstrapBrokers };
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
 const jobName = uniqueName("count");
 const input = `${jobName}-in`;
@@ -130,7 +131,7 @@ test("while storage refuses checkpoints the task keeps processing and commits no
     const runner = new TaskRunner({
       job: { namespace: "tests", name },
       task: { topic, partition: 0 },
-      bootstrapBrokers,
+      kafka,
       store,
       jobOperators: [],
       stateful: false,
@@ -156,7 +157,7 @@ test("while storage refuses checkpoints the task keeps processing and commits no
     assert.equal(written.length, 100, "the outputs were sent, inside the open transaction");
     await assert.rejects(runner.stop(), CheckpointNotStored);
     const position = new TaskReader({
-      bootstrapBrokers,
+      kafka,
       job: { namespace: "tests", name },
       task: { topic, partition: 0 },
     });
@@ -185,7 +186,7 @@ test("the first commit comes once the task caught up with its source; later ones
   const runner = new TaskRunner({
     job,
     task: { topic, partition: 0 },
-    bootstrapBrokers,
+    kafka,
     store: new SnapshotStore({
       client: s3Client(),
       bucket: clusterEnv().s3Bucket,

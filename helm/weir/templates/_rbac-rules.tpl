@@ -28,14 +28,18 @@
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
-# ConfigMaps of runs (the runtime's configuration file): create, delete old ones
+# ConfigMaps of runs (the runtime's configuration file): create, delete old ones; read the storage CA bundle a job names (by name, never listed)
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, deletecollection]
-# the savepoint storage's credentials (the Secret a job names): read, never listed
+  verbs: [create, deletecollection, get]
+# Secrets by name, never listed: the storage credentials and CA bundle a job names (get); each job's control-API token, owned by the job (create, get)
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create]
+# storage.webIdentity: a short token of the job's service account for the STS audience, to check (and complete savepoints in) storage with the job's own role
+- apiGroups: [""]
+  resources: [serviceaccounts/token]
+  verbs: [create]
 # Events on the jobs it acts on (aggregated into series: patch)
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -11,21 +11,33 @@ import {
   type KubernetesObjectApi,
   PatchStrategy,
   setHeaderOptions,
+  type V1Pod,
 } from "@kubernetes/client-node";
 import { GROUP, type StreamJob, type StreamJobStatus, VERSION } from "../api/types.ts";
 import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
+import { enforcePodSecurity, type PodSecurityLevel } from "../build/pod-security.ts";
 import type { Action, Decision, EventSpec, ObservedRefusal } from "../decide/reconcile.ts";
 import { apiStatusOf, statusCodeOf } from "../machinery/api.ts";
 import type { JobStorage } from "../observe/observe-job.ts";
 import { triggerSavepoint } from "../observe/runtime-control.ts";
+import type { ControlTokens } from "./control-tokens.ts";
 
 export interface ActClients {
   core: CoreV1Api;
   custom: CustomObjectsApi;
   objects: KubernetesObjectApi;
   storage: JobStorage;
-  /** Called once the status is written, before any action (the test-only crash hook). */
-  statusWritten?(status: StreamJobStatus): void;
+  /** The jobs' control tokens (a job's Secret is created with its first pods). */
+  tokens: Pick<ControlTokens, "read" | "ensure">;
+  /** What job pods may ask for (the operator's --pod-security). */
+  podSecurity: PodSecurityLevel;
+  /**
+   * Asked before every write: false once this replica may no longer act (its lease ran out,
+   * e.g. a process that was paused wakes up). The write is not sent; the reconcile fails.
+   */
+  mayWrite?(): boolean;
+  /** Called after every write that succeeded (the test-only crash hooks). */
+  wrote?(write: Write): void;
   /** Records an Event on the job; never throws (a lost Event must not fail a reconcile). */
   event(job: StreamJob, event: EventSpec): Promise<void>;
 }
@@ -46,6 +58,38 @@ async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T |
   } catch (error) {
     if (codes.includes(statusCodeOf(error) ?? 0)) return undefined;
     throw error;
+  }
+}
+
+/** One write of a decision: the status, an action or an Event. */
+export interface Write {
+  what: string;
+  /** The status, when the write was the status. */
+  status?: StreamJobStatus;
+}
+
+/** A write refused because this replica no longer leads. */
+export class NotLeading extends Error {
+  constructor(what: string) {
+    super(`not leading: ${what} not written`);
+  }
+}
+
+function describeAction(
+  action: Exclude<Action, { kind: "triggerSavepoint" | "removeFinalizer" }>,
+): string {
+  switch (action.kind) {
+    case "create":
+      return `create ${action.object.kind} ${action.object.metadata?.name}`;
+    case "deletePod":
+      return `delete pod ${action.name}`;
+    case "savepointStatus":
+      return `StreamSavepoint ${action.name} ${action.status.state}`;
+    case "deleteSavepoint":
+    case "completeSavepoint":
+      return `${action.kind} ${"name" in action ? action.name : action.id}`;
+    default:
+      return action.kind;
   }
 }
 
@@ -93,21 +137,30 @@ export async function applyDecision(
   let resourceVersion = job.metadata?.resourceVersion;
   let finalizers = job.metadata?.finalizers;
 
-  const patchFinalizers = async (next: string[]) => {
-    const patched = (await clients.custom.patchNamespacedCustomObject(
-      {
-        ...STREAMJOBS,
-        namespace,
-        name,
-        fieldManager: FIELD_MANAGER,
-        // The precondition makes a concurrent change a 409 instead of a lost finalizer.
-        body: { metadata: { finalizers: next, resourceVersion } },
-      },
-      mergePatch,
-    )) as StreamJob;
-    resourceVersion = patched.metadata?.resourceVersion;
-    finalizers = next;
+  // Every write asks first whether this replica may still act, and is reported once done.
+  const write = async <T>(what: string, call: () => Promise<T>, status?: StreamJobStatus) => {
+    if (clients.mayWrite && !clients.mayWrite()) throw new NotLeading(what);
+    const result = await call();
+    clients.wrote?.({ what, ...(status ? { status } : {}) });
+    return result;
   };
+
+  const patchFinalizers = (next: string[]) =>
+    write(`finalizers [${next.join(", ")}]`, async () => {
+      const patched = (await clients.custom.patchNamespacedCustomObject(
+        {
+          ...STREAMJOBS,
+          namespace,
+          name,
+          fieldManager: FIELD_MANAGER,
+          // The precondition makes a concurrent change a 409 instead of a lost finalizer.
+          body: { metadata: { finalizers: next, resourceVersion } },
+        },
+        mergePatch,
+      )) as StreamJob;
+      resourceVersion = patched.metadata?.resourceVersion;
+      finalizers = next;
+    });
 
   if (decision.actions.some((a) => a.kind === "addFinalizer"))
     await patchFinalizers([...(job.metadata?.finalizers ?? []), FINALIZER]);
@@ -116,102 +169,144 @@ export async function applyDecision(
     // Server-side apply with Weir's own field manager: the status is the operator's, whole
     // (fields it leaves out are removed), and the resourceVersion makes it conditional, so a
     // job changed since it was read is a 409 and a fresh reconcile, never a blind overwrite.
-    const updated = (await clients.custom.patchNamespacedCustomObjectStatus(
-      {
-        ...STREAMJOBS,
-        namespace,
-        name,
-        fieldManager: FIELD_MANAGER,
-        force: true,
-        body: {
-          apiVersion: job.apiVersion,
-          kind: job.kind,
-          metadata: { name, namespace, resourceVersion },
-          status: decision.status,
-        },
-      },
-      serverSideApply,
+    const updated = (await write(
+      `status (state ${decision.status.state}, step ${decision.status.upgrade?.step ?? "-"})`,
+      () =>
+        clients.custom.patchNamespacedCustomObjectStatus(
+          {
+            ...STREAMJOBS,
+            namespace,
+            name,
+            fieldManager: FIELD_MANAGER,
+            force: true,
+            body: {
+              apiVersion: job.apiVersion,
+              kind: job.kind,
+              metadata: { name, namespace, resourceVersion },
+              status: decision.status,
+            },
+          },
+          serverSideApply,
+        ),
+      decision.status,
     )) as StreamJob;
     resourceVersion = updated.metadata?.resourceVersion;
-    clients.statusWritten?.(decision.status);
   }
+
+  // A run's pods: their job's token Secret first (a pod cannot start without it), and no more
+  // privilege than the operator allows, whatever the template asked for (said in an Event).
+  const overridden = new Set<string>();
+  let tokenEnsured = false;
+  const prepare = async (object: Extract<Action, { kind: "create" }>["object"]) => {
+    if (object.kind !== "Pod") return object;
+    if (!tokenEnsured) {
+      await write(`control token Secret of ${name}`, () => clients.tokens.ensure(job));
+      tokenEnsured = true;
+    }
+    const secured = enforcePodSecurity(object as V1Pod, clients.podSecurity);
+    for (const field of secured.overridden) overridden.add(field);
+    return secured.pod;
+  };
 
   let refused: ObservedRefusal | undefined;
   // Pods are asked for their savepoint parts at once: a pod that does not answer costs its
   // timeout once, not once per pod.
-  const asking: Promise<void>[] = [];
+  const asking: Extract<Action, { kind: "triggerSavepoint" }>[] = [];
   for (const action of decision.actions) {
-    switch (action.kind) {
-      case "create":
-        try {
-          await clients.objects.create(action.object, undefined, undefined, FIELD_MANAGER);
-        } catch (error) {
-          if (statusCodeOf(error) === 409) break;
-          refused = refusalOf(error, action.object);
-          if (!refused) throw error;
-        }
-        break;
-      case "deletePod":
-        await ignoring([404], () =>
-          clients.core.deleteNamespacedPod({ name: action.name, namespace }),
-        );
-        break;
-      case "deleteConfigMaps":
-        await clients.core.deleteCollectionNamespacedConfigMap({
-          namespace,
-          labelSelector: `${LABEL_JOB}=${name}${action.keepRun ? `,${LABEL_RUN}!=${action.keepRun}` : ""}`,
-        });
-        break;
-      case "removeFinalizer":
-        await ignoring([404], () =>
-          patchFinalizers((job.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER)),
-        );
-        break;
-      case "triggerSavepoint":
-        // A pod that cannot be asked now is asked again at the next poll.
-        asking.push(triggerSavepoint(action.ip, action.id, action.stop).catch(() => {}));
-        break;
-      case "completeSavepoint":
-        await (await clients.storage.store()).completeSavepoint(
-          action.id,
-          action.operators,
-          action.parallelism,
-        );
-        break;
-      case "savepointStatus":
-        await ignoring([404], () =>
-          clients.custom.patchNamespacedCustomObjectStatus(
-            {
+    if (action.kind === "triggerSavepoint") {
+      asking.push(action);
+      continue;
+    }
+    if (action.kind === "removeFinalizer") {
+      await ignoring([404], () =>
+        patchFinalizers((job.metadata?.finalizers ?? []).filter((f) => f !== FINALIZER)),
+      );
+      continue;
+    }
+    const object = action.kind === "create" ? await prepare(action.object) : undefined;
+    await write(describeAction(action), async () => {
+      switch (action.kind) {
+        case "create":
+          try {
+            await clients.objects.create(
+              object ?? action.object,
+              undefined,
+              undefined,
+              FIELD_MANAGER,
+            );
+          } catch (error) {
+            if (statusCodeOf(error) === 409) break;
+            refused = refusalOf(error, action.object);
+            if (!refused) throw error;
+          }
+          break;
+        case "deletePod":
+          await ignoring([404, 409], () =>
+            clients.core.deleteNamespacedPod({ name: action.name, namespace }),
+          );
+          break;
+        case "deleteConfigMaps":
+          await clients.core.deleteCollectionNamespacedConfigMap({
+            namespace,
+            labelSelector: `${LABEL_JOB}=${name}${action.keepRun ? `,${LABEL_RUN}!=${action.keepRun}` : ""}`,
+          });
+          break;
+        case "completeSavepoint":
+          await (await clients.storage.store()).completeSavepoint(
+            action.id,
+            action.operators,
+            action.parallelism,
+          );
+          break;
+        case "savepointStatus":
+          await ignoring([404], () =>
+            clients.custom.patchNamespacedCustomObjectStatus(
+              {
+                ...STREAMSAVEPOINTS,
+                namespace,
+                name: action.name,
+                fieldManager: FIELD_MANAGER,
+                body: { status: action.status },
+              },
+              mergePatch,
+            ),
+          );
+          break;
+        case "deleteSavepoint": {
+          const id = action.path ? savepointIdFromPath(action.path) : undefined;
+          if (id) await (await clients.storage.store()).delete("savepoint", id);
+          await ignoring([404], () =>
+            clients.custom.deleteNamespacedCustomObject({
               ...STREAMSAVEPOINTS,
               namespace,
               name: action.name,
-              fieldManager: FIELD_MANAGER,
-              body: { status: action.status },
-            },
-            mergePatch,
-          ),
-        );
-        break;
-      case "deleteSavepoint": {
-        const id = action.path ? savepointIdFromPath(action.path) : undefined;
-        if (id) await (await clients.storage.store()).delete("savepoint", id);
-        await ignoring([404], () =>
-          clients.custom.deleteNamespacedCustomObject({
-            ...STREAMSAVEPOINTS,
-            namespace,
-            name: action.name,
-          }),
-        );
-        break;
+            }),
+          );
+          break;
+        }
+        case "addFinalizer":
+          break;
       }
-      case "addFinalizer":
-        break;
-    }
+    });
     // The rest would be refused alike (one template, one quota): decided on first.
     if (refused) break;
   }
-  await Promise.all(asking);
-  for (const event of decision.events) await clients.event(job, event);
+  if (asking.length > 0) {
+    // Without it (unreadable now) the pods say 401, and are asked again at the next poll.
+    const token = await clients.tokens.read(job).catch(() => undefined);
+    await write(`ask ${asking.map((a) => a.pod).join(", ")} for savepoint ${asking[0]?.id}`, () =>
+      // A pod that cannot be asked now is asked again at the next poll.
+      Promise.all(asking.map((a) => triggerSavepoint(a.ip, a.id, a.stop, token).catch(() => {}))),
+    );
+  }
+  const events: EventSpec[] = [...decision.events];
+  if (overridden.size > 0)
+    events.push({
+      type: "Warning",
+      reason: "PodSecurityOverridden",
+      message: `job pods run at Pod Security "${clients.podSecurity}" (the operator's --pod-security), so the pod template's ${[...overridden].join(", ")} did not apply`,
+    });
+  for (const event of events) await write(`event ${event.reason}`, () => clients.event(job, event));
   return {
     job: {
       ...job,

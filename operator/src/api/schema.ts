@@ -4,6 +4,11 @@
 // against the same schemas with ajv. What the API server can check lives here (types, enums,
 // ranges, patterns, CEL rules); every CEL rule has a plain mirror in validate.ts.
 
+import {
+  KAFKA_CLIENT_PROPERTIES,
+  TEXT_PROPERTIES,
+} from "../../../runtime/src/connectors/kafka/client-properties.ts";
+
 /** The subset of Kubernetes' JSONSchemaProps this API uses. */
 export interface Schema {
   /** Name of the TypeScript interface generated for this object (types.generated.ts). */
@@ -172,6 +177,155 @@ export const SAVEPOINT_TRIGGERS = ["manual", "upgrade", "rescale", "periodic", "
 // ---------------------------------------------------------------------------------------------
 // StreamJob
 
+/** A key of a Secret or ConfigMap in the job's namespace (as core/v1's SecretKeySelector). */
+const kafkaKeyRef = (title: string, description: string): Schema =>
+  object(
+    title,
+    description,
+    {
+      name: string("Name of the object in the job's namespace.", {
+        pattern: KAFKA_OBJECT_NAME,
+        maxLength: 253,
+      }),
+      key: string("The key holding the value.", {
+        pattern: "^[-._a-zA-Z0-9]+$",
+        maxLength: 253,
+      }),
+    },
+    { required: ["name", "key"] },
+  );
+
+/** A Kubernetes object name (DNS subdomain), for the Secrets and ConfigMaps spec.kafka names. */
+const KAFKA_OBJECT_NAME = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+
+/** The rule keeping `spec.kafka.properties` to the keys the runtime honours. */
+export const KAFKA_PROPERTIES_RULE = `self.all(k, k in [${Object.keys(KAFKA_CLIENT_PROPERTIES)
+  .map((key) => `'${key}'`)
+  .join(", ")}])`;
+/** Every client property but the text ones is whole milliseconds. */
+export const KAFKA_PROPERTY_VALUES_RULE = `self.all(k, k in [${TEXT_PROPERTIES.map((key) => `'${key}'`).join(", ")}] || self[k].matches('^[0-9]{1,9}$'))`;
+
+const kafka = object(
+  "KafkaSpec",
+  "The Kafka cluster the job reads from and writes to, and how its clients authenticate (every client of the job: sources, sinks, internal topics, transactions, offsets). Secrets reach the pods as mounted files, never through the run's ConfigMap.",
+  {
+    bootstrapServers: array(
+      "Bootstrap servers, host:port each.",
+      { type: "string", pattern: "^[^:\\s]+:[0-9]{1,5}$" },
+      { minItems: 1 },
+    ),
+    internalTopicReplicationFactor: integer(
+      "Replication factor of the topics the runtime creates (repartition, dead letters); -1 (or absent) uses the broker's default.replication.factor.",
+      {
+        minimum: -1,
+        maximum: 32767,
+        "x-kubernetes-validations": [
+          { rule: "self != 0", message: "must be -1 (the broker's default) or at least 1" },
+        ],
+      },
+    ),
+    tls: object(
+      "KafkaTls",
+      "TLS to the brokers (the SSL and SASL_SSL security protocols).",
+      {
+        enabled: boolean("Connect with TLS.", { default: true }),
+        ca: object(
+          "KafkaTlsCa",
+          "The CA certificates (PEM) the brokers' certificates must chain to; absent: the runtime's system CAs. Exactly one of secretKeyRef and configMapKeyRef.",
+          {
+            secretKeyRef: kafkaKeyRef("KafkaSecretKeyRef", "A key of a Secret."),
+            configMapKeyRef: kafkaKeyRef("KafkaConfigMapKeyRef", "A key of a ConfigMap."),
+          },
+          {
+            "x-kubernetes-validations": [
+              {
+                rule: "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                message: "must name exactly one of secretKeyRef and configMapKeyRef",
+              },
+            ],
+          },
+        ),
+        clientCertificate: object(
+          "KafkaClientCertificate",
+          "A client certificate and its key (PEM) for mutual TLS, from a Secret (a kubernetes.io/tls Secret by default keys).",
+          {
+            secretName: string("Name of the Secret in the job's namespace.", {
+              pattern: KAFKA_OBJECT_NAME,
+              maxLength: 253,
+            }),
+            certificate: string("Key of the certificate (chain).", { default: "tls.crt" }),
+            key: string("Key of the private key.", { default: "tls.key" }),
+          },
+          { required: ["secretName"] },
+        ),
+        verifyHostname: boolean(
+          "Check that the broker's certificate names the host connected to. Turn off only for brokers whose certificates name other hosts; the chain is verified either way.",
+          { default: true },
+        ),
+      },
+      {
+        "x-kubernetes-validations": [
+          {
+            rule: "self.enabled || (!has(self.ca) && !has(self.clientCertificate))",
+            message: "ca and clientCertificate need TLS enabled",
+          },
+        ],
+      },
+    ),
+    sasl: object(
+      "KafkaSasl",
+      "SASL authentication (SASL_PLAINTEXT, or SASL_SSL with tls). PLAIN sends the password as it is: use it with tls only.",
+      {
+        mechanism: oneOf("The SASL mechanism.", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        username: string("The user name.", { minLength: 1, maxLength: 256 }),
+        passwordSecret: kafkaKeyRef("KafkaPasswordSecret", "The Secret key holding the password."),
+      },
+      { required: ["mechanism", "username", "passwordSecret"] },
+    ),
+    properties: {
+      type: "object",
+      // Bounded so that the API server's CEL cost estimate of the rules below stays in budget.
+      additionalProperties: { type: "string", maxLength: 256 },
+      description: `Further Kafka client properties, by their Java client names. The runtime honours ${Object.keys(
+        KAFKA_CLIENT_PROPERTIES,
+      ).join(
+        ", ",
+      )} (milliseconds but client.rack); any other key is refused. TLS and SASL are set with tls and sasl, never here.`,
+      maxProperties: 16,
+      "x-kubernetes-validations": [
+        {
+          rule: KAFKA_PROPERTIES_RULE,
+          message: `only ${Object.keys(KAFKA_CLIENT_PROPERTIES).join(", ")} are supported`,
+        },
+        {
+          rule: KAFKA_PROPERTY_VALUES_RULE,
+          message: "must be a whole number of milliseconds (client.rack excepted)",
+        },
+      ],
+    },
+  },
+  { required: ["bootstrapServers"] },
+);
+
+/** A Kubernetes object name (DNS subdomain). */
+const RESOURCE_NAME_PATTERN = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+
+/** A key of a Secret or ConfigMap in the job's namespace. */
+const keyRef = (title: string, description: string): Schema =>
+  object(
+    title,
+    description,
+    {
+      name: string("Name of the object.", { pattern: RESOURCE_NAME_PATTERN, maxLength: 253 }),
+      key: string("The key holding the PEM bundle.", {
+        default: "ca.crt",
+        pattern: "^[-._a-zA-Z0-9]+$",
+        maxLength: 253,
+      }),
+    },
+    { required: ["name"] },
+  );
+
 const storage = object(
   "SavepointStorage",
   "Where savepoints (and the job's checkpoints) are stored: an S3-compatible bucket.",
@@ -185,11 +339,73 @@ const storage = object(
     }),
     region: string("Region of the bucket.", { default: "us-east-1" }),
     credentialsSecret: string(
-      "Name of a Secret in the job's namespace with the keys accessKey and secretKey.",
-      { pattern: "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", maxLength: 253 },
+      "Name of a Secret in the job's namespace with the keys accessKey and secretKey. Absent: the AWS default credential chain of the pods' (and the operator's) environment, in this order: environment keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), a web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as IRSA's webhook or webIdentity mounts them), container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, as EKS Pod Identity mounts them), then the instance's metadata service (IMDSv2).",
+      { pattern: RESOURCE_NAME_PATTERN, maxLength: 253 },
+    ),
+    webIdentity: object(
+      "StorageWebIdentity",
+      "Credentials from a role assumed with the pods' service-account token (STS AssumeRoleWithWebIdentity), for clusters without EKS's webhook: the operator mounts a token of the pods' service account for this audience into every pod and sets AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; it checks storage with a token of the same service account (TokenRequest).",
+      {
+        roleArn: string(
+          "ARN of the role to assume (AWS IAM, or MinIO's arn:minio:iam:::role/...).",
+          {
+            minLength: 1,
+            maxLength: 2048,
+          },
+        ),
+        audience: string("Audience of the service-account token (what STS expects).", {
+          default: "sts.amazonaws.com",
+          minLength: 1,
+          maxLength: 256,
+        }),
+      },
+      { required: ["roleArn"] },
+    ),
+    stsEndpoint: string(
+      "URL of the STS endpoint web identity credentials come from; absent: AWS_ENDPOINT_URL_STS, else https://sts.<region>.amazonaws.com. MinIO serves STS on its S3 endpoint.",
+      { pattern: "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$" },
+    ),
+    // No default: a default would change every stored job's spec, and so restart its run.
+    addressing: oneOf(
+      "How a bucket is addressed: path (https://host/bucket/key; MinIO and most S3-compatible stores; what absent means) or virtual-host (https://bucket.host/key; AWS's preferred form).",
+      ["path", "virtual-host"],
+    ),
+    caBundle: object(
+      "StorageCABundle",
+      "PEM certificates that verify the endpoint's (and STS's) TLS certificate, besides the system's own roots; mounted into the pods, never copied into a ConfigMap of the operator's.",
+      {
+        secretKeyRef: keyRef("StorageCASecretKey", "A key of a Secret in the job's namespace."),
+        configMapKeyRef: keyRef(
+          "StorageCAConfigMapKey",
+          "A key of a ConfigMap in the job's namespace.",
+        ),
+      },
+      {
+        "x-kubernetes-validations": [
+          {
+            rule: "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+            message: "name exactly one of secretKeyRef and configMapKeyRef",
+          },
+        ],
+      },
     ),
   },
-  { required: ["endpoint", "bucket", "credentialsSecret"] },
+  {
+    required: ["endpoint", "bucket"],
+    "x-kubernetes-validations": [
+      {
+        rule: "!has(self.credentialsSecret) || !has(self.webIdentity)",
+        message:
+          "credentialsSecret and webIdentity are two sources of credentials: name one (or neither, for the AWS default chain)",
+        fieldPath: ".webIdentity",
+      },
+      {
+        rule: "!has(self.caBundle) || self.endpoint.startsWith('https://')",
+        message: "needs an https:// endpoint (a CA verifies TLS only)",
+        fieldPath: ".caBundle",
+      },
+    ],
+  },
 );
 
 const savepoints = object(
@@ -370,18 +586,7 @@ const jobSpec = object(
       },
       { required: ["entry"] },
     ),
-    kafka: object(
-      "KafkaSpec",
-      "The Kafka cluster the job reads from and writes to.",
-      {
-        bootstrapServers: array(
-          "Bootstrap servers, host:port each.",
-          { type: "string", pattern: "^[^:\\s]+:[0-9]{1,5}$" },
-          { minItems: 1 },
-        ),
-      },
-      { required: ["bootstrapServers"] },
-    ),
+    kafka,
     parallelism: integer(
       `Number of subtasks (pods); the scale subresource's replicas (kubectl scale). At most the source partition count and ${MAX_PARALLELISM}. While the autoscaler owns parallelism (enabled, not a dry run) a change of this field is a manual override: the job rescales to it (within the autoscaler's limits) and the autoscaler decides from there; status.desiredParallelism is what the operator runs.`,
       { minimum: 1, maximum: MAX_PARALLELISM, default: 1 },

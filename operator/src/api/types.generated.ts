@@ -9,7 +9,7 @@ export interface StreamJobSpec {
   imagePullPolicy: "Always" | "IfNotPresent" | "Never";
   /** The job the runtime runs. */
   job: JobModule;
-  /** The Kafka cluster the job reads from and writes to. */
+  /** The Kafka cluster the job reads from and writes to, and how its clients authenticate (every client of the job: sources, sinks, internal topics, transactions, offsets). Secrets reach the pods as mounted files, never through the run's ConfigMap. */
   kafka: KafkaSpec;
   /** Number of subtasks (pods); the scale subresource's replicas (kubectl scale). At most the source partition count and 1000. While the autoscaler owns parallelism (enabled, not a dry run) a change of this field is a manual override: the job rescales to it (within the autoscaler's limits) and the autoscaler decides from there; status.desiredParallelism is what the operator runs. Default: 1. */
   parallelism: number;
@@ -122,10 +122,18 @@ export interface JobModule {
   config?: Record<string, unknown>;
 }
 
-/** The Kafka cluster the job reads from and writes to. */
+/** The Kafka cluster the job reads from and writes to, and how its clients authenticate (every client of the job: sources, sinks, internal topics, transactions, offsets). Secrets reach the pods as mounted files, never through the run's ConfigMap. */
 export interface KafkaSpec {
   /** Bootstrap servers, host:port each. */
   bootstrapServers: string[];
+  /** Replication factor of the topics the runtime creates (repartition, dead letters); -1 (or absent) uses the broker's default.replication.factor. */
+  internalTopicReplicationFactor?: number;
+  /** TLS to the brokers (the SSL and SASL_SSL security protocols). */
+  tls?: KafkaTls;
+  /** SASL authentication (SASL_PLAINTEXT, or SASL_SSL with tls). PLAIN sends the password as it is: use it with tls only. */
+  sasl?: KafkaSasl;
+  /** Further Kafka client properties, by their Java client names. The runtime honours client.rack, metadata.max.age.ms, request.timeout.ms, retry.backoff.ms, socket.connection.setup.timeout.ms (milliseconds but client.rack); any other key is refused. TLS and SASL are set with tls and sasl, never here. */
+  properties?: Record<string, string>;
 }
 
 /** Periodic checkpoints of every task. */
@@ -320,6 +328,28 @@ export interface AutoscalerStatus {
   rescales?: AutoscalerRescale[];
 }
 
+/** TLS to the brokers (the SSL and SASL_SSL security protocols). */
+export interface KafkaTls {
+  /** Connect with TLS. Default: true. */
+  enabled: boolean;
+  /** The CA certificates (PEM) the brokers' certificates must chain to; absent: the runtime's system CAs. Exactly one of secretKeyRef and configMapKeyRef. */
+  ca?: KafkaTlsCa;
+  /** A client certificate and its key (PEM) for mutual TLS, from a Secret (a kubernetes.io/tls Secret by default keys). */
+  clientCertificate?: KafkaClientCertificate;
+  /** Check that the broker's certificate names the host connected to. Turn off only for brokers whose certificates name other hosts; the chain is verified either way. Default: true. */
+  verifyHostname: boolean;
+}
+
+/** SASL authentication (SASL_PLAINTEXT, or SASL_SSL with tls). PLAIN sends the password as it is: use it with tls only. */
+export interface KafkaSasl {
+  /** The SASL mechanism. */
+  mechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
+  /** The user name. */
+  username: string;
+  /** The Secret key holding the password. */
+  passwordSecret: KafkaPasswordSecret;
+}
+
 /** Where savepoints (and the job's checkpoints) are stored: an S3-compatible bucket. */
 export interface SavepointStorage {
   /** URL of the S3-compatible endpoint, http(s)://host:port. */
@@ -330,8 +360,16 @@ export interface SavepointStorage {
   prefix: string;
   /** Region of the bucket. Default: "us-east-1". */
   region: string;
-  /** Name of a Secret in the job's namespace with the keys accessKey and secretKey. */
-  credentialsSecret: string;
+  /** Name of a Secret in the job's namespace with the keys accessKey and secretKey. Absent: the AWS default credential chain of the pods' (and the operator's) environment, in this order: environment keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), a web identity token file (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as IRSA's webhook or webIdentity mounts them), container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, as EKS Pod Identity mounts them), then the instance's metadata service (IMDSv2). */
+  credentialsSecret?: string;
+  /** Credentials from a role assumed with the pods' service-account token (STS AssumeRoleWithWebIdentity), for clusters without EKS's webhook: the operator mounts a token of the pods' service account for this audience into every pod and sets AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; it checks storage with a token of the same service account (TokenRequest). */
+  webIdentity?: StorageWebIdentity;
+  /** URL of the STS endpoint web identity credentials come from; absent: AWS_ENDPOINT_URL_STS, else https://sts.<region>.amazonaws.com. MinIO serves STS on its S3 endpoint. */
+  stsEndpoint?: string;
+  /** How a bucket is addressed: path (https://host/bucket/key; MinIO and most S3-compatible stores; what absent means) or virtual-host (https://bucket.host/key; AWS's preferred form). */
+  addressing?: "path" | "virtual-host";
+  /** PEM certificates that verify the endpoint's (and STS's) TLS certificate, besides the system's own roots; mounted into the pods, never copied into a ConfigMap of the operator's. */
+  caBundle?: StorageCABundle;
 }
 
 /** How many savepoints are kept; the newest completed one and any in use are always kept. */
@@ -412,9 +450,83 @@ export interface AutoscalerRescale {
   arrivalRate?: number;
 }
 
+/** The CA certificates (PEM) the brokers' certificates must chain to; absent: the runtime's system CAs. Exactly one of secretKeyRef and configMapKeyRef. */
+export interface KafkaTlsCa {
+  /** A key of a Secret. */
+  secretKeyRef?: KafkaSecretKeyRef;
+  /** A key of a ConfigMap. */
+  configMapKeyRef?: KafkaConfigMapKeyRef;
+}
+
+/** A client certificate and its key (PEM) for mutual TLS, from a Secret (a kubernetes.io/tls Secret by default keys). */
+export interface KafkaClientCertificate {
+  /** Name of the Secret in the job's namespace. */
+  secretName: string;
+  /** Key of the certificate (chain). Default: "tls.crt". */
+  certificate: string;
+  /** Key of the private key. Default: "tls.key". */
+  key: string;
+}
+
+/** The Secret key holding the password. */
+export interface KafkaPasswordSecret {
+  /** Name of the object in the job's namespace. */
+  name: string;
+  /** The key holding the value. */
+  key: string;
+}
+
+/** Credentials from a role assumed with the pods' service-account token (STS AssumeRoleWithWebIdentity), for clusters without EKS's webhook: the operator mounts a token of the pods' service account for this audience into every pod and sets AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; it checks storage with a token of the same service account (TokenRequest). */
+export interface StorageWebIdentity {
+  /** ARN of the role to assume (AWS IAM, or MinIO's arn:minio:iam:::role/...). */
+  roleArn: string;
+  /** Audience of the service-account token (what STS expects). Default: "sts.amazonaws.com". */
+  audience: string;
+}
+
+/** PEM certificates that verify the endpoint's (and STS's) TLS certificate, besides the system's own roots; mounted into the pods, never copied into a ConfigMap of the operator's. */
+export interface StorageCABundle {
+  /** A key of a Secret in the job's namespace. */
+  secretKeyRef?: StorageCASecretKey;
+  /** A key of a ConfigMap in the job's namespace. */
+  configMapKeyRef?: StorageCAConfigMapKey;
+}
+
 /** A core/v1 EnvVar. */
 export interface EnvVar {
   /** Name of the variable. */
   name: string;
   [key: string]: unknown;
+}
+
+/** A key of a Secret. */
+export interface KafkaSecretKeyRef {
+  /** Name of the object in the job's namespace. */
+  name: string;
+  /** The key holding the value. */
+  key: string;
+}
+
+/** A key of a ConfigMap. */
+export interface KafkaConfigMapKeyRef {
+  /** Name of the object in the job's namespace. */
+  name: string;
+  /** The key holding the value. */
+  key: string;
+}
+
+/** A key of a Secret in the job's namespace. */
+export interface StorageCASecretKey {
+  /** Name of the object. */
+  name: string;
+  /** The key holding the PEM bundle. Default: "ca.crt". */
+  key: string;
+}
+
+/** A key of a ConfigMap in the job's namespace. */
+export interface StorageCAConfigMapKey {
+  /** Name of the object. */
+  name: string;
+  /** The key holding the PEM bundle. Default: "ca.crt". */
+  key: string;
 }

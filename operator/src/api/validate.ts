@@ -4,13 +4,26 @@
 // cannot run, are mirrored here as plain checks, keyed by their rule text.
 import { Ajv, type ErrorObject } from "ajv";
 import {
+  KAFKA_CLIENT_PROPERTIES,
+  TEXT_PROPERTIES,
+} from "../../../runtime/src/connectors/kafka/client-properties.ts";
+import {
   API_VERSION,
   DURATION_PATTERN,
+  KAFKA_PROPERTIES_RULE,
+  KAFKA_PROPERTY_VALUES_RULE,
   resources,
   type Schema,
   streamJobSchema,
 } from "./schema.ts";
-import type { AutoscalerSpec, StreamJob, StreamJobSpec } from "./types.ts";
+import type {
+  AutoscalerSpec,
+  KafkaTls,
+  SavepointStorage,
+  StorageCABundle,
+  StreamJob,
+  StreamJobSpec,
+} from "./types.ts";
 
 /** Milliseconds of a duration such as "90s", "5m", "1h30m" or "250ms" (the schema's pattern). */
 export function parseDuration(text: string): number {
@@ -80,6 +93,30 @@ export const celMirrors: Record<string, ((self: unknown) => boolean) | null> = {
   ),
   "!has(self.failures) || self.failures != 'dead-letter' || has(self.deadLetterTopic)": mirror(
     (self: StreamJobSpec) => self.failures !== "dead-letter" || self.deadLetterTopic !== undefined,
+  ),
+  "has(self.secretKeyRef) != has(self.configMapKeyRef)": mirror(
+    (self: StorageCABundle) =>
+      (self.secretKeyRef !== undefined) !== (self.configMapKeyRef !== undefined),
+  ),
+  "!has(self.credentialsSecret) || !has(self.webIdentity)": mirror(
+    (self: SavepointStorage) =>
+      self.credentialsSecret === undefined || self.webIdentity === undefined,
+  ),
+  "!has(self.caBundle) || self.endpoint.startsWith('https://')": mirror(
+    (self: SavepointStorage) => self.caBundle === undefined || self.endpoint.startsWith("https://"),
+  ),
+  "self != 0": mirror((self: number) => self !== 0),
+  "self.enabled || (!has(self.ca) && !has(self.clientCertificate))": mirror(
+    (self: KafkaTls) =>
+      self.enabled || (self.ca === undefined && self.clientCertificate === undefined),
+  ),
+  [KAFKA_PROPERTIES_RULE]: mirror((self: Record<string, string>) =>
+    Object.keys(self).every((key) => Object.hasOwn(KAFKA_CLIENT_PROPERTIES, key)),
+  ),
+  [KAFKA_PROPERTY_VALUES_RULE]: mirror((self: Record<string, string>) =>
+    Object.entries(self).every(
+      ([key, value]) => TEXT_PROPERTIES.includes(key as never) || /^[0-9]{1,9}$/.test(value),
+    ),
   ),
   "self == oldSelf": null,
 };

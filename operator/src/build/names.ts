@@ -5,6 +5,8 @@
 export const LABEL_JOB = "weir.dev/job";
 export const LABEL_RUN = "weir.dev/run";
 export const LABEL_SUBTASK = "weir.dev/subtask";
+/** The uid of the StreamJob a run's object belongs to (with or without an owner reference). */
+export const LABEL_JOB_UID = "weir.dev/job-uid";
 export const ANNOTATION_SPEC_HASH = "weir.dev/spec-hash";
 /** Held on every StreamJob until the operator has removed what the job owns. */
 export const FINALIZER = "weir.dev/cleanup";
@@ -38,4 +40,17 @@ export function configMapName(job: string, run: string): string {
 export function nextRunId(previous: string | undefined): string {
   const n = previous ? Number(previous.replace(/^r/, "")) : 0;
   return `r${Number.isFinite(n) ? n + 1 : 1}`;
+}
+
+/** Where a pod finds its job's token. */
+export const CONTROL_TOKEN_DIR = "/var/run/secrets/weir.dev/control";
+export const CONTROL_TOKEN_KEY = "token";
+export const CONTROL_TOKEN_FILE = `${CONTROL_TOKEN_DIR}/${CONTROL_TOKEN_KEY}`;
+
+/**
+ * `<job>-control-<uid prefix>`: a job deleted and created again under its name gets a Secret of
+ * its own, never the old one still waiting for garbage collection.
+ */
+export function controlTokenSecretName(job: { name?: string; uid?: string }): string {
+  return `${job.name ?? ""}-control-${(job.uid ?? "").slice(0, 8)}`;
 }

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { StreamJob } from "../api/types.ts";
 import { runSpecOf, specHash } from "../decide/run-spec.ts";
+import { buildControlTokenSecret, newControlToken } from "./control-token.ts";
+import { controlTokenSecretName } from "./names.ts";
 import { buildConfigMap, buildPod, jobFieldOf, type RunRef } from "./run-objects.ts";
 
 const job = {
@@ -118,6 +120,26 @@ test("secure by default, with the podTemplate's security settings merged over th
   assert.equal(pod.spec?.containers[0]?.securityContext?.allowPrivilegeEscalation, false);
 });
 
+test("the job's control token: mounted read-only from the job's own Secret, never copied", () => {
+  const pod = buildPod(run, 0);
+  const volume = pod.spec?.volumes?.find((v) => v.name === "control-token");
+  assert.deepEqual(volume?.secret, { secretName: "clicks-control-u-1", defaultMode: 0o444 });
+  assert.deepEqual(
+    pod.spec?.containers[0]?.volumeMounts?.find((m) => m.name === "control-token"),
+    { name: "control-token", mountPath: "/var/run/secrets/weir.dev/control", readOnly: true },
+  );
+  const secret = buildControlTokenSecret(job, "tok");
+  assert.equal(secret.metadata?.name, "clicks-control-u-1");
+  assert.equal(secret.metadata?.labels?.["weir.dev/job"], "clicks");
+  assert.deepEqual(secret.metadata?.ownerReferences, pod.metadata?.ownerReferences);
+  assert.equal(secret.immutable, true);
+  assert.deepEqual(secret.data, { token: Buffer.from("tok").toString("base64") });
+  const other = { ...job, metadata: { ...job.metadata, uid: "9f8e7d6c-5b4a" } };
+  assert.equal(controlTokenSecretName(other.metadata), "clicks-control-9f8e7d6c");
+  assert.match(newControlToken(), /^[A-Za-z0-9_-]{43}$/);
+  assert.notEqual(newControlToken(), newControlToken());
+});
+
 test("the run's ConfigMap is the runtime's configuration file", () => {
   const configMap = buildConfigMap(run);
   assert.equal(configMap.metadata?.name, "clicks-r4-config");
@@ -129,14 +151,16 @@ test("the run's ConfigMap is the runtime's configuration file", () => {
       bucket: "weir-savepoints",
       prefix: "weir",
       region: "us-east-1",
+      credentials: "static",
     },
     checkpointIntervalMs: 2000,
     allowNonRestoredState: false,
     job: { config: { input: "in" } },
+    control: { tokenFile: "/var/run/secrets/weir.dev/control/token" },
   });
   assert.doesNotMatch(
     configMap.data?.["config.json"] ?? "",
-    /secret/i,
+    /secretKey|accessKey/i,
     "no credentials in the ConfigMap",
   );
 });
@@ -170,4 +194,67 @@ test("a refused pod's field names the StreamJob field it comes from", () => {
   for (const [field, expected] of cases)
     assert.equal(jobFieldOf(run, "Pod", field), expected, field);
   assert.equal(jobFieldOf(run, "ConfigMap", "data"), "spec.job.config");
+});
+
+test("storage without a Secret: the CA bundle and the web identity token are mounted, never copied", () => {
+  const secure = structuredClone(job);
+  const storage = secure.spec.savepoints?.storage;
+  assert.ok(storage);
+  delete storage.credentialsSecret;
+  Object.assign(storage, {
+    endpoint: "https://127.0.0.1:9443",
+    addressing: "virtual-host",
+    caBundle: { secretKeyRef: { name: "minio-ca", key: "tls.ca" } },
+    webIdentity: { roleArn: "arn:minio:iam:::role/x", audience: "minio" },
+    stsEndpoint: "https://127.0.0.1:9443",
+  });
+  const secureSpec = runSpecOf(secure);
+  const secureRun: RunRef = {
+    job: secure,
+    id: "r5",
+    spec: secureSpec,
+    specHash: specHash(secureSpec),
+  };
+  const pod = buildPod(secureRun, 2);
+  const container = pod.spec?.containers[0];
+  const env = Object.fromEntries(
+    (container?.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]),
+  );
+  assert.equal(env.S3_ACCESS_KEY, undefined);
+  assert.equal(env.AWS_ROLE_ARN, "arn:minio:iam:::role/x");
+  assert.equal(env.AWS_ROLE_SESSION_NAME, "clicks-r5-2");
+  const volumes = Object.fromEntries((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
+  assert.deepEqual(volumes["storage-ca"]?.secret, {
+    secretName: "minio-ca",
+    items: [{ key: "tls.ca", path: "ca.crt" }],
+  });
+  assert.deepEqual(volumes["storage-token"]?.projected?.sources, [
+    { serviceAccountToken: { audience: "minio", expirationSeconds: 3600, path: "token" } },
+  ]);
+  const mounts = Object.fromEntries(
+    (container?.volumeMounts ?? []).map((m) => [m.name, m.mountPath]),
+  );
+  assert.equal(env.AWS_WEB_IDENTITY_TOKEN_FILE, `${mounts["storage-token"]}/token`);
+  const config = JSON.parse(buildConfigMap(secureRun).data?.["config.json"] ?? "{}");
+  assert.equal(config.storage.caFile, `${mounts["storage-ca"]}/ca.crt`);
+  assert.equal(config.storage.credentials, "chain");
+  assert.equal(config.storage.addressing, "virtual-host");
+  assert.equal(config.storage.stsEndpoint, "https://127.0.0.1:9443");
+  // The pods' service account signs the token; no token of the API's own is mounted.
+  assert.equal(pod.spec?.serviceAccountName, "jobs");
+  assert.equal(pod.spec?.automountServiceAccountToken, false);
+});
+
+test("a job that takes a savepoint on delete owns its run's objects by label, not reference", () => {
+  const onDelete = {
+    ...job,
+    spec: { ...job.spec, savepoints: { ...job.spec.savepoints, onDelete: true } },
+  } as StreamJob;
+  const ref: RunRef = { ...run, job: onDelete };
+  for (const object of [buildPod(ref, 0), buildConfigMap(ref)]) {
+    // The garbage collector of a foreground deletion would delete them before the savepoint.
+    assert.equal(object.metadata?.ownerReferences, undefined);
+    assert.equal(object.metadata?.labels?.["weir.dev/job-uid"], "u-1");
+  }
+  assert.equal(buildPod(run, 0).metadata?.labels?.["weir.dev/job-uid"], "u-1");
 });

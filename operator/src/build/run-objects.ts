@@ -7,15 +7,22 @@ import type {
   V1OwnerReference,
   V1Pod,
   V1ResourceRequirements,
+  V1Volume,
+  V1VolumeMount,
+  V1VolumeProjection,
 } from "@kubernetes/client-node";
 import type { RuntimeConfig } from "../../../runtime/src/placement.ts";
-import { API_VERSION, type StreamJob } from "../api/types.ts";
+import { API_VERSION, type KafkaSpec, type StreamJob } from "../api/types.ts";
 import { parseDuration } from "../api/validate.ts";
 import type { RunSpec } from "../decide/run-spec.ts";
 import {
   ANNOTATION_SPEC_HASH,
+  CONTROL_TOKEN_DIR,
+  CONTROL_TOKEN_FILE,
   configMapName,
+  controlTokenSecretName,
   jobLabels,
+  LABEL_JOB_UID,
   LABEL_RUN,
   LABEL_SUBTASK,
   podName,
@@ -49,7 +56,7 @@ export const RESERVED_ENV = [
   "S3_SECRET_KEY",
 ];
 
-function ownerReference(job: StreamJob): V1OwnerReference {
+export function ownerReference(job: StreamJob): V1OwnerReference {
   return {
     apiVersion: API_VERSION,
     kind: "StreamJob",
@@ -60,8 +67,22 @@ function ownerReference(job: StreamJob): V1OwnerReference {
   };
 }
 
+/**
+ * The owner reference of a run's objects: none when the job takes a savepoint on delete. A
+ * foreground cascading deletion (Argo CD's prune) has the garbage collector delete a job's
+ * dependents at once, before the operator could ask them for that savepoint; the finalizer
+ * removes them instead, once it is taken (they carry the job's uid as a label).
+ */
+function runOwnerReferences(job: StreamJob): { ownerReferences?: V1OwnerReference[] } {
+  return job.spec.savepoints?.onDelete ? {} : { ownerReferences: [ownerReference(job)] };
+}
+
 function runLabels(run: RunRef): Record<string, string> {
-  return { ...jobLabels(run.job.metadata?.name ?? ""), [LABEL_RUN]: run.id };
+  return {
+    ...jobLabels(run.job.metadata?.name ?? ""),
+    [LABEL_RUN]: run.id,
+    [LABEL_JOB_UID]: run.job.metadata?.uid ?? "",
+  };
 }
 
 /**
@@ -72,12 +93,16 @@ export function runtimeConfig(run: RunRef): RuntimeConfig {
   const { spec } = run;
   const storage = spec.storage;
   return {
-    kafka: { bootstrap: spec.kafka.bootstrapServers },
+    kafka: runtimeKafka(spec.kafka),
     storage: {
       endpoint: storage?.endpoint ?? "",
       bucket: storage?.bucket ?? "",
       prefix: storage?.prefix,
       region: storage?.region,
+      ...(storage?.addressing ? { addressing: storage.addressing } : {}),
+      ...(storage?.caBundle ? { caFile: STORAGE_CA_FILE } : {}),
+      credentials: storage?.credentialsSecret ? "static" : "chain",
+      ...(storage?.stsEndpoint ? { stsEndpoint: storage.stsEndpoint } : {}),
     },
     checkpointIntervalMs: parseDuration(spec.checkpoints?.interval ?? "10s"),
     allowNonRestoredState: spec.allowNonRestoredState ?? false,
@@ -85,6 +110,7 @@ export function runtimeConfig(run: RunRef): RuntimeConfig {
       ? { failures: { action: spec.failures, deadLetterTopic: spec.deadLetterTopic } }
       : {}),
     job: { config: spec.job.config ?? {} },
+    control: { tokenFile: CONTROL_TOKEN_FILE },
   };
 }
 
@@ -104,7 +130,7 @@ export function buildConfigMap(run: RunRef): V1ConfigMap {
       name: configMapName(run.job.metadata?.name ?? "", run.id),
       namespace: run.job.metadata?.namespace,
       labels: runLabels(run),
-      ownerReferences: [ownerReference(run.job)],
+      ...runOwnerReferences(run.job),
     },
     data: { [CONFIG_KEY]: configFile(run) },
   };
@@ -134,7 +160,7 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
       namespace,
       labels: { ...template.metadata?.labels, ...runLabels(run), [LABEL_SUBTASK]: String(subtask) },
       annotations: { ...template.metadata?.annotations, [ANNOTATION_SPEC_HASH]: run.specHash },
-      ownerReferences: [ownerReference(job)],
+      ...runOwnerReferences(job),
     },
     spec: {
       restartPolicy: "Always",
@@ -170,8 +196,11 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
           ...(spec.resources ? { resources: spec.resources as V1ResourceRequirements } : {}),
           volumeMounts: [
             { name: "config", mountPath: CONFIG_DIR, readOnly: true },
+            ...storageMounts(spec),
+            ...kafkaMounts(spec),
             // The root filesystem is read-only; the runtime and Node may still need scratch space.
             { name: "tmp", mountPath: "/tmp" },
+            { name: "control-token", mountPath: CONTROL_TOKEN_DIR, readOnly: true },
           ],
           startupProbe: {
             httpGet: { path: "/healthz", port: "control" },
@@ -204,7 +233,14 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
       ],
       volumes: [
         { name: "config", configMap: { name: configMapName(name, run.id) } },
+        ...storageVolumes(spec),
+        ...kafkaVolumes(spec),
         { name: "tmp", emptyDir: { sizeLimit: "256Mi" } },
+        // Readable by whichever user the template picks; no other container sees it.
+        {
+          name: "control-token",
+          secret: { secretName: controlTokenSecretName(job.metadata ?? {}), defaultMode: 0o444 },
+        },
       ],
     },
   };
@@ -214,6 +250,7 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
 function operatorEnv(run: RunRef, subtask: number): V1EnvVar[] {
   const { job, spec } = run;
   const storageSecret = spec.storage?.credentialsSecret;
+  const webIdentity = spec.storage?.webIdentity;
   return [
     { name: "WEIR_JOB", value: `${job.metadata?.namespace ?? ""}/${job.metadata?.name ?? ""}` },
     { name: "WEIR_RUN", value: run.id },
@@ -226,6 +263,17 @@ function operatorEnv(run: RunRef, subtask: number): V1EnvVar[] {
       ? [
           secretEnv("S3_ACCESS_KEY", storageSecret, "accessKey"),
           secretEnv("S3_SECRET_KEY", storageSecret, "secretKey"),
+        ]
+      : []),
+    ...(webIdentity
+      ? [
+          { name: "AWS_WEB_IDENTITY_TOKEN_FILE", value: STORAGE_TOKEN_FILE },
+          { name: "AWS_ROLE_ARN", value: webIdentity.roleArn },
+          // STS records the session name: it says which pod assumed the role.
+          {
+            name: "AWS_ROLE_SESSION_NAME",
+            value: podName(job.metadata?.name ?? "", run.id, subtask),
+          },
         ]
       : []),
   ];
@@ -274,6 +322,158 @@ export function jobFieldOf(
   return source ? source[1] + field.slice(source[0].length) : undefined;
 }
 
+// The storage CA and the web identity token live outside CONFIG_DIR: a mount inside the
+// read-only ConfigMap volume would need a folder the ConfigMap cannot hold.
+const STORAGE_CA_DIR = "/etc/weir-storage-ca";
+const STORAGE_CA_FILE = `${STORAGE_CA_DIR}/ca.crt`;
+const STORAGE_TOKEN_DIR = "/var/run/secrets/weir.dev/storage";
+const STORAGE_TOKEN_FILE = `${STORAGE_TOKEN_DIR}/token`;
+/** The kubelet renews a projected token at 80% of this; STS sessions last an hour by default. */
+const STORAGE_TOKEN_SECONDS = 3600;
+
+/** The storage CA bundle (from its Secret or ConfigMap key) and the web identity token. */
+function storageVolumes(spec: RunSpec): V1Volume[] {
+  const ca = spec.storage?.caBundle;
+  const webIdentity = spec.storage?.webIdentity;
+  const items = (key: string | undefined) => [{ key: key ?? "ca.crt", path: "ca.crt" }];
+  return [
+    ...(ca?.secretKeyRef
+      ? [
+          {
+            name: "storage-ca",
+            secret: { secretName: ca.secretKeyRef.name, items: items(ca.secretKeyRef.key) },
+          },
+        ]
+      : ca?.configMapKeyRef
+        ? [
+            {
+              name: "storage-ca",
+              configMap: { name: ca.configMapKeyRef.name, items: items(ca.configMapKeyRef.key) },
+            },
+          ]
+        : []),
+    ...(webIdentity
+      ? [
+          {
+            name: "storage-token",
+            projected: {
+              sources: [
+                {
+                  serviceAccountToken: {
+                    audience: webIdentity.audience ?? "sts.amazonaws.com",
+                    expirationSeconds: STORAGE_TOKEN_SECONDS,
+                    path: "token",
+                  },
+                },
+              ],
+            },
+          },
+        ]
+      : []),
+  ];
+}
+
+function storageMounts(spec: RunSpec): V1VolumeMount[] {
+  return [
+    ...(spec.storage?.caBundle
+      ? [{ name: "storage-ca", mountPath: STORAGE_CA_DIR, readOnly: true }]
+      : []),
+    ...(spec.storage?.webIdentity
+      ? [{ name: "storage-token", mountPath: STORAGE_TOKEN_DIR, readOnly: true }]
+      : []),
+  ];
+}
+
 function secretEnv(name: string, secret: string, key: string): V1EnvVar {
   return { name, valueFrom: { secretKeyRef: { name: secret, key } } };
+}
+
+// Kafka's CA, client certificate and SASL password: one projected volume of Secret and
+// ConfigMap keys, outside CONFIG_DIR like the storage CA. The run's ConfigMap names the files,
+// never their contents.
+const KAFKA_DIR = "/etc/weir-kafka";
+
+type KafkaFileRole = "ca" | "cert" | "key" | "password";
+
+/** Each Kafka file the job's spec asks for: its path in the pod and where it comes from. */
+export function kafkaFiles(
+  kafka: KafkaSpec,
+): Partial<Record<KafkaFileRole, { file: string; source: V1VolumeProjection }>> {
+  const fromSecret = (name: string, key: string, path: string) => ({
+    file: `${KAFKA_DIR}/${path}`,
+    source: { secret: { name, items: [{ key, path }] } },
+  });
+  const tls = kafka.tls?.enabled !== false ? kafka.tls : undefined;
+  const ca = tls?.ca;
+  const certificate = tls?.clientCertificate;
+  const password = kafka.sasl?.passwordSecret;
+  return {
+    ...(ca?.secretKeyRef
+      ? { ca: fromSecret(ca.secretKeyRef.name, ca.secretKeyRef.key, "ca.crt") }
+      : ca?.configMapKeyRef
+        ? {
+            ca: {
+              file: `${KAFKA_DIR}/ca.crt`,
+              source: {
+                configMap: {
+                  name: ca.configMapKeyRef.name,
+                  items: [{ key: ca.configMapKeyRef.key, path: "ca.crt" }],
+                },
+              },
+            },
+          }
+        : {}),
+    ...(certificate
+      ? {
+          cert: fromSecret(certificate.secretName, certificate.certificate, "client.crt"),
+          key: fromSecret(certificate.secretName, certificate.key, "client.key"),
+        }
+      : {}),
+    ...(password ? { password: fromSecret(password.name, password.key, "sasl-password") } : {}),
+  };
+}
+
+/** The runtime's Kafka settings: brokers, and the files (not the secrets) TLS and SASL use. */
+function runtimeKafka(kafka: KafkaSpec): RuntimeConfig["kafka"] {
+  const files = kafkaFiles(kafka);
+  const tls = kafka.tls?.enabled !== false ? kafka.tls : undefined;
+  return {
+    bootstrap: kafka.bootstrapServers,
+    ...(kafka.internalTopicReplicationFactor === undefined
+      ? {}
+      : { internalTopicReplicationFactor: kafka.internalTopicReplicationFactor }),
+    ...(tls
+      ? {
+          tls: {
+            ...(files.ca ? { caFile: files.ca.file } : {}),
+            ...(files.cert ? { certFile: files.cert.file } : {}),
+            ...(files.key ? { keyFile: files.key.file } : {}),
+            verifyHostname: tls.verifyHostname !== false,
+          },
+        }
+      : {}),
+    ...(kafka.sasl && files.password
+      ? {
+          sasl: {
+            mechanism: kafka.sasl.mechanism,
+            username: kafka.sasl.username,
+            passwordFile: files.password.file,
+          },
+        }
+      : {}),
+    ...(kafka.properties ? { properties: kafka.properties } : {}),
+  };
+}
+
+function kafkaVolumes(spec: RunSpec): V1Volume[] {
+  const sources = Object.values(kafkaFiles(spec.kafka)).map((f) => f.source);
+  // Readable by whichever user the template picks (as the control token); no other container
+  // sees them.
+  return sources.length > 0 ? [{ name: "kafka", projected: { sources, defaultMode: 0o444 } }] : [];
+}
+
+function kafkaMounts(spec: RunSpec): V1VolumeMount[] {
+  return Object.keys(kafkaFiles(spec.kafka)).length > 0
+    ? [{ name: "kafka", mountPath: KAFKA_DIR, readOnly: true }]
+    : [];
 }

@@ -87,14 +87,22 @@ export class AnswerTooLarge extends Error {}
  */
 export async function boundedFetch(
   url: string,
-  options: { timeoutMs: number; maxBytes: number; method?: string; json?: unknown },
+  options: {
+    timeoutMs: number;
+    maxBytes: number;
+    method?: string;
+    json?: unknown;
+    headers?: Record<string, string>;
+  },
 ): Promise<{ status: number; text: string }> {
   const response = await fetch(url, {
     method: options.method ?? "GET",
     signal: AbortSignal.timeout(options.timeoutMs),
-    ...(options.json === undefined
-      ? {}
-      : { headers: { "content-type": "application/json" }, body: JSON.stringify(options.json) }),
+    headers: {
+      ...options.headers,
+      ...(options.json === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
   });
   const declared = Number(response.headers.get("content-length") ?? 0);
   if (declared > options.maxBytes) {

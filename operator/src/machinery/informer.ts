@@ -46,6 +46,8 @@ export interface InformerOptions {
   backoff?: Backoff;
   /** Page size of lists. Default 500. */
   pageSize?: number;
+  /** Test-only: watch events are applied this much later, in order (a lagging cache). */
+  delayEventsMs?: number;
   logger?: Logger;
 }
 
@@ -100,6 +102,7 @@ export class Informer<T extends KubernetesObject> {
   readonly #kubeConfig: KubeConfig;
   readonly #type: ResourceType;
   readonly #namespace: string | undefined;
+  readonly #delayEventsMs: number;
   readonly #labelSelector: string | undefined;
   readonly #watchdogMs: number;
   readonly #backoff: Backoff;
@@ -130,6 +133,7 @@ export class Informer<T extends KubernetesObject> {
     this.#kubeConfig = kubeConfig;
     this.#type = type;
     this.#namespace = options.namespace;
+    this.#delayEventsMs = options.delayEventsMs ?? 0;
     this.#labelSelector = options.labelSelector;
     this.#watchdogMs = options.watchdogMs ?? 180_000;
     this.#backoff = options.backoff ?? { baseMs: 250, capMs: 30_000, jitter: 0.5 };
@@ -298,7 +302,11 @@ export class Informer<T extends KubernetesObject> {
               return;
             }
             onLife();
-            this.#apply(phase, object);
+            if (!this.#delayEventsMs) this.#apply(phase, object);
+            else
+              setTimeout(() => {
+                if (!ended) this.#apply(phase, object);
+              }, this.#delayEventsMs);
           },
           (error: unknown) => {
             const code = statusCodeOf(error);

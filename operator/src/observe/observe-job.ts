@@ -38,6 +38,8 @@ export interface ObserveContext {
   metrics: JobMetricsWindows;
   kubeConfig: KubeConfig;
   core: CoreV1Api;
+  /** The job's control token, which the pods' control API wants (act/control-tokens.ts). */
+  tokens: { read(job: StreamJob): Promise<string | undefined> };
 }
 
 /** How often a job's storage is checked in the background (its health is in Degraded). */
@@ -124,7 +126,11 @@ export async function observeJob(
   const from = pods.filter((p) => p.run === op.fromRun && !p.terminating && p.ip);
   const fallback = job.spec.savepoints?.fallbackToLastState ?? false;
   const poll = context.observations.latest(owner, `savepoint:${uid}:${id}`, SAVEPOINT_POLL_MS, () =>
-    pollSavepoint(from, id, fallback),
+    // Unreadable now: the pods say 401, which the poll reports, and the next poll reads again.
+    context.tokens
+      .read(job)
+      .catch(() => undefined)
+      .then((token) => pollSavepoint(from, id, fallback, token)),
   );
   if (!poll) return observed;
   const seen: ObservedSavepoint = { id, pods: poll.value.pods, complete: false };
@@ -150,12 +156,16 @@ async function pollSavepoint(
   pods: ObservedPod[],
   id: string,
   withCheckpointAges: boolean,
+  token: string | undefined,
 ): Promise<SavepointPoll> {
   const states = Promise.all(
-    pods.map(async (p) => ({ name: p.name, state: await podSavepointState(p.ip ?? "", id) })),
+    pods.map(async (p) => ({
+      name: p.name,
+      state: await podSavepointState(p.ip ?? "", id, token),
+    })),
   );
   if (!withCheckpointAges) return { pods: await states };
-  const ages = await Promise.all(pods.map((p) => oldestCheckpointAgeSeconds(p.ip ?? "")));
+  const ages = await Promise.all(pods.map((p) => oldestCheckpointAgeSeconds(p.ip ?? "", token)));
   const known = ages.length > 0 && ages.every((age) => age !== undefined);
   return {
     pods: await states,

@@ -2,7 +2,7 @@
 // and a crashing runtime's last words, read from its previous container's log.
 import { Writable } from "node:stream";
 import { type KubeConfig, Log, type V1Pod } from "@kubernetes/client-node";
-import { LABEL_RUN, LABEL_SUBTASK } from "../build/names.ts";
+import { LABEL_JOB_UID, LABEL_RUN, LABEL_SUBTASK } from "../build/names.ts";
 import type { ObservedPod } from "../decide/reconcile.ts";
 
 /** Waiting reasons that will not clear by themselves: a person has to act. */
@@ -34,9 +34,9 @@ export function observePod(pod: V1Pod, jobUid: string | undefined): ObservedPod 
     name: pod.metadata?.name ?? "",
     run: pod.metadata?.labels?.[LABEL_RUN],
     subtask: subtask !== undefined && /^\d+$/.test(subtask) ? Number(subtask) : undefined,
-    ownedByJob: (pod.metadata?.ownerReferences ?? []).some(
-      (ref) => ref.controller && ref.uid === jobUid,
-    ),
+    ownedByJob:
+      pod.metadata?.labels?.[LABEL_JOB_UID] === jobUid ||
+      (pod.metadata?.ownerReferences ?? []).some((ref) => ref.controller && ref.uid === jobUid),
     phase: pod.status?.phase ?? "Pending",
     ready: (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True"),
     terminating: pod.metadata?.deletionTimestamp !== undefined,

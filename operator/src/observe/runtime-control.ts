@@ -1,6 +1,7 @@
 // The operator's side of the runtime's control API (port 9249 of each pod, DESIGN.md "Runtime
 // and its contract with the operator"): start a savepoint on a pod and ask how it is going.
 // Every call has a short timeout: a pod that does not answer is "unreachable", never a hang.
+// Each carries the job's control token (build/control-token.ts) when it has one.
 import type { SavepointState } from "../../../runtime/src/control/server.ts";
 import { CONTROL_PORT } from "../build/run-objects.ts";
 import { boundedFetch } from "../machinery/http.ts";
@@ -14,16 +15,27 @@ export type PodSavepointState =
 const TIMEOUT_MS = 3_000;
 /** A savepoint's state lists a file per task; a status, a line per task. */
 const MAX_ANSWER_BYTES = 1 << 20;
-const limits = { timeoutMs: TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES };
+const limits = (token: string | undefined) => ({
+  timeoutMs: TIMEOUT_MS,
+  maxBytes: MAX_ANSWER_BYTES,
+  ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+});
+/** What a 401 means here (the answer is the pod's; it never holds the token). */
+const REFUSED = "the pod refused the operator's control token (401)";
 
 function url(podIP: string, path: string): string {
   return `http://${podIP}:${CONTROL_PORT}${path}`;
 }
 
 /** Asks the pod to take its part of savepoint `id` (idempotent per id on the pod's side). */
-export async function triggerSavepoint(podIP: string, id: string, stop: boolean): Promise<void> {
+export async function triggerSavepoint(
+  podIP: string,
+  id: string,
+  stop: boolean,
+  token: string | undefined,
+): Promise<void> {
   const response = await boundedFetch(url(podIP, "/v1/savepoints"), {
-    ...limits,
+    ...limits(token),
     method: "POST",
     json: { id, stop },
   });
@@ -31,13 +43,18 @@ export async function triggerSavepoint(podIP: string, id: string, stop: boolean)
     throw new Error(`${podIP} refused savepoint ${id}: ${response.status} ${response.text}`);
 }
 
-export async function podSavepointState(podIP: string, id: string): Promise<PodSavepointState> {
+export async function podSavepointState(
+  podIP: string,
+  id: string,
+  token: string | undefined,
+): Promise<PodSavepointState> {
   try {
     const response = await boundedFetch(
       url(podIP, `/v1/savepoints/${encodeURIComponent(id)}`),
-      limits,
+      limits(token),
     );
     if (response.status === 404) return { state: "absent" };
+    if (response.status === 401) return { state: "unreachable", reason: REFUSED };
     if (response.status !== 200) return { state: "unreachable", reason: `HTTP ${response.status}` };
     return JSON.parse(response.text) as SavepointState;
   } catch (error) {
@@ -49,9 +66,12 @@ export async function podSavepointState(podIP: string, id: string): Promise<PodS
  * How old the oldest last checkpoint of the pod's tasks is (its `/v1/status`), or undefined when
  * the pod does not answer: what a fall-back to last-state must know is recent enough.
  */
-export async function oldestCheckpointAgeSeconds(podIP: string): Promise<number | undefined> {
+export async function oldestCheckpointAgeSeconds(
+  podIP: string,
+  token: string | undefined,
+): Promise<number | undefined> {
   try {
-    const response = await boundedFetch(url(podIP, "/v1/status"), limits);
+    const response = await boundedFetch(url(podIP, "/v1/status"), limits(token));
     if (response.status !== 200) return undefined;
     const status = JSON.parse(response.text) as { tasks?: { checkpointAgeSeconds?: number }[] };
     const ages = (status.tasks ?? []).map((t) => t.checkpointAgeSeconds);

@@ -117,3 +117,72 @@ test("bad requests are refused with a reason; unknown savepoints are 404", async
   assert.equal((await get("/v1/savepoints/nope")).status, 404);
   assert.throws(() => parseSavepointRequest(JSON.stringify({ id: "ok", stop: "yes" })), BadRequest);
 });
+
+test("with a token, only the probes and /metrics are open; the rest needs the bearer token", async () => {
+  const token = "s3cr3t-token-value";
+  const refusals: Record<string, unknown>[] = [];
+  const guarded = new ControlServer(
+    {
+      healthy: () => true,
+      ready: () => true,
+      status: () => ({ tasks: [] }),
+      metrics,
+      savepoint: async ({ id }) => ({
+        state: "completed",
+        path: `s3://bucket/sp/${id}`,
+        files: [],
+        bytes: 0,
+        operators: [],
+      }),
+    },
+    { token, log: (line) => refusals.push(line) },
+  );
+  const { port } = await guarded.listen("127.0.0.1", 0);
+  const at = (path: string, init: RequestInit = {}) =>
+    fetch(`http://127.0.0.1:${port}${path}`, init);
+  const bearer = (value: string) => ({ headers: { authorization: `Bearer ${value}` } });
+  try {
+    for (const path of ["/healthz", "/readyz", "/metrics"])
+      assert.equal((await at(path)).status, 200, path);
+    const anonymous = await at("/v1/status");
+    assert.equal(anonymous.status, 401);
+    assert.match(anonymous.headers.get("www-authenticate") ?? "", /^Bearer /);
+    assert.deepEqual(await anonymous.json(), { error: "no bearer token" });
+    assert.equal((await at("/v1/status", bearer(`${token}x`))).status, 401);
+    assert.equal((await at("/v1/status", bearer(token.slice(1)))).status, 401);
+    assert.equal((await at("/v1/status", { headers: { authorization: token } })).status, 401);
+    const post = { method: "POST", body: JSON.stringify({ id: "sp-auth", stop: true }) };
+    assert.equal((await at("/v1/savepoints", post)).status, 401);
+    assert.equal((await at("/v1/savepoints/sp-auth")).status, 401);
+    assert.equal((await at("/nowhere")).status, 401, "routes are not probed without the token");
+
+    assert.equal((await at("/v1/status", bearer(token))).status, 200);
+    assert.equal((await at("/v1/savepoints", { ...post, ...bearer(token) })).status, 202);
+    assert.equal((await at("/v1/savepoints/sp-auth", bearer(token))).status, 200);
+
+    assert.equal(refusals.length, 7);
+    assert.deepEqual(
+      refusals.map((r) => r.reason),
+      [
+        "no bearer token",
+        "wrong token",
+        "wrong token",
+        "no bearer token",
+        "no bearer token",
+        "no bearer token",
+        "no bearer token",
+      ],
+    );
+    assert.deepEqual(refusals[1], {
+      msg: "control API request refused",
+      method: "GET",
+      path: "/v1/status",
+      remote: "127.0.0.1",
+      reason: "wrong token",
+    });
+    for (const line of refusals)
+      assert.doesNotMatch(JSON.stringify(line), /s3cr3t|3cr3t/, "no token in a log line");
+  } finally {
+    await guarded.close();
+  }
+});

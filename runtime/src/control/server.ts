@@ -4,6 +4,9 @@
 //   GET  /v1/status                 tasks owned, offsets, lag, last checkpoint
 //   POST /v1/savepoints {id, stop}  → 202; the savepoint runs in the background
 //   GET  /v1/savepoints/{id}        → in_progress | completed (with files) | failed (with why)
+// With a token (the job's control token, which only the operator also reads), everything but
+// the probes and /metrics needs `Authorization: Bearer <token>`; anything else is a 401.
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
@@ -79,13 +82,35 @@ async function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string
   return Buffer.concat(chunks).toString();
 }
 
+export interface ControlOptions {
+  /** Required of every request but the probes and /metrics; none: the API is open. */
+  token?: string;
+  /** Where refused requests are reported (never with what they presented). */
+  log?: (line: Record<string, unknown>) => void;
+}
+
+/** Open to anyone who reaches the port: the kubelet's probes and Prometheus. */
+const PUBLIC = new Set(["/healthz", "/readyz", "/metrics"]);
+
+const digest = (text: string) => createHash("sha256").update(text).digest();
+
+/** Why a request may not act (undefined: it may), comparing tokens in constant time. */
+export function refusalOf(expected: string, authorization: string | undefined): string | undefined {
+  const presented = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
+  if (!presented) return "no bearer token";
+  // Digests have one length, so neither the comparison nor its timing reveals the token's.
+  return timingSafeEqual(digest(presented), digest(expected)) ? undefined : "wrong token";
+}
+
 export class ControlServer {
   readonly #handlers: ControlHandlers;
+  readonly #options: ControlOptions;
   readonly #savepoints = new Map<string, SavepointState>();
   readonly #server: Server;
 
-  constructor(handlers: ControlHandlers) {
+  constructor(handlers: ControlHandlers, options: ControlOptions = {}) {
     this.#handlers = handlers;
+    this.#options = options;
     this.#server = createServer((req, res) => {
       this.#route(req, res).catch((error: unknown) => {
         if (error instanceof BadRequest) send(res, 400, { error: error.message });
@@ -109,6 +134,22 @@ export class ControlServer {
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://runtime").pathname;
     const method = req.method ?? "GET";
+    const { token, log } = this.#options;
+    const refused =
+      token && !(method === "GET" && PUBLIC.has(path))
+        ? refusalOf(token, req.headers.authorization)
+        : undefined;
+    if (refused) {
+      log?.({
+        msg: "control API request refused",
+        method,
+        path,
+        remote: req.socket.remoteAddress,
+        reason: refused,
+      });
+      res.setHeader("WWW-Authenticate", 'Bearer realm="weir-control"');
+      return send(res, 401, { error: refused });
+    }
     if (method === "GET" && path === "/healthz") {
       return this.#handlers.healthy()
         ? send(res, 200, "ok", "text/plain")

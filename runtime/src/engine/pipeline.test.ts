@@ -454,6 +454,40 @@ describe("windows", () => {
     assert.equal(show(out).length, 1);
     assert.equal(t.watermark, 15_999);
   });
+
+  test("a partition whose records are late in coming (the source busy) is not idle", () => {
+    const j = job("busy")
+      .source(
+        kafkaSource<{ user: string; ts: number }>({
+          topic: "clicks",
+          value: "json",
+          timestamp: (r) => r.value.ts,
+        }).withWatermarks({ maxOutOfOrdernessMs: 0, idleTimeoutMs: 1000 }),
+      )
+      .keyBy((c) => c.user, { repartition: false })
+      .window("win", tumbling(10_000), { aggregate: count })
+      .sink(kafkaSink({ topic: "out" }));
+    const t = task(j, 0, new TaskState(), [0, 1]);
+    t.process([json({ user: "a", ts: 15_000 }, 0), json({ user: "a", ts: 1 }, 0, 1)], 0);
+    // The task is behind its source's end, or its broker is away, for 5 s: partition 1's
+    // silence is no idleness, and its clicks (behind partition 0's) are not late once they come.
+    for (let now = 500; now <= 5000; now += 500) t.sourceBusy(now);
+    assert.deepEqual(show(t.process([json({ user: "a", ts: 16_000 }, 0)], 5000)), []);
+    assert.equal(t.watermark, 0);
+    t.process([json({ user: "a", ts: 2 }, 0, 1)], 5100);
+    assert.equal(t.metrics().lateRecords, 0);
+    // At its end, the silence counts: idle once the timeout has passed since its last click.
+    const fired = show(t.process([json({ user: "a", ts: 17_000 }, 0)], 6200));
+    assert.deepEqual(fired, [
+      {
+        topic: "out",
+        key: null,
+        value: { key: "a", window: { start: 0, end: 10_000 }, value: 2 },
+        timestamp: 9999,
+      },
+    ]);
+    assert.equal(t.watermark, 16_999);
+  });
 });
 
 describe("snapshot and restore", () => {
@@ -1109,15 +1143,39 @@ describe("event time through a repartition topic", () => {
     stages.source(1, [{ user: "a", url: "/", ts: 60_000 }], 0);
     stages.deliver(0, 0);
     assert.equal(stages.downstream[0]?.watermark, 54_999);
-    // Restarted long after (more than the idle timeout): upstream task 1 still counts...
+    // Restarted long after (more than the idle timeout): upstream task 1 still counts.
     stages.restart(0, 100_000);
     assert.equal(stages.downstream[0]?.watermark, 54_999);
     stages.source(0, [{ user: "a", url: "/", ts: 200_000 }], 100_000);
     stages.deliver(0, 100_000);
     assert.equal(stages.downstream[0]?.watermark, 54_999, "no jump past the slow task");
-    // ...until it has been silent for the idle timeout since the restart.
-    stages.source(0, [{ user: "a", url: "/", ts: 210_000 }], 130_001);
-    stages.deliver(0, 130_001);
-    assert.equal(stages.downstream[0]?.watermark, 204_999);
+  });
+
+  test("an upstream task silent past the idle timeout (its pod down) still holds the watermark", () => {
+    const stages = new TwoStages(clicksPerUser(), 2);
+    stages.source(0, [{ user: "a", url: "/", ts: 100_000 }], 0);
+    stages.source(1, [{ user: "a", url: "/", ts: 80_000 }], 0);
+    const deliver = (now: number) => {
+      for (const p of [0, 1]) stages.deliver(p, now);
+    };
+    deliver(0);
+    assert.equal(stages.downstream[0]?.watermark, 74_999);
+    // Task 1 says nothing for 60 s (twice the idle timeout) while task 0 moves on...
+    for (const now of [20_000, 40_000, 60_000]) {
+      stages.source(0, [{ user: "a", url: "/", ts: 100_000 + now }], now);
+      deliver(now);
+    }
+    assert.deepEqual(
+      stages.downstream.map((t) => t.watermark),
+      [74_999, 74_999],
+      "task 1 still counts",
+    );
+    // ...then comes back with the click it owes: it is not late.
+    stages.source(1, [{ user: "a", url: "/", ts: 81_000 }], 61_000);
+    deliver(61_000);
+    assert.deepEqual(
+      stages.downstream.map((t) => t.metrics().lateRecords),
+      [0, 0],
+    );
   });
 });

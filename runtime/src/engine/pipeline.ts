@@ -270,7 +270,6 @@ export class TaskPipeline {
     if (spec !== undefined && stage.source.internal) {
       this.#upstream = new UpstreamWatermarks(
         this.#tasksPerStage,
-        spec.idleTimeoutMs,
         options.now,
         saved.flatMap((time) => time.upstream ?? []),
       );
@@ -286,7 +285,7 @@ export class TaskPipeline {
     if (spec !== undefined && repartition !== undefined) {
       this.#announcements = {
         topic: repartition.topic,
-        schedule: new WatermarkAnnouncements(this.#tasksPerStage, spec.idleTimeoutMs),
+        schedule: new WatermarkAnnouncements(this.#tasksPerStage),
       };
     }
     this.#steps = stage.operators.map((step) => this.#build(step, taskState));
@@ -306,6 +305,14 @@ export class TaskPipeline {
 
   metrics(): TaskMetrics {
     return { ...this.#metrics };
+  }
+
+  /**
+   * The task's source may still hold records at `now` (the task is behind its end, or cannot
+   * reach its broker): no source partition goes idle for the silence until then.
+   */
+  sourceBusy(now: number): void {
+    this.#tracker?.hold(now);
   }
 
   /** Runs `records` through the stage, then advances time to `now` (see advanceTime). */
@@ -396,7 +403,7 @@ export class TaskPipeline {
     const { topic, schedule } = this.#announcements;
     for (const output of result) {
       if (output.topic === topic && output.partition !== undefined) {
-        schedule.sent(output.partition, ctx.carried, ctx.now);
+        schedule.sent(output.partition, ctx.carried);
       }
     }
   }
@@ -410,7 +417,7 @@ export class TaskPipeline {
     if (this.#announcements === undefined) return;
     const { topic, schedule } = this.#announcements;
     const idle = this.#tracker?.allIdle(now) ?? this.#upstream?.allIdle(now) ?? false;
-    for (const partition of schedule.due(this.#watermark, idle, now)) {
+    for (const partition of schedule.due(this.#watermark, idle)) {
       result.push({
         topic,
         key: null,

@@ -4,6 +4,7 @@
 // transaction with that offset. A crash at any point leaves either the previous committed
 // transaction (and the checkpoint taken at its offset) or the new one: never half of one.
 import type { MessageToProduce as KafkaMessageToProduce, Message } from "@platformatic/kafka";
+import type { KafkaConnection } from "../connectors/kafka/connection.ts";
 import { type OutOfRangePolicy, TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state/metadata.ts";
@@ -29,6 +30,8 @@ export interface TaskProcessor {
   process(records: InputRecord[], now: number): Processed;
   /** Fires what time alone makes due (processing-time timers, idle-partition watermarks). */
   advanceTime?(now: number): Processed;
+  /** The source may still hold records at `now`: its partitions are not idle (pipeline.ts). */
+  sourceBusy?(now: number): void;
   /** The task's event-time watermark (pipeline.ts's TaskPipeline has one). */
   readonly watermark?: number;
   metrics?(): Pick<TaskMetrics, "lateRecords" | "lateDropped">;
@@ -68,7 +71,8 @@ export interface SavepointTimings {
 export interface TaskRunnerOptions {
   job: JobRef;
   task: TaskRef;
-  bootstrapBrokers: string[];
+  /** The job's Kafka cluster (connection.ts): every client of the task is built from it. */
+  kafka: KafkaConnection;
   store: SnapshotStore;
   /** Every stable operator name of the job (the snapshot fingerprint). */
   jobOperators: readonly string[];
@@ -84,8 +88,9 @@ export interface TaskRunnerOptions {
   /** Where a task without committed offset starts (default 0; main.ts looks up earliest/latest). */
   startOffset?: () => Promise<bigint>;
   /**
-   * The source partition's end offset as last seen (main.ts: EndOffsets, refreshed every
-   * second): the first commit comes once the task catches up with it.
+   * The source partition's end offset, undefined unless seen in the last few seconds (main.ts:
+   * EndOffsets, refreshed every second): the first commit comes once the task catches up with
+   * it, and only while caught up can its partition go idle.
    */
   sourceEnd?: () => bigint | undefined;
   /** What to do with records that fail (default: skip and count). */
@@ -194,7 +199,7 @@ export class TaskRunner {
     }
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    const io = { bootstrapBrokers: options.bootstrapBrokers, job: options.job, task: options.task };
+    const io = { kafka: options.kafka, job: options.job, task: options.task };
     this.#reader = new TaskReader({
       ...io,
       ...(options.outOfRange ? { outOfRange: options.outOfRange } : {}),
@@ -298,6 +303,10 @@ export class TaskRunner {
           `${topic}-${partition}: the source has not fetched for ${Math.round(this.#reader.sinceLastFetch() / 1000)} s; restarting the task`,
         );
       }
+      // A partition without records for the idle timeout is idle, but one whose records are
+      // late in coming (the task behind, its broker gone or restarting) is not: time counts
+      // towards idleness only while the task is known to be at its source's end.
+      if (!caughtUp()) this.#processor?.sourceBusy?.(this.#now());
       const busySince = performance.now();
       if (batch.length > 0) await this.#process(batch);
       const due = this.#processor?.advanceTime?.(this.#now());

@@ -309,6 +309,19 @@ describe("WatermarkTracker", () => {
     assert.equal(w.watermark(1800), 24_999);
   });
 
+  test("held (records still to come), a silent partition is not idle; the timeout counts from then", () => {
+    const w = new WatermarkTracker({ maxOutOfOrdernessMs: 0, idleTimeoutMs: 1000 });
+    w.observe("fast", 10_000, 0);
+    w.observe("slow", 100, 0);
+    w.hold(5000);
+    w.observe("fast", 20_000, 5000);
+    assert.equal(w.isIdle("slow", 5000), false);
+    assert.equal(w.watermark(6000), 99);
+    w.observe("fast", 21_000, 6001);
+    assert.equal(w.isIdle("slow", 6001), true);
+    assert.equal(w.watermark(6001), 20_999);
+  });
+
   test("all partitions idle: the watermark holds", () => {
     const w = new WatermarkTracker({ maxOutOfOrdernessMs: 0, idleTimeoutMs: 10 });
     w.observe("a", 100, 0);
@@ -385,7 +398,7 @@ describe("WatermarkTracker.allIdle", () => {
 
 describe("UpstreamWatermarks", () => {
   test("the minimum over upstream tasks, held until each has been heard from", () => {
-    const w = new UpstreamWatermarks(3, 1000, 0);
+    const w = new UpstreamWatermarks(3, 0);
     w.heard(0, 50_000, false, 10);
     w.heard(2, 30_000, false, 10);
     assert.equal(w.watermark(10), NO_WATERMARK, "task 1 not heard from yet");
@@ -397,35 +410,35 @@ describe("UpstreamWatermarks", () => {
     assert.equal(w.watermark(30), 30_000);
   });
 
-  test("a task never heard from stops holding back once the idle timeout passed since start", () => {
-    const w = new UpstreamWatermarks(2, 1000, 0);
+  test("a task never heard from, or silent however long, holds the watermark", () => {
+    const w = new UpstreamWatermarks(2, 0);
     w.heard(0, 7000, false, 500);
-    assert.equal(w.watermark(1000), NO_WATERMARK);
-    assert.equal(w.watermark(1001), 7000);
+    assert.equal(w.watermark(3_600_000), NO_WATERMARK, "task 1 not heard from in an hour");
+    w.heard(1, 5000, false, 3_600_000);
+    w.heard(0, 9000, false, 7_200_000);
+    assert.equal(w.watermark(7_200_000), 5000, "task 1 silent for an hour: down, not idle");
+    assert.equal(w.allIdle(7_200_000), false);
   });
 
-  test("silent or announced idle: left out; heard from again: back in, never going back", () => {
-    const w = new UpstreamWatermarks(2, 1000, 0);
+  test("announced idle: left out; heard from again: back in, never going back", () => {
+    const w = new UpstreamWatermarks(2, 0);
     w.heard(0, 20_000, false, 0);
-    w.heard(1, 10_000, false, 0);
-    assert.equal(w.watermark(500), 10_000);
-    w.heard(0, 30_000, false, 1200);
-    assert.equal(w.watermark(1200), 30_000, "task 1 silent for more than 1 s");
-    w.heard(1, 12_000, false, 1300);
-    assert.equal(w.watermark(1300), 30_000, "back, behind: the watermark holds");
-    w.heard(0, 40_000, false, 1400);
-    w.heard(1, 35_000, false, 1400);
-    assert.equal(w.watermark(1400), 35_000);
-    w.heard(1, 35_000, true, 1500);
-    w.heard(0, 45_000, false, 1500);
-    assert.equal(w.watermark(1500), 45_000, "task 1 announced itself idle");
-    assert.equal(w.allIdle(1500), false);
-    assert.equal(w.allIdle(2600), true);
-    assert.equal(w.watermark(2600), 45_000, "nobody active: the watermark holds");
+    w.heard(1, 10_000, true, 0);
+    assert.equal(w.watermark(0), 20_000, "task 1 announced itself idle");
+    w.heard(1, 12_000, false, 100);
+    assert.equal(w.watermark(100), 20_000, "back, behind: the watermark holds");
+    w.heard(0, 40_000, false, 200);
+    w.heard(1, 35_000, false, 200);
+    assert.equal(w.watermark(200), 35_000);
+    assert.equal(w.allIdle(200), false);
+    w.heard(0, 45_000, true, 300);
+    w.heard(1, 35_000, true, 300);
+    assert.equal(w.allIdle(300), true);
+    assert.equal(w.watermark(300), 35_000, "nobody active: the watermark holds");
   });
 
   test("restored, each task's last watermark counts from the restore, as if just heard", () => {
-    const before = new UpstreamWatermarks(3, 1000, 0);
+    const before = new UpstreamWatermarks(3, 0);
     before.heard(0, 50_000, false, 0);
     before.heard(1, 20_000, false, 0);
     before.heard(2, 9000, true, 0);
@@ -435,16 +448,14 @@ describe("UpstreamWatermarks", () => {
       [1, 20_000, false],
       [2, 9000, true],
     ]);
-    // Restored long after: no task is taken for silent (no jump past the slow task 1) ...
-    const after = new UpstreamWatermarks(3, 1000, 100_000, saved);
+    // Restored long after: no jump past the slow task 1, which still counts (task 2 is idle).
+    const after = new UpstreamWatermarks(3, 100_000, saved);
     assert.equal(after.watermark(100_000), 20_000);
     after.heard(0, 60_000, false, 100_100);
-    assert.equal(after.watermark(100_100), 20_000);
-    // ... until it is silent for the idle timeout from the restore on.
-    assert.equal(after.watermark(101_001), 60_000);
-    assert.deepEqual(new UpstreamWatermarks(2, undefined, 0).saved(), []);
+    assert.equal(after.watermark(200_000), 20_000);
+    assert.deepEqual(new UpstreamWatermarks(2, 0).saved(), []);
     assert.throws(
-      () => new UpstreamWatermarks(0, undefined, 0),
+      () => new UpstreamWatermarks(0, 0),
       /upstream tasks must be a positive integer, got 0/,
     );
   });
@@ -452,31 +463,23 @@ describe("UpstreamWatermarks", () => {
 
 describe("WatermarkAnnouncements", () => {
   test("each partition once at first, then where the watermark moved past what it was told", () => {
-    const a = new WatermarkAnnouncements(3, 10_000);
-    assert.deepEqual(a.due(NO_WATERMARK, false, 0), [0, 1, 2]);
-    assert.deepEqual(a.due(NO_WATERMARK, false, 10), []);
-    a.sent(1, 500, 20);
-    assert.deepEqual(a.due(500, false, 20), [0, 2], "a data record told partition 1");
-    assert.deepEqual(a.due(500, false, 30), []);
+    const a = new WatermarkAnnouncements(3);
+    assert.deepEqual(a.due(NO_WATERMARK, false), [0, 1, 2]);
+    assert.deepEqual(a.due(NO_WATERMARK, false), []);
+    a.sent(1, 500);
+    assert.deepEqual(a.due(500, false), [0, 2], "a data record told partition 1");
+    assert.deepEqual(a.due(500, false), []);
   });
 
-  test("going idle and coming back are told; heartbeats at half the idle timeout", () => {
-    const a = new WatermarkAnnouncements(2, 10_000);
-    a.due(100, false, 0);
-    assert.deepEqual(a.due(100, false, 4999), []);
-    a.sent(0, 100, 3000);
-    assert.deepEqual(a.due(100, false, 5000), [1], "heartbeat for the partition not written to");
-    assert.deepEqual(a.due(100, true, 6000), [0, 1], "idle");
-    assert.deepEqual(a.due(100, true, 60_000), [], "no heartbeats while idle");
-    assert.deepEqual(a.due(100, false, 60_001), [0, 1], "back");
-  });
-
-  test("without an idle timeout, no heartbeats", () => {
-    const a = new WatermarkAnnouncements(1, undefined);
-    a.due(1, false, 0);
-    assert.deepEqual(a.due(1, false, Number.MAX_SAFE_INTEGER), []);
+  test("going idle and coming back are told; nothing else, however long", () => {
+    const a = new WatermarkAnnouncements(2);
+    a.due(100, false);
+    assert.deepEqual(a.due(100, false), []);
+    assert.deepEqual(a.due(100, true), [0, 1], "idle");
+    assert.deepEqual(a.due(100, true), []);
+    assert.deepEqual(a.due(100, false), [0, 1], "back");
     assert.throws(
-      () => new WatermarkAnnouncements(0, undefined),
+      () => new WatermarkAnnouncements(0),
       /repartition partitions must be a positive integer, got 0/,
     );
   });

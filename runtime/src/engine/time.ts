@@ -263,6 +263,13 @@ class InputWatermarks<K> {
     return this.#inputs.delete(input);
   }
 
+  /** Every input counts as active at `now` (its silence until then was no idleness). */
+  touch(now: number): void {
+    requireTime("now", now);
+    for (const clock of this.#inputs.values())
+      clock.lastActivity = Math.max(clock.lastActivity, now);
+  }
+
   /** `input` allows `watermark` (an input's own watermark never goes back), as of `now`. */
   advance(input: K, watermark: number, now: number, idle: boolean): void {
     requireTime("now", now);
@@ -321,7 +328,9 @@ class InputWatermarks<K> {
  * - A registered partition without events holds the watermark at NO_WATERMARK until it
  *   has an event or goes idle: otherwise its first events could all be late.
  * - A partition is idle once `now - lastActivity > idleTimeoutMs`; an event makes it active
- *   again. While every partition is idle, the watermark holds (nothing new is known).
+ *   again, and so does `hold` (the task is not at its source's end, or cannot reach it: a
+ *   partition whose records are late in coming is not idle). While every partition is idle,
+ *   the watermark holds (nothing new is known).
  * - The watermark never goes back, even when a partition returns from idleness behind it
  *   (its events below the watermark are late, as for any out-of-bound event).
  */
@@ -347,6 +356,14 @@ export class WatermarkTracker {
   /** No longer read (the task gave the partition up): it stops counting. */
   unregister(partition: string): boolean {
     return this.#partitions.unregister(partition);
+  }
+
+  /**
+   * The task's source may still hold records for its partitions at `now` (the task is behind,
+   * or its broker does not answer): their silence so far does not make them idle.
+   */
+  hold(now: number): void {
+    this.#partitions.touch(now);
   }
 
   /** An event of `partition` with event time `timestamp`, read at `now`. */
@@ -395,26 +412,21 @@ export type UpstreamMark = [task: number, watermark: number, idle: boolean];
  * them). Each upstream task has its own order in the topic partition, so the last watermark
  * heard from it holds for everything it writes after.
  *
- * - Until every upstream task has been heard from, or the idle timeout passed since the
- *   start, the watermark holds: a task not heard from yet may still send anything.
- * - An upstream task silent for longer than the idle timeout, or that announced itself
- *   idle, drops out of the minimum until it is heard from again.
- * - Restored (`saved`), the last watermark of each upstream task counts from the restore on,
- *   as if just heard: a restarted task neither goes back nor jumps past a slow upstream task.
+ * - Until every upstream task has been heard from, the watermark holds: a task not heard
+ *   from yet may still send anything.
+ * - An upstream task that announced itself idle drops out of the minimum until it is heard
+ *   from again. Silence alone never does: a silent upstream task is down, restarting or cut
+ *   off from the broker, and its records (behind the others' in event time) are still to come.
+ * - Restored (`saved`), the last watermark of each upstream task counts again: a restarted
+ *   task neither goes back nor jumps past a slow upstream task.
  */
 export class UpstreamWatermarks {
   readonly tasks: number;
-  readonly #upstream: InputWatermarks<number>;
+  readonly #upstream = new InputWatermarks<number>(Number.POSITIVE_INFINITY);
 
-  constructor(
-    tasks: number,
-    idleTimeoutMs: number | undefined,
-    now: number,
-    saved: readonly UpstreamMark[] = [],
-  ) {
+  constructor(tasks: number, now: number, saved: readonly UpstreamMark[] = []) {
     requireCount("upstream tasks", tasks);
     this.tasks = tasks;
-    this.#upstream = new InputWatermarks(requireIdleTimeout(idleTimeoutMs));
     for (const [task, watermark, idle] of saved) this.#upstream.advance(task, watermark, now, idle);
     for (let task = 0; task < tasks; task++) this.#upstream.register(task, now);
   }
@@ -424,7 +436,7 @@ export class UpstreamWatermarks {
     this.#upstream.advance(task, watermark, now, idle);
   }
 
-  /** Whether every upstream task is idle or silent. */
+  /** Whether every upstream task announced itself idle. */
   allIdle(now: number): boolean {
     return this.#upstream.allIdle(now);
   }
@@ -446,39 +458,31 @@ export class UpstreamWatermarks {
 /**
  * When a task writing a repartition topic tells each of the topic's partitions its watermark
  * with a watermark-only record. Its data records carry its watermark too, so a partition needs
- * one only when the task's watermark moved past what it last told it, when the task went idle
- * or came back, or as a heartbeat: a partition it has not written to for half the idle
- * timeout would otherwise take it for silent. At most once per call (a batch or a timer
- * round), never per record.
+ * one only when the task's watermark moved past what it last told it, or when the task went
+ * idle or came back (no heartbeats: a downstream task never takes silence for idleness). At
+ * most once per call (a batch or a timer round), never per record.
  */
 export class WatermarkAnnouncements {
   readonly partitions: number;
-  readonly heartbeatMs: number;
-  readonly #told: ({ watermark: number; at: number; idle: boolean } | undefined)[];
+  readonly #told: ({ watermark: number; idle: boolean } | undefined)[];
 
-  constructor(partitions: number, idleTimeoutMs: number | undefined) {
+  constructor(partitions: number) {
     requireCount("repartition partitions", partitions);
     this.partitions = partitions;
-    this.heartbeatMs = requireIdleTimeout(idleTimeoutMs) / 2;
     this.#told = Array.from({ length: partitions }, () => undefined);
   }
 
-  /** A data record carrying `watermark` went to `partition` at `now`. */
-  sent(partition: number, watermark: number, now: number): void {
-    this.#told[partition] = { watermark, at: now, idle: false };
+  /** A data record carrying `watermark` went to `partition`. */
+  sent(partition: number, watermark: number): void {
+    this.#told[partition] = { watermark, idle: false };
   }
 
-  /** The partitions to tell `watermark` (and whether idle) at `now`; they count as told. */
-  due(watermark: number, idle: boolean, now: number): number[] {
+  /** The partitions to tell `watermark` (and whether idle); they count as told. */
+  due(watermark: number, idle: boolean): number[] {
     const due: number[] = [];
     for (const [partition, told] of this.#told.entries()) {
-      const stale =
-        told === undefined ||
-        told.idle !== idle ||
-        watermark > told.watermark ||
-        (!idle && now - told.at >= this.heartbeatMs);
-      if (!stale) continue;
-      this.#told[partition] = { watermark, at: now, idle };
+      if (told !== undefined && told.idle === idle && watermark <= told.watermark) continue;
+      this.#told[partition] = { watermark, idle };
       due.push(partition);
     }
     return due;

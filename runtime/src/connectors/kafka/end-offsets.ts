@@ -3,12 +3,13 @@
 // ListOffsets request per refresh for all of the pod's tasks) and for where a fresh task starts.
 import { Admin, FetchIsolationLevels, ListOffsetTimestamps } from "@platformatic/kafka";
 import type { TaskRef } from "../../state/metadata.ts";
+import type { KafkaConnection } from "./connection.ts";
 
 const { LATEST, EARLIEST } = ListOffsetTimestamps;
 const { READ_UNCOMMITTED, READ_COMMITTED } = FetchIsolationLevels;
 
 export interface EndOffsetsOptions {
-  bootstrapBrokers: string[];
+  kafka: KafkaConnection;
   clientId: string;
   tasks: readonly TaskRef[];
   refreshMs?: number;
@@ -19,14 +20,13 @@ export class EndOffsets {
   readonly #tasks: readonly TaskRef[];
   readonly #refreshMs: number;
   readonly #ends = new Map<string, bigint>();
+  /** When the figures were last refreshed (0: never). */
+  #refreshedAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #refreshing = false;
 
   constructor(options: EndOffsetsOptions) {
-    this.#admin = new Admin({
-      clientId: options.clientId,
-      bootstrapBrokers: options.bootstrapBrokers,
-    });
+    this.#admin = new Admin({ ...options.kafka, clientId: options.clientId });
     this.#tasks = options.tasks;
     this.#refreshMs = options.refreshMs ?? 1_000;
   }
@@ -47,6 +47,11 @@ export class EndOffsets {
     return this.#ends.get(key(task));
   }
 
+  /** Like `end`, but undefined when the last refresh that worked is a few refreshes old. */
+  freshEnd(task: TaskRef): bigint | undefined {
+    return Date.now() - this.#refreshedAt <= 3 * this.#refreshMs ? this.end(task) : undefined;
+  }
+
   /** Refreshes every `refreshMs`; a failed refresh keeps the last figures (and says so). */
   start(): Promise<void> {
     this.#timer = setInterval(() => void this.refresh(), this.#refreshMs);
@@ -60,6 +65,7 @@ export class EndOffsets {
     try {
       for (const [task, end] of await this.#list(this.#tasks, LATEST, READ_UNCOMMITTED))
         this.#ends.set(task, end);
+      this.#refreshedAt = Date.now();
     } catch (error) {
       process.stderr.write(
         `${JSON.stringify({ msg: "end offsets not refreshed", error: String(error) })}\n`,

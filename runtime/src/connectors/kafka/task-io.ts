@@ -19,6 +19,7 @@ import {
   Producer,
 } from "@platformatic/kafka";
 import type { JobRef, TaskRef } from "../../state/metadata.ts";
+import type { KafkaConnection } from "./connection.ts";
 import { ReadCommittedConsumer } from "./read-committed.ts";
 
 /**
@@ -64,7 +65,7 @@ export interface TransactionalOffset {
 export class OffsetOutOfRange extends Error {}
 
 export interface TaskReaderOptions {
-  bootstrapBrokers: string[];
+  kafka: KafkaConnection;
   job: JobRef;
   task: TaskRef;
   clientId?: string;
@@ -78,7 +79,7 @@ export class TaskReader {
   readonly #consumer: ReadCommittedConsumer;
   readonly #task: TaskRef;
   readonly #groupId: string;
-  readonly #bootstrapBrokers: string[];
+  readonly #kafka: KafkaConnection;
   readonly #checkpointGroupId: string;
   readonly #outOfRange: OutOfRangePolicy;
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
@@ -92,11 +93,11 @@ export class TaskReader {
     const groupId = taskGroupId(options.job, task);
     this.#groupId = groupId;
     this.#checkpointGroupId = `${groupId}.checkpoint`;
-    this.#bootstrapBrokers = options.bootstrapBrokers;
+    this.#kafka = options.kafka;
     this.#outOfRange = options.outOfRange ?? "fail";
     this.#consumer = new ReadCommittedConsumer({
+      ...options.kafka,
       clientId: options.clientId ?? groupId,
-      bootstrapBrokers: options.bootstrapBrokers,
       groupId,
       groupInstanceId: groupId,
       sessionTimeout: 10_000,
@@ -196,10 +197,7 @@ export class TaskReader {
   }
 
   #adminClient(): Admin {
-    this.#admin ??= new Admin({
-      clientId: `${this.#groupId}-admin`,
-      bootstrapBrokers: this.#bootstrapBrokers,
-    });
+    this.#admin ??= new Admin({ ...this.#kafka, clientId: `${this.#groupId}-admin` });
     return this.#admin;
   }
 
@@ -299,7 +297,7 @@ function outOfRange(
 }
 
 export interface TaskWriterOptions {
-  bootstrapBrokers: string[];
+  kafka: KafkaConnection;
   job: JobRef;
   task: TaskRef;
   clientId?: string;
@@ -328,8 +326,8 @@ export class TaskWriter {
   constructor(options: TaskWriterOptions) {
     const transactionalId = taskGroupId(options.job, options.task);
     this.#producer = new Producer({
+      ...options.kafka,
       clientId: options.clientId ?? transactionalId,
-      bootstrapBrokers: options.bootstrapBrokers,
       transactionalId,
       idempotent: true,
       acks: -1,
