@@ -8,10 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { promisify } from "node:util";
-import { parseAllDocuments, stringify } from "yaml";
+import { parse, parseAllDocuments, stringify } from "yaml";
 import { crd } from "../operator/src/api/generate.ts";
 import { resources } from "../operator/src/api/schema.ts";
-import { jobRules, leaderElectionRules, plainRules } from "../operator/src/rbac.ts";
+import { DEFAULT_JOB_RESOURCES } from "../operator/src/build/job-pod-defaults.ts";
+import { jobRules, leaderElectionRules, nodeRules, plainRules } from "../operator/src/rbac.ts";
 import { cacheDir, repoRoot } from "../test-e2e/cluster/layout.ts";
 import { HELM_VERSION } from "../test-e2e/cluster/versions.ts";
 
@@ -100,6 +101,7 @@ describe("the chart", { skip }, () => {
       "--concurrency=4",
       "--log-level=info",
       "--pod-security=restricted",
+      '--job-resources={"limits":{"memory":"512Mi"},"requests":{"cpu":"250m","memory":"512Mi"}}',
       "--leader-election-id=weir-operator",
     ]);
     assert.deepEqual(
@@ -117,10 +119,18 @@ describe("the chart", { skip }, () => {
     assert.equal(deployment.spec.strategy.type, "RollingUpdate");
     assert.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0);
 
-    assert.deepEqual(one(manifests, "ClusterRole").rules, plainRules(jobRules));
-    assert.deepEqual(one(manifests, "ClusterRoleBinding").subjects, [
-      { kind: "ServiceAccount", name: "weir-operator", namespace: "weir-system" },
-    ]);
+    assert.deepEqual(
+      ofKind(manifests, "ClusterRole").map((r) => [r.metadata.name, r.rules]),
+      [
+        ["weir-operator", plainRules(jobRules)],
+        ["weir-operator-nodes", plainRules(nodeRules)],
+      ],
+    );
+    for (const binding of ofKind(manifests, "ClusterRoleBinding")) {
+      assert.deepEqual(binding.subjects, [
+        { kind: "ServiceAccount", name: "weir-operator", namespace: "weir-system" },
+      ]);
+    }
     const leaseRole = one(manifests, "Role");
     assert.equal(leaseRole.metadata.namespace, "weir-system");
     assert.deepEqual(leaseRole.rules, plainRules(leaderElectionRules));
@@ -158,10 +168,16 @@ describe("the chart", { skip }, () => {
     );
   });
 
-  test("watchNamespaces: a Role and RoleBinding in each, nothing cluster-wide", async () => {
+  test("watchNamespaces: a Role and RoleBinding in each, nothing cluster-wide but reading Nodes", async () => {
     const manifests = await render({ watchNamespaces: ["team-a", "team-b"] });
-    assert.deepEqual(ofKind(manifests, "ClusterRole"), []);
-    assert.deepEqual(ofKind(manifests, "ClusterRoleBinding"), []);
+    assert.deepEqual(
+      ofKind(manifests, "ClusterRole").map((r) => [r.metadata.name, r.rules]),
+      [["weir-operator-nodes", plainRules(nodeRules)]],
+    );
+    assert.deepEqual(
+      ofKind(manifests, "ClusterRoleBinding").map((b) => b.roleRef.name),
+      ["weir-operator-nodes"],
+    );
     const jobRoles = ofKind(manifests, "Role").filter((r) => r.metadata.name === "weir-operator");
     assert.deepEqual(
       jobRoles.map((r) => [r.metadata.namespace, r.rules]),
@@ -214,6 +230,29 @@ describe("the chart", { skip }, () => {
     const baseline = container(await render({ jobPodSecurity: "baseline" }));
     assert.ok(baseline.args.includes("--pod-security=baseline"));
     assert.match(await refusal({ jobPodSecurity: "anything" }), /jobPodSecurity/);
+  });
+
+  test("job pods' defaults: the operator's own unless the values say otherwise", async () => {
+    const values = parse(readFileSync(join(chart, "values.yaml"), "utf8"));
+    assert.deepEqual(values.jobPods.resources, DEFAULT_JOB_RESOURCES, "one default, not two");
+    const args = async (jobPods: object) => container(await render({ jobPods })).args as string[];
+    assert.deepEqual(
+      (
+        await args({
+          resources: { requests: { cpu: null }, limits: { cpu: 2 } },
+          priorityClassName: "streaming",
+        })
+      ).slice(3, 5),
+      [
+        '--job-resources={"limits":{"cpu":2,"memory":"512Mi"},"requests":{"memory":"512Mi"}}',
+        "--job-priority-class=streaming",
+      ],
+    );
+    assert.ok((await args({ resources: null })).includes("--job-resources=none"));
+    assert.match(
+      await refusal({ jobPods: { resources: { requests: { cpu: "lots" } } } }),
+      /jobPods/,
+    );
   });
 
   test("the NetworkPolicy: job pods' control port open to the operator's pods (and metricsFrom) only", async () => {

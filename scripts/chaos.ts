@@ -121,9 +121,8 @@ try {
   say(
     `seed ${seed} (--seed ${seed} draws the same faults): ${faultCount} faults, ${flags.gap} s apart`,
   );
-  await Promise.all(targets.map((target) => jobRecovered(target, 180_000)));
-  say(`jobs wc and clicks running in namespace ${bed.namespace}: parallelism 3, 6 partitions`);
-
+  // Input from the start: a source partition at its end without records for the idle
+  // timeout (30 s) goes idle, and the lagging partition's first clicks could then be late.
   const lines = produceContinuously(words.input, 6);
   // A round of clicks (10 s of event time) every 500 ms, not 200: the two days of event time
   // that produceClicks has before the broker's clock then last more than two hours.
@@ -132,6 +131,8 @@ try {
   let injected = 0;
   let sent: ClicksSent | undefined;
   try {
+    await Promise.all(targets.map((target) => jobRecovered(target, 180_000)));
+    say(`jobs wc and clicks running in namespace ${bed.namespace}: parallelism 3, 6 partitions`);
     await Promise.all(jobs.map((job) => committedGrowth(job.output, job.growth, 300_000)));
     const names = Object.keys(FAULTS);
     for (let i = 1; i <= faultCount && !stopping; i++) {

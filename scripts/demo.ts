@@ -1,6 +1,7 @@
 // `npm run demo`: the whole product on the local cluster. Brings the cluster up, installs the
-// chart (the operator runs as a pod), applies a word count with autoscaling, drives load
-// through it in phases (low, an upgrade through a savepoint, high, low) with a progress line
+// chart (the operator runs as a pod), applies a word count with autoscaling on the secure
+// listeners (Kafka SASL_SSL, MinIO over TLS; the demo's own load and reads use the plaintext
+// listener of the same broker), drives load through it in phases (low, an upgrade through a savepoint, high, low) with a progress line
 // every few seconds, and ends with a summary and a plot (.cluster/demo/demo.png). Everything
 // is left running; `npm run demo -- down` uninstalls the chart and stops the cluster.
 import { createHash } from "node:crypto";
@@ -12,7 +13,7 @@ import { stringify } from "yaml";
 import { down, status, up } from "../test-e2e/cluster/cluster.ts";
 import { clusterDir, clusterPaths, repoRoot } from "../test-e2e/cluster/layout.ts";
 import { helmRelease, keepOperatorLogs, type WeirRelease } from "../test-e2e/support/chart.ts";
-import { cli, clusterEnv } from "../test-e2e/support/cluster.ts";
+import { cli, clusterEnv, secureKafkaEnv } from "../test-e2e/support/cluster.ts";
 import { deleteTopicsOf, readTopicSettled } from "../test-e2e/support/kafka.ts";
 import { patchJobSpec } from "../test-e2e/support/operator.ts";
 import { eventually } from "../test-e2e/support/wait.ts";
@@ -139,18 +140,25 @@ async function deployJob(admin: Admin): Promise<string> {
     partitions: DEMO.partitions,
     replicas: 1,
   });
-  const sample = readFileSync(join(repoRoot, "config", "samples", "word-count.yaml"), "utf8");
+  const sample = readFileSync(join(repoRoot, "config", "samples", "word-count-sasl.yaml"), "utf8");
+  const cas = {
+    kafka: readFileSync(secureKafkaEnv().caFile, "utf8"),
+    storage: readFileSync(clusterEnv().s3CaFile, "utf8"),
+  };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(
     files.manifest,
-    demoManifests(sample, run)
+    demoManifests(sample, run, cas)
       .map((doc) => stringify(doc))
       .join("---\n"),
   );
   await cli("kubectl", ["apply", "-f", files.manifest]);
   say(
     `▶ kubectl apply -f ${show(files.manifest)}: StreamJob ${DEMO.job} reading ${topics.input} ` +
-      `(${DEMO.partitions} partitions), autoscaling 1–${DEMO.partitions} pods (${seconds(started)})`,
+      `(${DEMO.partitions} partitions), autoscaling 1–${DEMO.partitions} pods (${seconds(started)})\n` +
+      `  the job's Kafka clients: SASL_SSL (SCRAM-SHA-512) on ${secureKafkaEnv().bootstrap}, its ` +
+      `savepoints: MinIO over TLS on ${clusterEnv().s3TlsEndpoint}, both CAs from ConfigMaps; ` +
+      `the demo's own load and reads: plaintext ${clusterEnv().kafkaBootstrap}`,
   );
   return run;
 }

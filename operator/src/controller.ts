@@ -8,6 +8,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
   KubernetesObjectApi,
+  type V1Node,
   type V1Pod,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
@@ -23,6 +24,7 @@ import {
   VERSION,
 } from "./api/types.ts";
 import { validateStreamJob } from "./api/validate.ts";
+import { DEFAULT_JOB_RESOURCES, type JobPodDefaults } from "./build/job-pod-defaults.ts";
 import { LABEL_JOB } from "./build/names.ts";
 import type { PodSecurityLevel } from "./build/pod-security.ts";
 import { type Decision, decide, type EventSpec, type Measurements } from "./decide/reconcile.ts";
@@ -42,6 +44,7 @@ import { workQueueHooks } from "./machinery/metrics.ts";
 import { WorkQueue, type WorkResult } from "./machinery/work-queue.ts";
 import { BackgroundObservations } from "./observe/background.ts";
 import { JobMetricsWindows } from "./observe/job-metrics.ts";
+import { drainingNodes, isDraining } from "./observe/nodes.ts";
 import { JobStorage, type ObserveContext, observeJob } from "./observe/observe-job.ts";
 
 const STREAMJOB_TYPE: ResourceType = {
@@ -51,6 +54,7 @@ const STREAMJOB_TYPE: ResourceType = {
   kind: "StreamJob",
 };
 const POD_TYPE: ResourceType = { group: "", version: "v1", plural: "pods", kind: "Pod" };
+const NODE_TYPE: ResourceType = { group: "", version: "v1", plural: "nodes", kind: "Node" };
 const STREAMSAVEPOINT_TYPE: ResourceType = {
   group: GROUP,
   version: VERSION,
@@ -74,6 +78,8 @@ export interface ControllerOptions {
   concurrency?: number;
   /** What job pods may ask for, whatever their template says (default: restricted). */
   podSecurity?: PodSecurityLevel;
+  /** What job pods get where their StreamJob names nothing (default: DEFAULT_JOB_RESOURCES). */
+  jobPodDefaults?: JobPodDefaults;
 }
 
 export class StreamJobController {
@@ -81,6 +87,8 @@ export class StreamJobController {
   readonly #jobs: Informer<StreamJob>[];
   readonly #pods: Informer<V1Pod>[];
   readonly #savepoints: Informer<StreamSavepoint>[];
+  /** Every Node (cluster-scoped, whichever namespaces are watched): which are being drained. */
+  readonly #nodes: Informer<V1Node>;
   readonly #queue: WorkQueue;
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
@@ -124,6 +132,7 @@ export class StreamJobController {
       (namespace) =>
         new Informer<StreamSavepoint>(kubeConfig, STREAMSAVEPOINT_TYPE, { namespace, logger }),
     );
+    this.#nodes = new Informer<V1Node>(kubeConfig, NODE_TYPE, { logger });
     this.#queue = new WorkQueue((key) => this.#reconcile(key), {
       concurrency: options.concurrency ?? 4,
       hooks: [workQueueHooks(registry, "streamjobs")],
@@ -165,6 +174,12 @@ export class StreamJobController {
       informer.on("update", enqueueOwner);
       informer.on("delete", enqueueOwner);
     }
+    // A node cordoned (or uncordoned): the jobs with pods on it look again.
+    this.#nodes.on("update", (node, old) => {
+      if (isDraining(node) === isDraining(old)) return;
+      for (const pod of this.#pods.flatMap((informer) => informer.list()))
+        if (pod.spec?.nodeName === node.metadata?.name) enqueueOwner(pod);
+    });
 
     this.#reconciles = new Counter({
       name: "weir_operator_reconciles_total",
@@ -206,7 +221,7 @@ export class StreamJobController {
   }
 
   #informers(): Pick<Informer<KubernetesObject>, "start" | "stop" | "hasSynced" | "synced">[] {
-    return [...this.#jobs, ...this.#pods, ...this.#savepoints];
+    return [...this.#jobs, ...this.#pods, ...this.#savepoints, this.#nodes];
   }
 
   async #reconcile(key: string): Promise<WorkResult> {
@@ -255,6 +270,7 @@ export class StreamJobController {
       specErrors,
       pods: this.#pods.flatMap((informer) => informer.list()),
       savepoints: this.#savepoints.flatMap((informer) => informer.list()),
+      drainingNodes: drainingNodes(this.#nodes.list()),
     };
     let observed = await observeJob(inputs, storage, this.#observe);
     let decision = decide(observed);
@@ -290,6 +306,7 @@ export class StreamJobController {
       storage,
       tokens: this.#tokens,
       podSecurity: this.#options.podSecurity ?? "restricted",
+      jobPodDefaults: this.#options.jobPodDefaults ?? { resources: DEFAULT_JOB_RESOURCES },
       ...(this.#options.mayWrite ? { mayWrite: this.#options.mayWrite } : {}),
       ...(this.#options.wrote ? { wrote: this.#options.wrote } : {}),
       event: (target: StreamJob, event: EventSpec) =>

@@ -12,6 +12,9 @@
 //   --log-level LEVEL              trace, debug, info (default), warn, error
 //   --pod-security LEVEL           what job pods may ask for whatever their template says:
 //                                  restricted (default), baseline, privileged (Pod Security Standards)
+//   --job-resources JSON|none      requests and limits of job pods whose StreamJob names none, per
+//                                  resource (default: DEFAULT_JOB_RESOURCES of build/job-pod-defaults.ts)
+//   --job-priority-class NAME      priority class of job pods whose template names none
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -19,6 +22,11 @@ import pino from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Write } from "./act/apply-decision.ts";
 import { parseDuration } from "./api/validate.ts";
+import {
+  DEFAULT_JOB_RESOURCES,
+  type JobPodDefaults,
+  parseJobResources,
+} from "./build/job-pod-defaults.ts";
 import { POD_SECURITY_LEVELS, type PodSecurityLevel } from "./build/pod-security.ts";
 import { StreamJobController } from "./controller.ts";
 import { OperatorHttpServer } from "./machinery/http.ts";
@@ -38,6 +46,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "4" },
     "log-level": { type: "string", default: "info" },
     "pod-security": { type: "string", default: "restricted" },
+    "job-resources": { type: "string" },
+    "job-priority-class": { type: "string" },
   },
 });
 const podSecurity = values["pod-security"] as PodSecurityLevel;
@@ -45,6 +55,15 @@ if (!POD_SECURITY_LEVELS.includes(podSecurity))
   throw new Error(
     `--pod-security must be one of ${POD_SECURITY_LEVELS.join(", ")}: ${podSecurity}`,
   );
+
+const jobPriorityClass = values["job-priority-class"];
+const jobPodDefaults: JobPodDefaults = {
+  resources:
+    values["job-resources"] === undefined
+      ? DEFAULT_JOB_RESOURCES
+      : parseJobResources(values["job-resources"]),
+  ...(jobPriorityClass ? { priorityClassName: jobPriorityClass } : {}),
+};
 
 const log = pino({
   level: values["log-level"],
@@ -85,6 +104,7 @@ const controller = new StreamJobController({
   log,
   concurrency: Number(values.concurrency),
   podSecurity,
+  jobPodDefaults,
   // A replica that was paused past its lease may wake in the middle of a reconcile: it must not
   // write a thing once another may lead.
   mayWrite: () => !elector || elector.isLeader(),
@@ -107,6 +127,7 @@ log.info(
     namespaces: values.namespace ?? "all",
     http: `${httpHost}:${httpPort}`,
     podSecurity,
+    jobPodDefaults,
   },
   "starting",
 );

@@ -3,15 +3,24 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseAllDocuments } from "yaml";
-import { jobRules, leaderElectionRules, plainRules, rbacFiles } from "./rbac.ts";
+import { jobRules, leaderElectionRules, nodeRules, plainRules, rbacFiles } from "./rbac.ts";
 
 test("config/rbac/role.yaml parses to the rules of rbac.ts", () => {
   const docs = parseAllDocuments(rbacFiles().get("config/rbac/role.yaml") ?? "").map((d) =>
     d.toJS(),
   );
-  const byKind = (kind: string) => docs.find((d) => d.kind === kind);
+  const byKind = (kind: string, name = "weir-operator") =>
+    docs.find((d) => d.kind === kind && d.metadata.name === name);
   assert.deepEqual(byKind("ClusterRole").rules, plainRules(jobRules));
-  assert.deepEqual(byKind("Role").rules, plainRules(leaderElectionRules));
+  assert.deepEqual(byKind("ClusterRole", "weir-operator-nodes").rules, plainRules(nodeRules));
+  assert.equal(
+    byKind("ClusterRoleBinding", "weir-operator-nodes").roleRef.name,
+    "weir-operator-nodes",
+  );
+  assert.deepEqual(
+    byKind("Role", "weir-operator-leader-election").rules,
+    plainRules(leaderElectionRules),
+  );
   assert.equal(
     byKind("ClusterRoleBinding").subjects[0].name,
     byKind("ServiceAccount").metadata.name,
@@ -19,7 +28,7 @@ test("config/rbac/role.yaml parses to the rules of rbac.ts", () => {
 });
 
 test("no wildcard, no escalation, secrets only by name", () => {
-  for (const rule of [...jobRules, ...leaderElectionRules]) {
+  for (const rule of [...jobRules, ...nodeRules, ...leaderElectionRules]) {
     for (const field of [rule.apiGroups, rule.resources, rule.verbs]) {
       assert.ok(!field.includes("*"), `${rule.why}: no wildcard`);
     }

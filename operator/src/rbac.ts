@@ -81,10 +81,29 @@ export const jobRules: Rule[] = [
     verbs: ["create"],
   },
   {
+    why: "each job's PodDisruptionBudget (no eviction of its pods: the operator moves them off a drained node itself), owned by the job",
+    apiGroups: ["policy"],
+    resources: ["poddisruptionbudgets"],
+    verbs: ["create"],
+  },
+  {
     why: "Events on the jobs it acts on (aggregated into series: patch)",
     apiGroups: ["events.k8s.io"],
     resources: ["events"],
     verbs: ["create", "patch"],
+  },
+];
+
+/**
+ * Cluster-wide whichever namespaces it watches (Nodes have none): which nodes are cordoned, so
+ * that job pods on a node being drained are moved off it through a savepoint first.
+ */
+export const nodeRules: Rule[] = [
+  {
+    why: "Nodes: watch which are cordoned (a drain), to move job pods off them first",
+    apiGroups: [""],
+    resources: ["nodes"],
+    verbs: ["list", "watch"],
   },
 ];
 
@@ -154,6 +173,25 @@ roleRef:
 ${subject}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: weir-operator-nodes
+${labels}
+rules:
+${rulesYaml(nodeRules, "  ")}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: weir-operator-nodes
+${labels}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: weir-operator-nodes
+${subject}
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
   name: weir-operator-leader-election
@@ -188,6 +226,10 @@ function chartRules(): string {
   return `{{/* ${HEADER} */}}
 {{- define "weir.rbac.jobRules" }}
 ${rulesYaml(jobRules, "")}
+{{- end }}
+
+{{- define "weir.rbac.nodeRules" }}
+${rulesYaml(nodeRules, "")}
 {{- end }}
 
 {{- define "weir.rbac.leaderElectionRules" }}

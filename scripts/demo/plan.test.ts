@@ -100,15 +100,28 @@ test("goals: what each phase waits for, never on a job that is not Ready", () =>
   assert.equal(goalReached("scaled-down", observation({ parallelism: 2 }), from3), false);
 });
 
-test("the demo's StreamJob: the sample with autoscaling 1–3, valid by the operator's schema", () => {
-  const sample = readFileSync(join(repo, "config", "samples", "word-count.yaml"), "utf8");
-  const [secret, job] = demoManifests(sample, "abc") as [
-    Record<string, { namespace?: string }>,
-    { metadata: { namespace: string; name: string }; spec: Record<string, unknown> },
-  ];
-  assert.equal(secret.kind as unknown, "Secret");
-  assert.equal(secret.metadata?.namespace, DEMO.namespace);
-  assert.deepEqual(job.metadata, { name: DEMO.job, namespace: DEMO.namespace });
+test("the demo's StreamJob: the secure sample with autoscaling 1–3, valid by the operator's schema", () => {
+  const sample = readFileSync(join(repo, "config", "samples", "word-count-sasl.yaml"), "utf8");
+  const cas = { kafka: "KAFKA CA PEM", storage: "STORAGE CA PEM" };
+  const docs = demoManifests(sample, "abc", cas) as {
+    kind: string;
+    metadata: { namespace: string; name: string };
+    data?: Record<string, string>;
+    spec: Record<string, unknown>;
+  }[];
+  assert.deepEqual(
+    docs.map((d) => `${d.kind}/${d.metadata.namespace}/${d.metadata.name}`),
+    [
+      `Secret/${DEMO.namespace}/kafka-user`,
+      `Secret/${DEMO.namespace}/weir-storage`,
+      `ConfigMap/${DEMO.namespace}/kafka-ca`,
+      `ConfigMap/${DEMO.namespace}/storage-ca`,
+      `StreamJob/${DEMO.namespace}/${DEMO.job}`,
+    ],
+  );
+  assert.deepEqual(docs[2]?.data, { "ca.crt": cas.kafka });
+  assert.deepEqual(docs[3]?.data, { "ca.crt": cas.storage });
+  const job = docs[4] as (typeof docs)[number];
   const validation = validateStreamJob(job);
   assert.ok(validation.ok, validation.ok ? "" : validation.errors.join("; "));
   assert.deepEqual(job.spec.autoscaler, {
@@ -132,11 +145,22 @@ test("the demo's StreamJob: the sample with autoscaling 1–3, valid by the oper
   });
   // The runtime image is this repository at /app (test-e2e/image-catalog.yaml).
   assert.ok(existsSync(join(repo, "scripts", "demo", "job.ts")));
-  // Storage and Kafka as the sample has them.
+  // Storage and Kafka as the sample has them: the secure listeners.
   assert.deepEqual((job.spec.savepoints as { storage: unknown }).storage, {
-    endpoint: "http://127.0.0.1:9000",
+    endpoint: "https://127.0.0.1:9443",
     bucket: "weir-savepoints",
     credentialsSecret: "weir-storage",
+    caBundle: { configMapKeyRef: { name: "storage-ca", key: "ca.crt" } },
+  });
+  assert.deepEqual(job.spec.kafka, {
+    bootstrapServers: ["127.0.0.1:9094"],
+    tls: { ca: { configMapKeyRef: { name: "kafka-ca", key: "ca.crt" } } },
+    sasl: {
+      mechanism: "SCRAM-SHA-512",
+      username: "weir",
+      passwordSecret: { name: "kafka-user", key: "password" },
+    },
+    internalTopicReplicationFactor: 1,
   });
 });
 

@@ -159,19 +159,46 @@ export function topicsOf(run: string) {
   return { name: base, input: `${base}-lines`, output: `${base}-counts` };
 }
 
+/** The PEM certificates the secure listeners' CAs are (the cluster makes them at every `up`). */
+export interface DemoCas {
+  /** KAFKA_CA_FILE: the SASL_SSL listener's own CA. */
+  kafka: string;
+  /** S3_CA_FILE: the cluster's CA, which signed the TLS MinIO's certificate. */
+  storage: string;
+}
+
 /**
- * The demo's Secret and StreamJob: config/samples/word-count.yaml in the demo's namespace, on
- * the run's topics, running the demo job (scripts/demo/job.ts) with autoscaling between 1 and 3
- * pods on short windows so that it acts within a minute.
+ * The demo's objects: config/samples/word-count-sasl.yaml (Kafka through SASL_SSL with
+ * SCRAM-SHA-512, storage on the TLS MinIO) in the demo's namespace, its Secrets, the ConfigMaps of
+ * the two CAs it names, and the StreamJob on the run's topics, running the demo job
+ * (scripts/demo/job.ts) with autoscaling between 1 and 3 pods on short windows so that it acts
+ * within a minute.
  */
-export function demoManifests(sampleYaml: string, run: string): Record<string, unknown>[] {
+export function demoManifests(
+  sampleYaml: string,
+  run: string,
+  cas: DemoCas,
+): Record<string, unknown>[] {
   const docs = parseAllDocuments(sampleYaml).map((doc) => doc.toJS());
-  const secret = docs.find((doc) => doc?.kind === "Secret");
+  const secrets = docs.filter((doc) => doc?.kind === "Secret");
   const job = docs.find((doc) => doc?.kind === "StreamJob");
-  if (!secret || !job) throw new Error("the sample has no Secret and StreamJob");
+  const kafkaCa = job?.spec?.kafka?.tls?.ca?.configMapKeyRef;
+  const storageCa = job?.spec?.savepoints?.storage?.caBundle?.configMapKeyRef;
+  if (secrets.length === 0 || !job || !kafkaCa || !storageCa) {
+    throw new Error("the sample has no Secret, or no StreamJob taking both CAs from ConfigMaps");
+  }
   const topics = topicsOf(run);
-  secret.metadata = { ...secret.metadata, namespace: DEMO.namespace };
-  job.metadata = { name: DEMO.job, namespace: DEMO.namespace };
+  const inDemo = (metadata: Record<string, unknown>) => ({
+    ...metadata,
+    namespace: DEMO.namespace,
+  });
+  const configMap = (ref: { name: string; key: string }, pem: string) => ({
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: inDemo({ name: ref.name }),
+    data: { [ref.key]: pem },
+  });
+  job.metadata = inDemo({ name: DEMO.job });
   job.spec = {
     ...job.spec,
     image: DEMO.image,
@@ -191,7 +218,12 @@ export function demoManifests(sampleYaml: string, run: string): Record<string, u
       catchUpDuration: "1m",
     },
   };
-  return [secret, job];
+  return [
+    ...secrets.map((secret) => ({ ...secret, metadata: inDemo(secret.metadata) })),
+    configMap(kafkaCa, cas.kafka),
+    configMap(storageCa, cas.storage),
+    job,
+  ];
 }
 
 /** An operation the RunReady Event reports: "rescale completed in 14 s (downtime 9 s): run r3 has all 3 pods ready". */

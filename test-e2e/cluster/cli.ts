@@ -1,12 +1,26 @@
-// npm run cluster -- up | down | status
+// npm run cluster -- up [--nodes N] | down | status
+
 import { down, printStatus, status, up } from "./cluster.ts";
+import { MAX_NODES } from "./components.ts";
 
-const USAGE = "usage: npm run cluster -- up | down | status";
+const USAGE = "usage: npm run cluster -- up [--nodes N] | down | status";
 
-async function main(command: string | undefined): Promise<number> {
+/** `--nodes N` or `--nodes=N` (default 1). */
+function nodesOption(args: string[]): number {
+  const at = args.findIndex((a) => a === "--nodes" || a.startsWith("--nodes="));
+  if (at === -1) return 1;
+  const value = args[at]?.includes("=") ? args[at]?.split("=")[1] : args[at + 1];
+  const nodes = Number(value);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) {
+    throw new Error(`--nodes: ${value} is not a node count from 1 to ${MAX_NODES}`);
+  }
+  return nodes;
+}
+
+async function main(command: string | undefined, args: string[]): Promise<number> {
   switch (command) {
     case "up":
-      await up();
+      await up({ nodes: nodesOption(args) });
       return 0;
     case "down":
       await down();
@@ -22,7 +36,7 @@ async function main(command: string | undefined): Promise<number> {
   }
 }
 
-main(process.argv[2]).then(
+main(process.argv[2], process.argv.slice(3)).then(
   (code) => {
     process.exitCode = code;
   },

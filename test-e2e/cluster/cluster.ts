@@ -4,9 +4,9 @@ import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   addresses,
-  COMPONENTS,
   type Component,
   type ComponentContext,
+  componentsFor,
   KAFKA_USER,
   kubeconfigFor,
   NODE_NAME,
@@ -37,11 +37,22 @@ interface ComponentState {
   log: string;
 }
 
-export async function status(): Promise<ComponentState[]> {
+/** The cluster's node count, as the `up` that started (or extended) it recorded it. */
+export function nodeCount(): number {
+  if (!existsSync(clusterPaths.state)) return 1;
+  const state = JSON.parse(readFileSync(clusterPaths.state, "utf8")) as { nodes?: number };
+  return state.nodes ?? 1;
+}
+
+function recordNodeCount(nodes: number): void {
+  writeFileSync(clusterPaths.state, `${JSON.stringify({ nodes })}\n`);
+}
+
+export async function status(nodes = nodeCount()): Promise<ComponentState[]> {
   const records = new Map(readRecords(clusterPaths.pids).map((r) => [r.name, r]));
   const pki = new Pki(clusterPaths.pki);
   return Promise.all(
-    COMPONENTS.map(async (component) => {
+    componentsFor(nodes).map(async (component) => {
       const record = records.get(component.name);
       const running = record !== undefined && isRunning(record);
       return {
@@ -75,12 +86,18 @@ export function printStatus(states: ComponentState[]): void {
  * Brings every component up, healthy, and writes `.cluster/env`; a no-op when already up. A
  * healthy cluster that lacks components added since it started (never started, no pid file)
  * gets just those, so adding one never restarts the others under running tests.
+ * `nodes` process kubelets (default 1); a running cluster with fewer gets the rest the same way,
+ * one with more keeps them.
  * `started`: everything is new (and `npm test` takes it down again); `extended`: components
  * were added to a running cluster; `unchanged`.
  */
-export async function up(): Promise<"started" | "extended" | "unchanged"> {
+export async function up(
+  options: { nodes?: number } = {},
+): Promise<"started" | "extended" | "unchanged"> {
   const started = Date.now();
-  const current = await status();
+  const nodes = Math.max(options.nodes ?? 1, existsSync(clusterPaths.env) ? nodeCount() : 1);
+  const components = componentsFor(nodes);
+  const current = await status(nodes);
   if (current.every((s) => s.healthy) && existsSync(clusterPaths.env)) {
     say(`already up (source ${clusterPaths.env}); nothing changed`);
     printStatus(current);
@@ -90,9 +107,10 @@ export async function up(): Promise<"started" | "extended" | "unchanged"> {
   if (added.length > 0) {
     const ctx: ComponentContext = { bin: await ensureBinaries(), pki: new Pki(clusterPaths.pki) };
     say(`adding ${added.join(", ")} to the running cluster`);
-    await startInOrder(ctx, new Set(added));
+    await startInOrder(ctx, components, new Set(added));
+    recordNodeCount(nodes);
     writeEnvFile(ctx.bin);
-    printStatus(await status());
+    printStatus(await status(nodes));
     return "extended";
   }
   if (readRecords(clusterPaths.pids).some(isRunning)) {
@@ -113,7 +131,8 @@ export async function up(): Promise<"started" | "extended" | "unchanged"> {
   });
 
   try {
-    await startInOrder(ctx);
+    recordNodeCount(nodes);
+    await startInOrder(ctx, components);
   } catch (error) {
     say("start-up failed: stopping everything this `up` started");
     await down({ quiet: true });
@@ -121,12 +140,13 @@ export async function up(): Promise<"started" | "extended" | "unchanged"> {
   }
   writeEnvFile(ctx.bin);
   say(`up in ${formatDuration(Date.now() - started)}; use it with: source ${clusterPaths.env}`);
-  printStatus(await status());
+  printStatus(await status(nodes));
   return "started";
 }
 
 /**
- * Components a healthy running cluster never started (added to COMPONENTS since): every other
+ * Components a healthy running cluster never started (added to the components since, or nodes
+ * asked for by `up --nodes`): every other
  * one running and healthy, and its CA and env file in place. Empty otherwise (a crashed
  * component has a pid file: that cluster starts afresh).
  */
@@ -148,6 +168,7 @@ function resetClusterDir(): void {
     rmSync(dir, { recursive: true, force: true });
   }
   rmSync(clusterPaths.env, { force: true });
+  rmSync(clusterPaths.state, { force: true });
   rmSync(clusterPaths.logs, { recursive: true, force: true });
   mkdirSync(clusterPaths.logs, { recursive: true });
   mkdirSync(clusterPaths.data, { recursive: true });
@@ -157,7 +178,11 @@ function resetClusterDir(): void {
  * Starts each component once what it needs is healthy; independent ones start together. With
  * `only`, just those start (the others are up already).
  */
-async function startInOrder(ctx: ComponentContext, only?: Set<string>): Promise<void> {
+async function startInOrder(
+  ctx: ComponentContext,
+  components: Component[],
+  only?: Set<string>,
+): Promise<void> {
   const done = new Map<string, Promise<void>>();
   const bringUp = async (component: Component): Promise<void> => {
     await Promise.all(component.after.map((name) => done.get(name)));
@@ -181,7 +206,7 @@ async function startInOrder(ctx: ComponentContext, only?: Set<string>): Promise<
     await component.initialize?.(ctx);
     say(`${component.name} healthy at ${component.address}`);
   };
-  for (const component of COMPONENTS) done.set(component.name, bringUp(component));
+  for (const component of components) done.set(component.name, bringUp(component));
   const results = await Promise.allSettled(done.values());
   const failure = results.find((r) => r.status === "rejected");
   if (failure) throw failure.reason;
@@ -234,7 +259,11 @@ function writeEnvFile(bin: Binaries): void {
 /** Stops every process any `up` started (also after `up` itself crashed) and removes its files. */
 export async function down(options: { quiet?: boolean } = {}): Promise<void> {
   const records = readRecords(clusterPaths.pids);
-  const survivors = await stopAll(clusterPaths.pids);
+  // A test's extra nodes first (left behind if it crashed), then the cluster's own.
+  const survivors = [
+    ...(await stopAll(clusterPaths.testNodePids)),
+    ...(await stopAll(clusterPaths.pids)),
+  ];
   if (survivors.length > 0) {
     throw new Error(
       `could not stop: ${survivors.map((r) => `${r.name} (pid ${r.pid})`).join(", ")}`,
@@ -244,6 +273,7 @@ export async function down(options: { quiet?: boolean } = {}): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   rmSync(clusterPaths.env, { force: true });
+  rmSync(clusterPaths.state, { force: true });
   if (!options.quiet) {
     say(
       records.length > 0

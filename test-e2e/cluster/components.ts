@@ -518,39 +518,98 @@ function adminApi(): CoreV1Api {
   return kubeConfig.makeApiClient(CoreV1Api);
 }
 
-/** The process kubelet (test-e2e/kubelet): runs the pods bound to this machine's Node. */
-const kubelet: Component = {
-  name: "kubelet",
-  address: `https://${HOST}:${PORTS.kubelet}`,
-  after: ["kube-apiserver"],
-  ports: [PORTS.kubelet],
-  launch: ({ pki }) => ({
+/**
+ * One process kubelet's Node: its name, kubelet port, pod IP range (a /16 of loopback: pods of
+ * different nodes never share an address), data folder and identity. Node 1 is the machine's
+ * (NODE_NAME, port 10250, 127.1.0.0/16, as before there were several); node i ≥ 2 is
+ * `<machine>-<i>` on port 10260 + i with 127.(10 + i).0.0/16 (127.2–127.9 and 127.77 are the
+ * runtime tests' own pods, 127.100+ the operator's unit tests).
+ */
+export interface NodeLayout {
+  index: number;
+  name: string;
+  port: number;
+  podCidr: string;
+  dataDir: string;
+  /** The kubeconfig of its identity `system:node:<name>`, and the identity's file stem. */
+  identity: string;
+  kubeconfig: string;
+  /** Taints it registers with (`key=value:Effect`), e.g. to keep others' pods off a test node. */
+  taints: string[];
+}
+
+/** The highest node index: the pod ranges stay below 127.77. */
+export const MAX_NODES = 40;
+
+export function nodeLayout(index: number, taints: string[] = []): NodeLayout {
+  if (!Number.isInteger(index) || index < 1 || index > MAX_NODES) {
+    throw new Error(`node ${index}: nodes are numbered 1 to ${MAX_NODES}`);
+  }
+  const first = index === 1;
+  const identity = first ? "kubelet" : `kubelet-${index}`;
+  return {
+    index,
+    name: first ? NODE_NAME : `${NODE_NAME}-${index}`,
+    port: first ? PORTS.kubelet : 10_260 + index,
+    podCidr: first ? "127.1.0.0/16" : `127.${10 + index}.0.0/16`,
+    dataDir: join(clusterPaths.data, identity),
+    identity,
+    kubeconfig: kubeconfigFor(identity),
+    taints,
+  };
+}
+
+/** How a process kubelet for `node` starts (a cluster component, or a test's extra node). */
+export function kubeletLaunch(node: NodeLayout, pki: Pki): LaunchSpec {
+  return {
     command: process.execPath,
     args: [join(repoRoot, "test-e2e", "kubelet", "main.ts")],
     env: {
       ...process.env,
-      WEIR_NODE_NAME: NODE_NAME,
-      WEIR_KUBELET_DIR: join(clusterPaths.data, "kubelet"),
-      WEIR_KUBELET_PORT: String(PORTS.kubelet),
-      WEIR_KUBELET_KUBECONFIG: kubeconfigFor("kubelet"),
+      WEIR_NODE_NAME: node.name,
+      WEIR_KUBELET_DIR: node.dataDir,
+      WEIR_KUBELET_PORT: String(node.port),
+      WEIR_KUBELET_KUBECONFIG: node.kubeconfig,
       WEIR_KUBELET_PKI: pki.dir,
       WEIR_API_SERVER: addresses.apiServer,
       WEIR_IMAGE_CATALOG: join(repoRoot, "test-e2e", "image-catalog.yaml"),
       WEIR_REPO_ROOT: repoRoot,
+      WEIR_POD_CIDR: node.podCidr,
+      WEIR_NODE_TAINTS: node.taints.join(","),
     },
-  }),
-  // Healthy once its Node reports Ready.
-  healthy: async () => {
-    try {
-      const node = await adminApi().readNode({ name: NODE_NAME });
-      return (
-        node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false
-      );
-    } catch {
-      return false;
-    }
-  },
-};
+  };
+}
+
+/** The identity of a node after the first (made from the cluster's CA when missing). */
+export async function prepareNodeIdentity(node: NodeLayout, pki: Pki): Promise<void> {
+  if (node.index === 1) return;
+  await pki.nodeClientCertificate(node.identity, node.name);
+  pki.writeKubeconfig(node.kubeconfig, node.identity, addresses.apiServer);
+}
+
+/** Whether `name`'s Node reports Ready. */
+export async function nodeReady(name: string): Promise<boolean> {
+  try {
+    const node = await adminApi().readNode({ name });
+    return node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/** The process kubelet (test-e2e/kubelet) of one node: runs the pods bound to its Node. */
+function kubeletComponent(node: NodeLayout): Component {
+  return {
+    name: node.identity,
+    address: `https://${HOST}:${node.port}`,
+    after: ["kube-apiserver"],
+    ports: [node.port],
+    prepare: ({ pki }) => prepareNodeIdentity(node, pki),
+    launch: ({ pki }) => kubeletLaunch(node, pki),
+    // Healthy once its Node reports Ready.
+    healthy: () => nodeReady(node.name),
+  };
+}
 
 /** Every component, in an order that respects `after`. */
 export const COMPONENTS: Component[] = [
@@ -561,5 +620,11 @@ export const COMPONENTS: Component[] = [
   apiServer,
   controllerManager,
   scheduler,
-  kubelet,
+  kubeletComponent(nodeLayout(1)),
 ];
+
+/** A cluster of `nodes` nodes: COMPONENTS, and a kubelet for each node after the first. */
+export function componentsFor(nodes: number): Component[] {
+  const more = Array.from({ length: nodes - 1 }, (_, i) => kubeletComponent(nodeLayout(i + 2)));
+  return [...COMPONENTS, ...more];
+}

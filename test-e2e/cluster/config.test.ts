@@ -7,10 +7,16 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { envFileContents, readEnvFile } from "./cluster.ts";
 import {
+  COMPONENTS,
+  componentsFor,
   KAFKA_USER,
   kafkaClusterId,
   kafkaFormatArgs,
   kafkaProperties,
+  kubeletLaunch,
+  MAX_NODES,
+  NODE_NAME,
+  nodeLayout,
   nodeNameFor,
   PORTS,
 } from "./components.ts";
@@ -169,6 +175,47 @@ test("the node is named after the machine, as a valid DNS label", () => {
   assert.equal(nodeNameFor("vm"), "vm");
   assert.equal(nodeNameFor("Build_Box.example.com"), "build-box");
   assert.equal(nodeNameFor("__"), "node");
+});
+
+test("every node has its own name, kubelet port, pod range, data folder and identity", () => {
+  const nodes = Array.from({ length: MAX_NODES }, (_, i) => nodeLayout(i + 1));
+  for (const field of ["name", "port", "podCidr", "dataDir", "identity", "kubeconfig"] as const) {
+    assert.equal(new Set(nodes.map((n) => n[field])).size, MAX_NODES, `${field} differs`);
+  }
+  // Node 1 is the one-node cluster's, as it was.
+  assert.deepEqual(
+    [nodes[0]?.name, nodes[0]?.port, nodes[0]?.podCidr, nodes[0]?.identity],
+    [NODE_NAME, PORTS.kubelet, "127.1.0.0/16", "kubelet"],
+  );
+  assert.deepEqual(
+    [nodes[2]?.name, nodes[2]?.port, nodes[2]?.podCidr],
+    [`${NODE_NAME}-3`, 10_263, "127.13.0.0/16"],
+  );
+  const taken = new Set<number>(Object.values(PORTS));
+  for (const n of nodes.slice(1)) assert.ok(!taken.has(n.port), `${n.name}'s port is free`);
+  // Loopback only, clear of the runtime tests' own addresses (127.2–127.9, 127.77, 127.100+).
+  for (const n of nodes) {
+    const second = Number(/^127\.(\d+)\.0\.0\/16$/.exec(n.podCidr)?.[1]);
+    assert.ok(second === 1 || (second >= 12 && second < 77), n.podCidr);
+  }
+  assert.throws(() => nodeLayout(MAX_NODES + 1), /numbered 1 to/);
+  const env = kubeletLaunch(nodeLayout(2, ["k=v:NoSchedule"]), { dir: "/pki" } as never).env;
+  assert.equal(env?.WEIR_NODE_TAINTS, "k=v:NoSchedule");
+  assert.equal(env?.WEIR_POD_CIDR, "127.12.0.0/16");
+});
+
+test("a cluster of n nodes has a kubelet component per node", () => {
+  assert.deepEqual(componentsFor(1), COMPONENTS);
+  assert.deepEqual(
+    componentsFor(3)
+      .filter((c) => c.name.startsWith("kubelet"))
+      .map((c) => [c.name, c.address]),
+    [
+      ["kubelet", "https://127.0.0.1:10250"],
+      ["kubelet-2", "https://127.0.0.1:10262"],
+      ["kubelet-3", "https://127.0.0.1:10263"],
+    ],
+  );
 });
 
 test("durations read as a person would say them", () => {

@@ -17,6 +17,8 @@ export const clusterPaths = {
   state: join(clusterDir, "state.json"),
   logs: join(clusterDir, "logs"),
   pids: join(clusterDir, "pids"),
+  /** Kubelets tests add for a while (test-e2e/support/nodes.ts): apart from the components'. */
+  testNodePids: join(clusterDir, "pids", "test-nodes"),
   pki: join(clusterDir, "pki"),
   data: join(clusterDir, "data"),
   config: join(clusterDir, "config"),

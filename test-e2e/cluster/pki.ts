@@ -160,6 +160,19 @@ export class Pki {
     });
   }
 
+  /**
+   * A further node's client identity `system:node:<nodeName>` (the Node authorizer then limits
+   * it to that Node's objects), made when missing from the CA the cluster already trusts. Its
+   * kubelets all serve with `kubelet-serving`: the API server reaches every one at 127.0.0.1.
+   */
+  async nodeClientCertificate(name: string, nodeName: string): Promise<void> {
+    if (existsSync(this.path(`${name}.crt`)) && existsSync(this.path(`${name}.key`))) return;
+    await this.certificate(name, {
+      commonName: `system:node:${nodeName}`,
+      organization: "system:nodes",
+    });
+  }
+
   private async certificate(
     name: string,
     options: Parameters<typeof opensslConfig>[0],

@@ -19,6 +19,7 @@ import {
 } from "@kubernetes/client-node";
 import { parse } from "yaml";
 import { KUBERNETES_VERSION } from "../cluster/versions.ts";
+import { parseTaints, podIpPrefixOf } from "./node-config.ts";
 import type { CatalogImage } from "./pod-spec.ts";
 import { logPath, type NodeContext, PodWorker } from "./pod-worker.ts";
 
@@ -34,6 +35,10 @@ const hostIP = "127.0.0.1";
 const port = Number(setting("WEIR_KUBELET_PORT"));
 const apiServer = new URL(setting("WEIR_API_SERVER"));
 const repoRoot = setting("WEIR_REPO_ROOT");
+const podCidr = setting("WEIR_POD_CIDR");
+const podIpPrefix = podIpPrefixOf(podCidr);
+// Taints the Node registers with: a node may set its taints only when it registers.
+const registerTaints = parseTaints(process.env.WEIR_NODE_TAINTS ?? "");
 
 function log(message: string): void {
   process.stdout.write(`${new Date().toISOString()} ${message}\n`);
@@ -74,13 +79,13 @@ const node: NodeContext = {
   log,
 };
 
-// Pod IPs: 127.1.0.1 upward, one per pod, reused once the pod is gone.
+// Pod IPs: <prefix>.0.1 upward in the node's /16, one per pod, reused once the pod is gone.
 const ipsInUse = new Set<string>();
 let nextIp = 0;
 function allocateIP(): string {
   for (;;) {
     nextIp = (nextIp + 1) % 65_024;
-    const ip = `127.1.${Math.floor(nextIp / 254)}.${(nextIp % 254) + 1}`;
+    const ip = `${podIpPrefix}.${Math.floor(nextIp / 254)}.${(nextIp % 254) + 1}`;
     if (!ipsInUse.has(ip)) {
       ipsInUse.add(ip);
       return ip;
@@ -190,6 +195,8 @@ async function registerNode(): Promise<void> {
         "node.weir.dev/process-kubelet": "true",
       },
     },
+    // Set once at registration, as the node IPAM controller would (a node may not change it).
+    spec: { podCIDR: podCidr, podCIDRs: [podCidr], taints: registerTaints },
   };
   try {
     await core.createNode({ body });

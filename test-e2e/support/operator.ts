@@ -25,6 +25,13 @@ import { adminKubeConfig, cli, clusterEnv, uniqueName } from "./cluster.ts";
 import { eventually } from "./wait.ts";
 
 const repo = join(import.meta.dirname, "..", "..");
+
+/**
+ * Job pods' defaults in tests (--job-resources, chart jobPods.resources): requests small enough
+ * for the suites' dozens of pods at once on one 2-CPU node, and no memory limit, which the
+ * process kubelet would not enforce anyway (so no heap sized from one either).
+ */
+const TEST_JOB_RESOURCES = { requests: { cpu: "10m", memory: "64Mi" } };
 let nextPort = 18_080 + Math.floor(Math.random() * 500) * 2;
 
 /** One operator a test controls, a local process or a pod of the chart's Deployment. */
@@ -76,6 +83,7 @@ export async function startOperator(
       `--leader-election-namespace=${options.leaseNamespace ?? namespace}`,
       `--leader-election-id=${options.leaseName ?? "weir-operator"}`,
       `--http-address=127.0.0.1:${port}`,
+      `--job-resources=${JSON.stringify(TEST_JOB_RESOURCES)}`,
       ...(options.args ?? []),
     ],
     {
@@ -117,6 +125,8 @@ export async function startOperator(
     metrics: async () => (await httpGet(`http://127.0.0.1:${port}/metrics`)).body,
   };
   await eventually("the operator to serve /readyz", async () => {
+    // 99: a test hook's exit (after a write it was told to stop at), so it did start.
+    if (child.exitCode === 99) return true;
     if (child.exitCode !== null) throw new Error(`operator ${identity} exited (${child.exitCode})`);
     const answer = await httpGet(`${operator.url}/readyz`).catch(() => undefined);
     return answer?.status === 200 ? true : undefined;
@@ -200,6 +210,9 @@ class InClusterOperators {
       `watchNamespaces=${JSON.stringify([this.watchNamespace])}`,
       "--set",
       `replicaCount=${this.#replicas}`,
+      // The chart's default limit goes too (a null key drops a default map's key).
+      "--set-json",
+      `jobPods.resources=${JSON.stringify({ ...TEST_JOB_RESOURCES, limits: null })}`,
       "--set-json",
       `extraEnv=${JSON.stringify(Object.entries(this.#env).map(([name, value]) => ({ name, value })))}`,
     ];

@@ -21,7 +21,7 @@ import {
 import { Admin } from "@platformatic/kafka";
 import { parseAllDocuments, stringify } from "yaml";
 import { argoHealth } from "../../helm/argocd/health.ts";
-import { jobRules, leaderElectionRules, plainRules } from "../../operator/src/rbac.ts";
+import { jobRules, leaderElectionRules, nodeRules, plainRules } from "../../operator/src/rbac.ts";
 import {
   CHART as chart,
   helmRelease,
@@ -181,6 +181,7 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
       ["patch", "streamjobs.weir.dev/status", jobsNs],
       ["create", "pods", jobsNs],
       ["deletecollection", "configmaps", jobsNs],
+      ["get", "configmaps", jobsNs], // a storage CA bundle a job names, by name
       ["get", "secrets", jobsNs],
       ["create", "secrets", jobsNs], // each job's control token
       ["create", "events.events.k8s.io", jobsNs],
@@ -198,7 +199,7 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
       ["list", "secrets", jobsNs], // by name only
       ["update", "secrets", jobsNs], // a control token is immutable, deleted with its job
       ["delete", "secrets", jobsNs],
-      ["get", "configmaps", jobsNs],
+      ["list", "configmaps", jobsNs], // by name only
       ["create", "deployments.apps", jobsNs],
       ["list", "streamjobs.weir.dev", "default"], // not a watched namespace
       ["create", "pods", "default"],
@@ -222,7 +223,7 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
     assert.equal(sa.automountServiceAccountToken, false);
   });
 
-  test("watched namespaces get a Role and RoleBinding, nothing cluster-wide", async () => {
+  test("watched namespaces get a Role and RoleBinding, nothing cluster-wide but reading Nodes", async () => {
     const role = await rbac.readNamespacedRole({ name: operatorName, namespace: jobsNs });
     assert.deepEqual(
       role.rules?.map(({ apiGroups, resources, verbs }) => ({ apiGroups, resources, verbs })),
@@ -236,9 +237,20 @@ describe("the chart, installed with helm", { concurrency: false }, () => {
       lease.rules?.map(({ apiGroups, resources, verbs }) => ({ apiGroups, resources, verbs })),
       plainRules(leaderElectionRules),
     );
+    // Nodes have no namespace: which are cordoned is read cluster-wide (drains), nothing else.
     const clusterRoles = await rbac.listClusterRole({ labelSelector: instance });
     const clusterBindings = await rbac.listClusterRoleBinding({ labelSelector: instance });
-    assert.deepEqual([...clusterRoles.items, ...clusterBindings.items], []);
+    assert.deepEqual(
+      clusterRoles.items.map((r) => [
+        r.metadata?.name,
+        r.rules?.map(({ apiGroups, resources, verbs }) => ({ apiGroups, resources, verbs })),
+      ]),
+      [[`${operatorName}-nodes`, plainRules(nodeRules)]],
+    );
+    assert.deepEqual(
+      clusterBindings.items.map((b) => b.roleRef.name),
+      [`${operatorName}-nodes`],
+    );
   });
 
   test("helm upgrade to a new chart version replaces the operator and leaves the job running", async () => {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { validateStreamJob } from "../../operator/src/api/validate.ts";
 import { clusterPaths } from "../cluster/layout.ts";
-import { cli, secureKafkaEnv } from "../support/cluster.ts";
+import { cli, clusterEnv, secureKafkaEnv } from "../support/cluster.ts";
 import { ensureTopics } from "../support/kafka.ts";
 import { jobReady, OperatorTestbed, readJob } from "../support/operator.ts";
 import { eventually } from "../support/wait.ts";
@@ -213,8 +213,15 @@ describe("Kafka through SASL_SSL with SCRAM-SHA-512", { concurrency: false }, ()
     assert.ok(!(await whatIsVisible("wc")).includes(kafka.password), "the password shows nowhere");
   });
 
-  test("the sample runs as it is, with the CA handed over as its header says", async () => {
-    // The ConfigMap the header's `kubectl create configmap kafka-ca` makes exists already.
+  test("the sample runs as it is, with the CAs handed over as its header says", async () => {
+    // The header's `kubectl create configmap kafka-ca` made in before(), storage-ca here.
+    await core.createNamespacedConfigMap({
+      namespace,
+      body: {
+        metadata: { name: "storage-ca" },
+        data: { "ca.crt": readFileSync(clusterEnv().s3CaFile, "utf8") },
+      },
+    });
     await ensureTopics(bed.admin, ["lines", "word-counts-secure"], 3);
     // `lines` stays: the other samples' test reads it too.
     bed.topics.push("word-counts-secure", "word-count-secure-counts-repartition");
@@ -226,6 +233,33 @@ describe("Kafka through SASL_SSL with SCRAM-SHA-512", { concurrency: false }, ()
       join(repo, "config", "samples", "word-count-sasl.yaml"),
     ]);
     await jobReady(namespace, "word-count-sasl", 180_000);
+    // Its storage is the TLS MinIO alone: a savepoint completes only through it, with the CA.
+    await bed.apply({
+      apiVersion: "weir.dev/v1alpha1",
+      kind: "StreamSavepoint",
+      metadata: { name: "word-count-sasl-by-hand", namespace },
+      spec: { jobName: "word-count-sasl" },
+    });
+    const path = await eventually(
+      "the sample's savepoint to complete",
+      async () => {
+        const ssp = JSON.parse(
+          await cli("kubectl", [
+            "get",
+            "ssp",
+            "word-count-sasl-by-hand",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+          ]),
+        ) as { status?: { state?: string; path?: string; message?: string } };
+        assert.notEqual(ssp.status?.state, "Failed", ssp.status?.message);
+        return ssp.status?.state === "Completed" ? ssp.status.path : undefined;
+      },
+      120_000,
+    );
+    assert.match(path ?? "", /^s3:\/\/weir-savepoints\//);
     await cli("kubectl", ["delete", "sj", "word-count-sasl", "-n", namespace, "--timeout=90s"]);
   });
 

@@ -40,10 +40,21 @@
 - apiGroups: [""]
   resources: [serviceaccounts/token]
   verbs: [create]
+# each job's PodDisruptionBudget (no eviction of its pods: the operator moves them off a drained node itself), owned by the job
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [create]
 # Events on the jobs it acts on (aggregated into series: patch)
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
+
+{{- define "weir.rbac.nodeRules" }}
+# Nodes: watch which are cordoned (a drain), to move job pods off them first
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [list, watch]
 {{- end }}
 
 {{- define "weir.rbac.leaderElectionRules" }}

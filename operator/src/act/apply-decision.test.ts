@@ -68,7 +68,7 @@ function fakeClients(podSecurity: ActClients["podSecurity"], token = "the-token"
   return { clients, calls, created, events };
 }
 
-test("a run's pods: the token Secret first, then pods held to restricted, and an Event naming what was overridden", async () => {
+test("a run's pods: the token Secret and the disruption budget first, then pods held to restricted, and an Event naming what was overridden", async () => {
   const { clients, calls, created, events } = fakeClients("restricted");
   await applyDecision(
     job,
@@ -79,7 +79,13 @@ test("a run's pods: the token Secret first, then pods held to restricted, and an
     ]),
     clients,
   );
-  assert.deepEqual(calls, ["create ConfigMap", "ensure token", "create Pod", "create Pod"]);
+  assert.deepEqual(calls, [
+    "create ConfigMap",
+    "ensure token",
+    "create PodDisruptionBudget",
+    "create Pod",
+    "create Pod",
+  ]);
   for (const pod of created) {
     const sc = pod.spec?.containers[0]?.securityContext;
     assert.equal(sc?.privileged, false);

@@ -14,6 +14,8 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import { GROUP, type StreamJob, type StreamJobStatus, VERSION } from "../api/types.ts";
+import { buildDisruptionBudget } from "../build/disruption-budget.ts";
+import { type JobPodDefaults, withJobPodDefaults } from "../build/job-pod-defaults.ts";
 import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
 import { enforcePodSecurity, type PodSecurityLevel } from "../build/pod-security.ts";
 import type { Action, Decision, EventSpec, ObservedRefusal } from "../decide/reconcile.ts";
@@ -31,6 +33,8 @@ export interface ActClients {
   tokens: Pick<ControlTokens, "read" | "ensure">;
   /** What job pods may ask for (the operator's --pod-security). */
   podSecurity: PodSecurityLevel;
+  /** What job pods get where their StreamJob names nothing (--job-resources, --job-priority-class). */
+  jobPodDefaults: JobPodDefaults;
   /**
    * Asked before every write: false once this replica may no longer act (its lease ran out,
    * e.g. a process that was paused wakes up). The write is not sent; the reconcile fails.
@@ -193,17 +197,26 @@ export async function applyDecision(
     resourceVersion = updated.metadata?.resourceVersion;
   }
 
-  // A run's pods: their job's token Secret first (a pod cannot start without it), and no more
+  // A run's pods: their job's token Secret first (a pod cannot start without it) and its
+  // disruption budget (no pod is evicted without the operator: drain.ts), and no more
   // privilege than the operator allows, whatever the template asked for (said in an Event).
   const overridden = new Set<string>();
-  let tokenEnsured = false;
+  let jobObjectsEnsured = false;
   const prepare = async (object: Extract<Action, { kind: "create" }>["object"]) => {
     if (object.kind !== "Pod") return object;
-    if (!tokenEnsured) {
+    if (!jobObjectsEnsured) {
       await write(`control token Secret of ${name}`, () => clients.tokens.ensure(job));
-      tokenEnsured = true;
+      await write(`PodDisruptionBudget ${name}`, () =>
+        ignoring([409], () =>
+          clients.objects.create(buildDisruptionBudget(job), undefined, undefined, FIELD_MANAGER),
+        ),
+      );
+      jobObjectsEnsured = true;
     }
-    const secured = enforcePodSecurity(object as V1Pod, clients.podSecurity);
+    const secured = enforcePodSecurity(
+      withJobPodDefaults(object as V1Pod, clients.jobPodDefaults),
+      clients.podSecurity,
+    );
     for (const field of secured.overridden) overridden.add(field);
     return secured.pod;
   };
@@ -242,7 +255,13 @@ export async function applyDecision(
           break;
         case "deletePod":
           await ignoring([404, 409], () =>
-            clients.core.deleteNamespacedPod({ name: action.name, namespace }),
+            clients.core.deleteNamespacedPod({
+              name: action.name,
+              namespace,
+              // A namesake created since (same name, another uid) is not the pod decided on:
+              // the API server answers 409 and it stays.
+              ...(action.uid ? { body: { preconditions: { uid: action.uid } } } : {}),
+            }),
           );
           break;
         case "deleteConfigMaps":

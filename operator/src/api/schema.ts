@@ -172,7 +172,15 @@ const objectMeta = (kind: string): Record<string, Schema> => ({
   metadata: { type: "object" },
 });
 
-export const SAVEPOINT_TRIGGERS = ["manual", "upgrade", "rescale", "periodic", "suspend", "delete"];
+export const SAVEPOINT_TRIGGERS = [
+  "manual",
+  "upgrade",
+  "rescale",
+  "periodic",
+  "suspend",
+  "delete",
+  "drain",
+];
 
 // ---------------------------------------------------------------------------------------------
 // StreamJob
@@ -522,13 +530,19 @@ const podTemplate = object(
       annotations: stringMap("Annotations added to every pod."),
     }),
     spec: object("PodTemplateSpec", "Parts of the pod spec the job's pods take over.", {
-      serviceAccountName: string("Service account the pods run as."),
+      serviceAccountName: string(
+        "Service account the pods run as (the chart creates weir-job, bound to nothing, in each job namespace); absent: the namespace's default.",
+      ),
       nodeSelector: stringMap("Node labels the pods must be scheduled on."),
       tolerations: array(
         "Tolerations of the pods (core/v1 Toleration).",
         free("A core/v1 Toleration."),
       ),
       affinity: free("Affinity of the pods (core/v1 Affinity)."),
+      topologySpreadConstraints: array(
+        "How the pods spread over the cluster (core/v1 TopologySpreadConstraint). Unset: over nodes (kubernetes.io/hostname), at most one pod more on any node, as far as they fit; an empty list: no spread.",
+        free("A core/v1 TopologySpreadConstraint."),
+      ),
       env: array("Extra environment variables of the runtime container (core/v1 EnvVar).", {
         title: "EnvVar",
         ...free("A core/v1 EnvVar."),
@@ -541,7 +555,9 @@ const podTemplate = object(
       containerSecurityContext: free(
         "Security context of the runtime container (core/v1 SecurityContext), merged over Weir's secure defaults.",
       ),
-      priorityClassName: string("Priority class of the pods."),
+      priorityClassName: string(
+        "Priority class of the pods; absent: the operator's default (--job-priority-class; chart jobPods.priorityClassName), if any.",
+      ),
       terminationGracePeriodSeconds: integer(
         "Seconds a pod has to stop gracefully (finish records, checkpoint, commit), from 1 to 600: the next run of an upgrade starts only once every pod of the previous one is gone.",
         { minimum: 1, maximum: 600 },
@@ -637,10 +653,14 @@ const jobSpec = object(
       "2m",
     ),
     autoscaler,
-    resources: object("ResourcesSpec", "Compute resources of the runtime container.", {
-      requests: quantities("Minimum resources (cpu, memory, ...)."),
-      limits: quantities("Maximum resources (cpu, memory, ...)."),
-    }),
+    resources: object(
+      "ResourcesSpec",
+      "Compute resources of the runtime container. A resource named in neither requests nor limits gets the operator's default (--job-resources; chart jobPods.resources: requests cpu 250m and memory 512Mi, limit memory 512Mi), so no job pod is BestEffort. With a memory limit the Node heap gets 75% of it (NODE_OPTIONS=--max-old-space-size-percentage=75, unless the pod template sets NODE_OPTIONS).",
+      {
+        requests: quantities("Minimum resources (cpu, memory, ...)."),
+        limits: quantities("Maximum resources (cpu, memory, ...)."),
+      },
+    ),
     podTemplate,
   },
   {
@@ -761,6 +781,7 @@ const jobStatus = object(
           "delete",
           "savepoint",
           "rollback",
+          "drain",
         ]),
         mode: oneOf(
           "How state crosses to the next run: savepoint (stop-with-savepoint), last-state (the latest checkpoints), stateless (none).",
@@ -769,6 +790,9 @@ const jobStatus = object(
         fromRun: string("Id of the run being replaced."),
         toSpecHash: string("Hash of the spec being applied."),
         savepoint: string("Name of the StreamSavepoint taken for the operation."),
+        savepointId: string(
+          "Id of that savepoint as the pods know it; it stays when the operation's kind changes half-way (an upgrade that becomes a suspension).",
+        ),
         savepointPath: string("Path of that savepoint once completed."),
         startTime: time("When the operation started."),
         attempt: integer("How many times the current step has been tried."),
@@ -781,9 +805,12 @@ const jobStatus = object(
     ),
     rollback: object(
       "RollbackStatus",
-      "The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is.",
+      "The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again, at any parallelism (a rescale runs the stable spec at the new parallelism); a change of anything else is.",
       {
         specHash: string("Hash of the spec that was rolled back."),
+        upgradeHash: string(
+          "Hash of the rolled-back spec without its parallelism: a rescale does not try it again, a change of anything else does.",
+        ),
         run: string("Id of the run that was not Ready."),
         toSpecHash: string("Hash of the stable spec rolled back to."),
         reason: string("Why the run was rolled back."),

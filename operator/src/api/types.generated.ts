@@ -35,7 +35,7 @@ export interface StreamJobSpec {
   readinessTimeout: string;
   /** Scales parallelism from the job's backlog and processing rate. While enabled, the parallelism the autoscaler decides lives in status and is what the run uses. Default: {}. */
   autoscaler: AutoscalerSpec;
-  /** Compute resources of the runtime container. */
+  /** Compute resources of the runtime container. A resource named in neither requests nor limits gets the operator's default (--job-resources; chart jobPods.resources: requests cpu 250m and memory 512Mi, limit memory 512Mi), so no job pod is BestEffort. With a memory limit the Node heap gets 75% of it (NODE_OPTIONS=--max-old-space-size-percentage=75, unless the pod template sets NODE_OPTIONS). */
   resources?: ResourcesSpec;
   /** Labels, annotations and a partial pod spec merged into every pod. */
   podTemplate?: PodTemplate;
@@ -74,7 +74,7 @@ export interface StreamJobStatus {
   savepointHistory?: SavepointRecord[];
   /** The multi-step operation in flight; written before each step is taken. */
   upgrade?: UpgradeStatus;
-  /** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is. */
+  /** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again, at any parallelism (a rescale runs the stable spec at the new parallelism); a change of anything else is. */
   rollback?: RollbackStatus;
   /** Hash of the last spec whose run became Ready. */
   lastStableSpecHash?: string;
@@ -91,7 +91,7 @@ export interface StreamSavepointSpec {
   /** Stop the job with the savepoint (it stays suspended). Default: false. */
   stop: boolean;
   /** Why the savepoint is taken. Default: "manual". */
-  trigger: "manual" | "upgrade" | "rescale" | "periodic" | "suspend" | "delete";
+  trigger: "manual" | "upgrade" | "rescale" | "periodic" | "suspend" | "delete" | "drain";
 }
 
 /** Progress and result of the savepoint, written by the operator. */
@@ -186,7 +186,7 @@ export interface AutoscalerSpec {
   deadBand: number;
 }
 
-/** Compute resources of the runtime container. */
+/** Compute resources of the runtime container. A resource named in neither requests nor limits gets the operator's default (--job-resources; chart jobPods.resources: requests cpu 250m and memory 512Mi, limit memory 512Mi), so no job pod is BestEffort. With a memory limit the Node heap gets 75% of it (NODE_OPTIONS=--max-old-space-size-percentage=75, unless the pod template sets NODE_OPTIONS). */
 export interface ResourcesSpec {
   /** Minimum resources (cpu, memory, ...). */
   requests?: Record<string, number | string>;
@@ -247,7 +247,7 @@ export interface SavepointRecord {
   /** When the savepoint completed. */
   time?: string;
   /** Why the savepoint was taken. */
-  trigger?: "manual" | "upgrade" | "rescale" | "periodic" | "suspend" | "delete";
+  trigger?: "manual" | "upgrade" | "rescale" | "periodic" | "suspend" | "delete" | "drain";
   /** Total size of the savepoint's objects in bytes. */
   sizeBytes?: number;
   /** Id of the run the savepoint was taken from. */
@@ -267,7 +267,8 @@ export interface UpgradeStatus {
     | "resume"
     | "delete"
     | "savepoint"
-    | "rollback";
+    | "rollback"
+    | "drain";
   /** How state crosses to the next run: savepoint (stop-with-savepoint), last-state (the latest checkpoints), stateless (none). */
   mode?: "savepoint" | "last-state" | "stateless";
   /** Id of the run being replaced. */
@@ -276,6 +277,8 @@ export interface UpgradeStatus {
   toSpecHash?: string;
   /** Name of the StreamSavepoint taken for the operation. */
   savepoint?: string;
+  /** Id of that savepoint as the pods know it; it stays when the operation's kind changes half-way (an upgrade that becomes a suspension). */
+  savepointId?: string;
   /** Path of that savepoint once completed. */
   savepointPath?: string;
   /** When the operation started. */
@@ -290,10 +293,12 @@ export interface UpgradeStatus {
   stopTime?: string;
 }
 
-/** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again; a new change is. */
+/** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again, at any parallelism (a rescale runs the stable spec at the new parallelism); a change of anything else is. */
 export interface RollbackStatus {
   /** Hash of the spec that was rolled back. */
   specHash?: string;
+  /** Hash of the rolled-back spec without its parallelism: a rescale does not try it again, a change of anything else does. */
+  upgradeHash?: string;
   /** Id of the run that was not Ready. */
   run?: string;
   /** Hash of the stable spec rolled back to. */
@@ -390,7 +395,7 @@ export interface PodTemplateMetadata {
 
 /** Parts of the pod spec the job's pods take over. */
 export interface PodTemplateSpec {
-  /** Service account the pods run as. */
+  /** Service account the pods run as (the chart creates weir-job, bound to nothing, in each job namespace); absent: the namespace's default. */
   serviceAccountName?: string;
   /** Node labels the pods must be scheduled on. */
   nodeSelector?: Record<string, string>;
@@ -398,13 +403,15 @@ export interface PodTemplateSpec {
   tolerations?: Array<Record<string, unknown>>;
   /** Affinity of the pods (core/v1 Affinity). */
   affinity?: Record<string, unknown>;
+  /** How the pods spread over the cluster (core/v1 TopologySpreadConstraint). Unset: over nodes (kubernetes.io/hostname), at most one pod more on any node, as far as they fit; an empty list: no spread. */
+  topologySpreadConstraints?: Array<Record<string, unknown>>;
   /** Extra environment variables of the runtime container (core/v1 EnvVar). */
   env?: EnvVar[];
   /** Pod-level security context (core/v1 PodSecurityContext), merged over Weir's secure defaults. */
   securityContext?: Record<string, unknown>;
   /** Security context of the runtime container (core/v1 SecurityContext), merged over Weir's secure defaults. */
   containerSecurityContext?: Record<string, unknown>;
-  /** Priority class of the pods. */
+  /** Priority class of the pods; absent: the operator's default (--job-priority-class; chart jobPods.priorityClassName), if any. */
   priorityClassName?: string;
   /** Seconds a pod has to stop gracefully (finish records, checkpoint, commit), from 1 to 600: the next run of an upgrade starts only once every pod of the previous one is gone. */
   terminationGracePeriodSeconds?: number;

@@ -140,6 +140,34 @@ test("the job's control token: mounted read-only from the job's own Secret, neve
   assert.notEqual(newControlToken(), newControlToken());
 });
 
+test("a run's pods spread over nodes by default; the pod template's constraints replace it", () => {
+  assert.deepEqual(buildPod(run, 0).spec?.topologySpreadConstraints, [
+    {
+      topologyKey: "kubernetes.io/hostname",
+      maxSkew: 1,
+      whenUnsatisfiable: "ScheduleAnyway",
+      labelSelector: {
+        matchLabels: { "weir.dev/job": "clicks", "weir.dev/run": "r4" },
+      },
+    },
+  ]);
+  const zones = [
+    { topologyKey: "topology.kubernetes.io/zone", maxSkew: 2, whenUnsatisfiable: "DoNotSchedule" },
+  ];
+  const withTemplate = (constraints: Record<string, unknown>[]) => {
+    const template = { ...spec.podTemplate, spec: { topologySpreadConstraints: constraints } };
+    const own = { ...spec, podTemplate: template };
+    return buildPod({ job, id: "r4", spec: own, specHash: specHash(own) }, 0).spec;
+  };
+  assert.deepEqual(withTemplate(zones)?.topologySpreadConstraints, zones);
+  // An empty list is how a template asks for no spread at all.
+  assert.deepEqual(withTemplate([])?.topologySpreadConstraints, []);
+  assert.equal(
+    jobFieldOf(run, "Pod", "spec.topologySpreadConstraints[0].maxSkew"),
+    "spec.podTemplate.spec.topologySpreadConstraints[0].maxSkew",
+  );
+});
+
 test("the run's ConfigMap is the runtime's configuration file", () => {
   const configMap = buildConfigMap(run);
   assert.equal(configMap.metadata?.name, "clicks-r4-config");

@@ -7,6 +7,7 @@ import type {
   V1OwnerReference,
   V1Pod,
   V1ResourceRequirements,
+  V1TopologySpreadConstraint,
   V1Volume,
   V1VolumeMount,
   V1VolumeProjection,
@@ -22,6 +23,7 @@ import {
   configMapName,
   controlTokenSecretName,
   jobLabels,
+  LABEL_JOB,
   LABEL_JOB_UID,
   LABEL_RUN,
   LABEL_SUBTASK,
@@ -137,6 +139,24 @@ export function buildConfigMap(run: RunRef): V1ConfigMap {
 }
 
 /**
+ * The run's pods spread over nodes by default: one node lost (drained, failed) then takes as
+ * few of its subtasks as it can. Soft (ScheduleAnyway): a run never waits for a node to spread
+ * to. Counted per run, so the next run spreads on its own while the last one's pods go.
+ */
+function spreadOverNodes(run: RunRef): V1TopologySpreadConstraint[] {
+  return [
+    {
+      topologyKey: "kubernetes.io/hostname",
+      maxSkew: 1,
+      whenUnsatisfiable: "ScheduleAnyway",
+      labelSelector: {
+        matchLabels: { [LABEL_JOB]: run.job.metadata?.name ?? "", [LABEL_RUN]: run.id },
+      },
+    },
+  ];
+}
+
+/**
  * Subtask `subtask` of the run. Secure by default (non-root, read-only root filesystem, no
  * privilege escalation, no capabilities, RuntimeDefault seccomp, no service-account token:
  * the runtime never calls the Kubernetes API); the podTemplate's security settings are
@@ -172,6 +192,8 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
       ...(templateSpec.nodeSelector ? { nodeSelector: templateSpec.nodeSelector } : {}),
       ...(templateSpec.tolerations ? { tolerations: templateSpec.tolerations } : {}),
       ...(templateSpec.affinity ? { affinity: templateSpec.affinity } : {}),
+      topologySpreadConstraints: (templateSpec.topologySpreadConstraints ??
+        spreadOverNodes(run)) as V1TopologySpreadConstraint[],
       ...(templateSpec.priorityClassName
         ? { priorityClassName: templateSpec.priorityClassName }
         : {}),
@@ -293,6 +315,7 @@ const POD_FIELD_SOURCES: [podField: string, jobField: string][] = [
   ["spec.nodeSelector", "spec.podTemplate.spec.nodeSelector"],
   ["spec.tolerations", "spec.podTemplate.spec.tolerations"],
   ["spec.affinity", "spec.podTemplate.spec.affinity"],
+  ["spec.topologySpreadConstraints", "spec.podTemplate.spec.topologySpreadConstraints"],
   ["spec.priorityClassName", "spec.podTemplate.spec.priorityClassName"],
   ["spec.priority", "spec.podTemplate.spec.priorityClassName"],
   ["spec.terminationGracePeriodSeconds", "spec.podTemplate.spec.terminationGracePeriodSeconds"],

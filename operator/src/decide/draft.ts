@@ -101,7 +101,7 @@ export function livePodsOf(draft: Draft, run: Run): ObservedPod[] {
 export function deletePods(draft: Draft, pods: ObservedPod[], why: string): void {
   for (const pod of pods) {
     if (draft.actions.some((a) => a.kind === "deletePod" && a.name === pod.name)) continue;
-    draft.actions.push({ kind: "deletePod", name: pod.name });
+    draft.actions.push({ kind: "deletePod", name: pod.name, ...(pod.uid ? { uid: pod.uid } : {}) });
     emit(draft, "Normal", "DeletedPod", `deleted pod ${pod.name}: ${why}`);
   }
 }

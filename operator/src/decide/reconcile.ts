@@ -12,10 +12,20 @@
 import { activeRun, type Draft, draftOf, runTargetOf, withHash } from "./draft.ts";
 import { autoscale } from "./operations/autoscale.ts";
 import { ensureFinalizer, finishDeletion } from "./operations/deletion.ts";
+import { drain, drainsRun } from "./operations/drain.ts";
 import { recordRefusal } from "./operations/refusal.ts";
-import { refuseRescaleAbovePartitions, replace, runsTarget } from "./operations/replace.ts";
+import {
+  refuseRescaleAbovePartitions,
+  replace,
+  replacing,
+  runsTarget,
+} from "./operations/replace.ts";
 import { heldBackByRollback } from "./operations/rollback.ts";
-import { continueSavepoint, startSavepointIfDue } from "./operations/savepoint.ts";
+import {
+  closeAbandonedSavepoints,
+  continueSavepoint,
+  startSavepointIfDue,
+} from "./operations/savepoint.ts";
 import { keepRunWhole, nothingToRun, startRun } from "./operations/start.ts";
 import { rest } from "./operations/suspend.ts";
 import { runSpecOf } from "./run-spec.ts";
@@ -50,6 +60,7 @@ export function decide(observed: Observed): Decision {
   step(draft, active, draft.target);
   // Only a job that runs with nothing under way takes a savepoint of its own.
   if (draft.state === "Running" && !draft.operation) startSavepointIfDue(draft);
+  closeAbandonedSavepoints(draft);
   return finish(draft, valid);
 }
 
@@ -80,8 +91,18 @@ function step(draft: Draft, active: Run | undefined, target: Target | undefined)
   if (draft.operation?.kind === "savepoint" && target !== "deleted") continueSavepoint(draft);
   // No valid spec has run: there is nothing to keep either.
   else if (target === undefined) nothingToRun(draft);
-  // The run in place is not what the job should be: an operation replaces it.
-  else if (active && !runsTarget(active, target)) replace(draft, active, target);
+  // The run in place is right, but pods of it are on a node being drained: it moves.
+  else if (
+    active &&
+    typeof target === "object" &&
+    runsTarget(active, target) &&
+    drainsRun(draft, active)
+  )
+    drain(draft, active, target);
+  // The run in place is not what the job should be, or an operation is replacing it (the spec
+  // may have gone back to it half-way): the operation goes on, or is called off.
+  else if (active && (!runsTarget(active, target) || replacing(draft, active)))
+    replace(draft, active, target);
   // No run in place (any more):
   else if (target === "deleted") finishDeletion(draft);
   else if (target === "suspended") rest(draft);

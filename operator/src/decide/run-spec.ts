@@ -62,6 +62,12 @@ export function specHash(spec: RunSpec): string {
   return createHash("sha256").update(canonicalJson(spec)).digest("hex").slice(0, 10);
 }
 
+/** The hash of everything but the parallelism: what an upgrade changes and a rescale does not. */
+export function upgradeHash(spec: RunSpec): string {
+  const { parallelism: _, ...rest } = spec;
+  return specHash(rest as RunSpec);
+}
+
 /**
  * How a new run spec differs from the running one (recorded in the Event):
  * - `rescale`: only the parallelism changed;

@@ -15,6 +15,7 @@ import type { RunSpec } from "./run-spec.ts";
 
 export interface ObservedPod {
   name: string;
+  uid?: string;
   /** `weir.dev/run` label. */
   run: string | undefined;
   /** `weir.dev/subtask` label. */
@@ -31,6 +32,8 @@ export interface ObservedPod {
   problem?: string;
   /** A container that keeps exiting with an error: which one, after how many restarts, how. */
   crash?: { uid: string; container: string; restarts: number; exitCode: number };
+  /** The node it runs on, when that node is cordoned (being drained): the run must move. */
+  drainingNode?: string;
 }
 
 /** A running job's load from the latest whole scrape of its run. */
@@ -105,7 +108,8 @@ export type Action =
   | { kind: "addFinalizer" }
   | { kind: "removeFinalizer" }
   | { kind: "create"; object: V1Pod | V1ConfigMap | StreamSavepoint }
-  | { kind: "deletePod"; name: string }
+  /** `uid`: only this pod, not a namesake created since (a precondition of the delete). */
+  | { kind: "deletePod"; name: string; uid?: string }
   /** Removes the job's run ConfigMaps, except the one of `keepRun`. */
   | { kind: "deleteConfigMaps"; keepRun?: string }
   | { kind: "triggerSavepoint"; pod: string; ip: string; id: string; stop: boolean }

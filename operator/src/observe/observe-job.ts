@@ -30,6 +30,8 @@ export interface ObserveInputs {
   /** Pods and StreamSavepoints of the job's namespace, from the informers. */
   pods: V1Pod[];
   savepoints: StreamSavepoint[];
+  /** Nodes being drained (cordoned), from the Node informer (nodes.ts). */
+  drainingNodes: ReadonlySet<string>;
 }
 
 /** What observing a job needs besides the job: the background observations and the API. */
@@ -91,7 +93,11 @@ export async function observeJob(
     .filter(
       (pod) => pod.metadata?.namespace === namespace && pod.metadata?.labels?.[LABEL_JOB] === name,
     )
-    .map((pod) => observePod(pod, uid));
+    .map((pod) => {
+      const seen = observePod(pod, uid);
+      const node = pod.spec?.nodeName;
+      return node && inputs.drainingNodes.has(node) ? { ...seen, drainingNode: node } : seen;
+    });
   explainCrash(pods, owner, namespace, context);
   const savepoints: ObservedSavepointRecord[] = inputs.savepoints
     .filter((s) => s.metadata.namespace === namespace && s.spec.jobName === name)

@@ -32,6 +32,7 @@ export function observePod(pod: V1Pod, jobUid: string | undefined): ObservedPod 
   );
   return {
     name: pod.metadata?.name ?? "",
+    ...(pod.metadata?.uid ? { uid: pod.metadata.uid } : {}),
     run: pod.metadata?.labels?.[LABEL_RUN],
     subtask: subtask !== undefined && /^\d+$/.test(subtask) ? Number(subtask) : undefined,
     ownedByJob:

@@ -20,10 +20,10 @@ import {
   runTargetOf,
   stateDuring,
 } from "../draft.ts";
-import { classifyChange } from "../run-spec.ts";
+import { classifyChange, type RunSpec, upgradeHash } from "../run-spec.ts";
 import type { Mode, Operation, OperationKind, Run, Target } from "../types.ts";
 import { finishDeletion } from "./deletion.ts";
-import { backingOff, takeSavepoint } from "./savepoint.ts";
+import { backingOff, callOffSavepoint, takeSavepoint } from "./savepoint.ts";
 import { keepRunWhole, startRun } from "./start.ts";
 import { rest } from "./suspend.ts";
 
@@ -32,9 +32,35 @@ export function runsTarget(active: Run, target: Target): boolean {
   return typeof target === "object" && target.hash === active.specHash;
 }
 
-/** Moves the operation replacing `active` on by as many steps as this decision can take. */
-export function replace(draft: Draft, active: Run, target: Target): void {
-  const kind = draft.operation?.kind === "rollback" ? "rollback" : operationKind(active, target);
+/**
+ * Whether an operation is replacing `active` (past its first decision), whatever the target
+ * says now: the spec may have gone back to the run in place half-way.
+ */
+export function replacing(draft: Draft, active: Run): boolean {
+  const op = draft.operation;
+  return (
+    op !== undefined &&
+    op.kind !== "savepoint" &&
+    op.fromRun === active.id &&
+    (op.step === "savepoint" || op.step === "stopping" || op.step === "retry-wait")
+  );
+}
+
+/**
+ * Moves the operation replacing `active` on by as many steps as this decision can take. `drain`:
+ * by a run of the same spec, off the nodes being drained (drain.ts), which nothing calls off.
+ */
+export function replace(draft: Draft, active: Run, target: Target, drain = false): void {
+  if (!drain && runsTarget(active, target) && calledOff(draft, active)) return;
+  // A rollback stays one while it leads to the stable spec (at any parallelism); a suspension,
+  // a deletion or a new spec meanwhile is an operation of its own kind.
+  const stable = draft.previous.lastStableSpec as RunSpec | undefined;
+  const rollingBack =
+    draft.operation?.kind === "rollback" &&
+    typeof target === "object" &&
+    stable !== undefined &&
+    upgradeHash(target.spec) === upgradeHash(stable);
+  const kind = drain ? "drain" : rollingBack ? "rollback" : operationKind(active, target);
   let op = draft.operation;
   if (!op || op.fromRun !== active.id || op.step === "starting" || op.step === "suspended") {
     op = beginOperation(draft, kind, active);
@@ -69,6 +95,29 @@ export function replace(draft: Draft, active: Run, target: Target): void {
     else if (target === "suspended") rest(draft);
     else startRun(draft, target);
   }
+}
+
+/**
+ * The spec went back to the run in place while an operation was replacing it (a revert, GitOps
+ * self-heal after `kubectl scale`). Before any pod has heard of the savepoint nothing has
+ * stopped, and a failed savepoint's wait left the run as it was: the operation is called off.
+ * Once pods may have taken their stop-with-savepoint (or are being stopped) it goes on, as a
+ * restart of the run's own spec. Returns whether this decision is done.
+ */
+function calledOff(draft: Draft, active: Run): boolean {
+  const op = draft.operation;
+  if (!op) return false;
+  const why = `the spec went back to run ${active.id}'s`;
+  if (op.step === "savepoint") {
+    const off = callOffSavepoint(draft, op, why);
+    // Not looked at yet: the run goes on as it is meanwhile.
+    if (off === undefined) draft.state = stateDuring(op);
+    if (off !== true) return off === undefined;
+  } else if (op.step !== "retry-wait") return false;
+  emit(draft, "Normal", "OperationCalledOff", `${op.kind} of run ${active.id} called off: ${why}`);
+  draft.operation = undefined;
+  keepRunWhole(draft, active, runTargetOf(active));
+  return true;
 }
 
 /**
@@ -124,13 +173,16 @@ function beginOperation(draft: Draft, kind: OperationKind, active: Run, attempt 
  * never became ready (or has pods down) hands over its checkpoints instead (last-state).
  */
 function modeFor(draft: Draft, kind: OperationKind, active: Run): Mode {
-  const mode = draft.job.spec.upgradeMode;
-  if (mode !== "savepoint") return mode;
   // Ran well once (its spec became stable) and all its pods are ready now.
   const runningWell =
     draft.previous.lastStableSpecHash === active.specHash &&
     livePodsOf(draft, active).filter((p) => p.ready).length === active.parallelism;
-  if (kind === "delete" && !draft.job.spec.savepoints?.onDelete) return "last-state";
+  // A deletion takes its savepoint when asked to (savepoints.onDelete), whatever the upgrade
+  // mode; otherwise the run simply stops (its checkpoints stay).
+  if (kind === "delete")
+    return draft.job.spec.savepoints?.onDelete && runningWell ? "savepoint" : "last-state";
+  const mode = draft.job.spec.upgradeMode;
+  if (mode !== "savepoint") return mode;
   return runningWell ? "savepoint" : "last-state";
 }
 
@@ -138,8 +190,8 @@ function operationKind(active: Run, target: Target): OperationKind {
   if (target === "deleted") return "delete";
   if (target === "suspended") return "suspend";
   const change = classifyChange(runSpecFrom(active), target.spec);
-  // Different hashes mean some field differs; "none" cannot come out of it.
-  return change === "none" ? "upgrade" : change;
+  // The same spec again: an operation the spec went back on half-way goes on as a restart.
+  return change === "none" ? "restart" : change;
 }
 
 function hashOf(target: Target): string | undefined {

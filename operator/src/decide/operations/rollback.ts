@@ -12,26 +12,41 @@ import {
   livePods,
   livePodsOf,
   lookAgainWithin,
+  runSpecFrom,
+  withHash,
 } from "../draft.ts";
-import type { RunSpec } from "../run-spec.ts";
+import { type RunSpec, upgradeHash } from "../run-spec.ts";
 import type { Run, Target } from "../types.ts";
 import { refusalText } from "./refusal.ts";
 
 /** How often a starting run is looked at while its readiness timeout runs. */
 const READINESS_CHECK_MS = 5_000;
 
-/** A spec that was rolled back runs as the last stable one, and says so, until it changes. */
+/**
+ * A spec that was rolled back runs as the last stable one, and says so, until it changes. When
+ * it failed for what it changed besides the parallelism (an image, the job), a rescale
+ * (kubectl scale, the autoscaler) does not try it again: the stable spec runs at the new
+ * parallelism. When the rescale itself failed (a quota), another parallelism is tried.
+ */
 export function heldBackByRollback(draft: Draft, target: Target | undefined): Target | undefined {
   const rolledBack = draft.previous.rollback;
-  if (typeof target !== "object" || target.hash !== rolledBack?.specHash) return target;
+  const stable = draft.previous.lastStableSpec as RunSpec | undefined;
+  if (typeof target !== "object" || !rolledBack || !stable) return target;
+  // (A rollback recorded before upgradeHash existed is matched by its whole hash.)
+  const upgradeFailed =
+    rolledBack.upgradeHash !== undefined && rolledBack.upgradeHash !== upgradeHash(stable);
+  const same = upgradeFailed
+    ? upgradeHash(target.spec) === rolledBack.upgradeHash
+    : target.hash === rolledBack.specHash;
+  if (!same) return target;
+  const change = upgradeFailed ? "anything but the parallelism" : "the spec";
   draft.problem = degraded(
     "RolledBack",
-    `${rolledBack.reason}; rolled back to spec ${rolledBack.toSpecHash}. Change the spec to try again.`,
+    `${rolledBack.reason}; rolled back to spec ${rolledBack.toSpecHash}. Change ${change} to try again.`,
   );
-  const stable = draft.previous.lastStableSpec;
-  return stable
-    ? { spec: stable as unknown as RunSpec, hash: rolledBack.toSpecHash ?? "" }
-    : target;
+  return upgradeFailed
+    ? withHash({ ...stable, parallelism: target.spec.parallelism })
+    : { spec: stable, hash: rolledBack.toSpecHash ?? "" };
 }
 
 /** Rolls `active` back when it is the starting run of an operation and cannot run. */
@@ -65,6 +80,7 @@ function rollBack(draft: Draft, active: Run, stableHash: string, reason: string)
   const now = draft.now.toISOString();
   draft.rollback = {
     specHash: active.specHash,
+    upgradeHash: upgradeHash(runSpecFrom(active)),
     run: active.id,
     toSpecHash: stableHash,
     reason,

@@ -29,9 +29,12 @@ import { keepRunWhole } from "./start.ts";
 export const SAVEPOINT_POLL_MS = 200;
 const HISTORY_LENGTH = 20;
 
-/** One id per attempt of an operation, stable across decisions (it comes from status). */
+/**
+ * One id per attempt of an operation, stable across decisions (it comes from status) and
+ * across a change of the operation's kind (the pods know it by the first).
+ */
 export function savepointIdOf(op: Operation): string {
-  return `${op.kind}-${Date.parse(op.startTime ?? "").toString(36)}`;
+  return op.savepointId ?? `${op.kind}-${Date.parse(op.startTime ?? "").toString(36)}`;
 }
 
 /** A running job with nothing under way: a requested or periodic savepoint may start. */
@@ -55,7 +58,15 @@ export function startSavepointIfDue(draft: Draft): void {
   }
   const manual = requested.find((s) => !s.stop);
   const interval = draft.job.spec.savepoints?.interval;
-  const last = Date.parse(draft.lastSavepoint?.time ?? active.startTime ?? "");
+  // A periodic savepoint that failed is tried again an interval later, not at once: storage
+  // that is down would otherwise cost a savepoint (and a Warning) every back-off.
+  const lastFailed = draft.observed.savepoints
+    .filter((s) => s.trigger === "periodic" && s.state === "Failed" && s.time)
+    .map((s) => Date.parse(s.time ?? ""));
+  const last = Math.max(
+    Date.parse(draft.lastSavepoint?.time ?? active.startTime ?? ""),
+    ...lastFailed,
+  );
   const periodicDue =
     interval !== undefined && draft.now.getTime() - last >= parseDuration(interval);
   if (!manual && !periodicDue) {
@@ -130,7 +141,8 @@ export function takeSavepoint(draft: Draft, from: Run, op: Operation, stop: bool
         stop,
       ),
     });
-  if (!op.savepoint) draft.operation = op = { ...op, savepoint: recordName };
+  if (!op.savepoint || !op.savepointId)
+    draft.operation = op = { ...op, savepoint: recordName, savepointId: id };
   const recorded = observed.savepoints.find((s) => s.name === recordName);
   if (recorded?.state !== "InProgress")
     draft.actions.push({
@@ -173,6 +185,12 @@ export function takeSavepoint(draft: Draft, from: Run, op: Operation, stop: bool
     lookAgainIn(draft, 0);
     return false;
   }
+  // A savepoint already on record may have been asked for by an operator that stopped since:
+  // the pods are looked at first (an operator that keeps dying right after asking must not
+  // keep asking, and never learn the answer).
+  const onRecord =
+    draft.previous.upgrade?.step === "savepoint" && savepointIdOf(draft.previous.upgrade) === id;
+  if (!seen && onRecord) return false;
   // Ask every pod that has not heard of it yet (a pod that restarted meanwhile asks again).
   const askable = new Set(states.filter((p) => p.state.state === "absent").map((p) => p.name));
   for (const pod of livePodsOf(draft, from).filter((p) => p.ip)) {
@@ -180,6 +198,59 @@ export function takeSavepoint(draft: Draft, from: Run, op: Operation, stop: bool
       draft.actions.push({ kind: "triggerSavepoint", pod: pod.name, ip: pod.ip ?? "", id, stop });
   }
   return false;
+}
+
+/**
+ * No StreamSavepoint stays InProgress for ever: one that no operation takes any more (called
+ * off, or ended while an operator was down) is closed as Failed. One just completed or failed
+ * may still look InProgress in the cache: the history and the operations name those.
+ */
+export function closeAbandonedSavepoints(draft: Draft): void {
+  const taken = new Set([
+    draft.operation?.savepoint,
+    draft.previous.upgrade?.savepoint,
+    ...draft.savepointHistory.map((h) => h.name),
+  ]);
+  for (const s of draft.observed.savepoints) {
+    if (s.state !== "InProgress" || taken.has(s.name)) continue;
+    if (draft.actions.some((a) => a.kind === "savepointStatus" && a.name === s.name)) continue;
+    draft.actions.push({
+      kind: "savepointStatus",
+      name: s.name,
+      status: {
+        state: "Failed",
+        message: "abandoned: the operation that took it ended without it",
+        completionTime: draft.now.toISOString(),
+      },
+    });
+  }
+}
+
+/**
+ * Calls off the savepoint step of `op` when no pod has heard of it (nothing stopped); returns
+ * false when some may have (the step must then be finished), undefined before the pods were
+ * looked at.
+ */
+export function callOffSavepoint(draft: Draft, op: Operation, why: string): boolean | undefined {
+  const id = savepointIdOf(op);
+  const seen = draft.observed.savepoint?.id === id ? draft.observed.savepoint : undefined;
+  if (!seen) {
+    lookAgainIn(draft, SAVEPOINT_POLL_MS);
+    return undefined;
+  }
+  if (!seen.pods.every((p) => p.state.state === "absent")) return false;
+  if (op.savepoint)
+    draft.actions.push({
+      kind: "savepointStatus",
+      name: op.savepoint,
+      status: {
+        state: "Failed",
+        message: `called off: ${why}`,
+        startTime: op.startTime,
+        completionTime: draft.now.toISOString(),
+      },
+    });
+  return true;
 }
 
 type CompletedPart = Extract<PodSavepointState, { state: "completed" }>;
@@ -260,6 +331,7 @@ function failSavepoint(draft: Draft, from: Run, op: Operation, why: string, stop
       },
     });
   emit(draft, "Warning", "SavepointFailed", `savepoint of run ${from.id} failed: ${why}`);
+  retain(draft, undefined);
   draft.measurements.savepoints.push({
     result: "failed",
     seconds: secondsSince(draft, op.startTime),
@@ -305,10 +377,11 @@ function failSavepoint(draft: Draft, from: Run, op: Operation, why: string, stop
 }
 
 /**
- * Keeps `retention.maxCount` completed savepoints and none older than `maxAge`; the newest
- * completed one and any in use (the run's restore source, `justTaken`) always stay.
+ * Keeps `retention.maxCount` completed savepoints (and as many failed ones) and none older than
+ * `maxAge`; the newest completed one and any in use (the run's restore source, `justTaken`)
+ * always stay. `justTaken` undefined: a savepoint just failed.
  */
-function retain(draft: Draft, justTaken: string): void {
+function retain(draft: Draft, justTaken: string | undefined): void {
   const retention = draft.job.spec.savepoints?.retention;
   const maxCount = retention?.maxCount ?? 10;
   const maxAgeMs = retention?.maxAge ? parseDuration(retention.maxAge) : undefined;
@@ -316,12 +389,14 @@ function retain(draft: Draft, justTaken: string): void {
   const finished = draft.observed.savepoints
     .filter((s) => s.state === "Completed" || s.state === "Failed")
     .sort((a, b) => (b.time ?? "").localeCompare(a.time ?? ""));
-  // The one just taken is newer than all of them: it counts first.
-  let kept = 1;
+  // The one just taken is newer than all of them: it counts first. Failed ones are counted
+  // apart (as many as completed ones are kept), so failures never push a good one out.
+  const kept = justTaken === undefined ? { Completed: 0, Failed: 1 } : { Completed: 1, Failed: 0 };
   for (const s of finished) {
     const old = maxAgeMs !== undefined && draft.now.getTime() - Date.parse(s.time ?? "") > maxAgeMs;
-    if (inUse.has(s.path) || (kept < maxCount && !old)) {
-      if (s.state === "Completed") kept++;
+    const state = s.state === "Completed" ? "Completed" : "Failed";
+    if (inUse.has(s.path) || (kept[state] < maxCount && !old)) {
+      kept[state]++;
       continue;
     }
     draft.actions.push({
@@ -338,6 +413,7 @@ function triggerOf(kind: OperationKind | undefined): SavepointRecord["trigger"] 
     case "rescale":
     case "suspend":
     case "delete":
+    case "drain":
       return kind;
     case "savepoint":
       return "manual";

@@ -1,0 +1,18 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { V1Node } from "@kubernetes/client-node";
+import { drainingNodes } from "./nodes.ts";
+
+test("a node is being drained once cordoned or tainted unschedulable", () => {
+  const node = (name: string, spec: V1Node["spec"]): V1Node => ({ metadata: { name }, spec });
+  const nodes = [
+    node("ready", {}),
+    node("cordoned", { unschedulable: true }),
+    node("tainted", {
+      taints: [{ key: "node.kubernetes.io/unschedulable", effect: "NoSchedule" }],
+    }),
+    node("other-taint", { taints: [{ key: "weir.dev/test-node", effect: "NoSchedule" }] }),
+    node("uncordoned", { unschedulable: false }),
+  ];
+  assert.deepEqual([...drainingNodes(nodes)], ["cordoned", "tainted"]);
+});
