@@ -84,12 +84,14 @@ instrumentKubeConfig(kubeConfig, registry);
 // Test-only crash hooks, so tests can prove a restarted operator carries on wherever the last
 // one stopped: WEIR_TEST_EXIT_AT_STEP=<step> exits right after the status recorded that step of
 // an operation (before taking it); WEIR_TEST_EXIT_AFTER_WRITES=<n> right after its n-th write
-// (status, action or Event) — between any two API calls.
+// that changed something (status, action or Event) — between any two API calls.
 const exitAtStep = process.env.WEIR_TEST_EXIT_AT_STEP;
 const exitAfterWrites = Number(process.env.WEIR_TEST_EXIT_AFTER_WRITES ?? 0);
 let writes = 0;
 const wrote = (write: Write) => {
-  log.debug({ write: write.what }, "wrote");
+  log.debug({ write: write.what, changed: write.changed }, "wrote");
+  // One that changed nothing (a create of what exists) is as if the operator died before it.
+  if (!write.changed) return;
   writes++;
   const atStep = exitAtStep !== undefined && write.status?.upgrade?.step === exitAtStep;
   if (!atStep && writes !== exitAfterWrites) return;

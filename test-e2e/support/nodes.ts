@@ -5,6 +5,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api } from "@kubernetes/client-node";
+import { statusCodeOf } from "../../operator/src/machinery/api.ts";
 import { nodeCount } from "../cluster/cluster.ts";
 import {
   kubeletLaunch,
@@ -95,7 +96,8 @@ async function free(node: NodeLayout, core: CoreV1Api): Promise<boolean> {
   try {
     await core.readNode({ name: node.name });
     return false;
-  } catch {
-    return true;
+  } catch (error) {
+    if (statusCodeOf(error) === 404) return true;
+    throw error;
   }
 }

@@ -7,6 +7,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { Registry } from "prom-client";
 import { ControlServer, type SavepointRequest } from "../../../runtime/src/control/server.ts";
 import type { StreamJob } from "../api/types.ts";
+import { DEFAULT_JOB_RESOURCES } from "../build/job-pod-defaults.ts";
 import { buildConfigMap, buildPod, CONTROL_PORT, type RunRef } from "../build/run-objects.ts";
 import { runSpecOf, specHash } from "../decide/run-spec.ts";
 import { podSavepointState } from "../observe/runtime-control.ts";
@@ -61,6 +62,7 @@ function fakeClients(podSecurity: ActClients["podSecurity"], token = "the-token"
       },
     },
     podSecurity,
+    jobPodDefaults: { resources: DEFAULT_JOB_RESOURCES, priorityClassName: "streaming" },
     event: async (_job: StreamJob, event: (typeof events)[number]) => {
       events.push(event);
     },
@@ -90,6 +92,9 @@ test("a run's pods: the token Secret and the disruption budget first, then pods 
     const sc = pod.spec?.containers[0]?.securityContext;
     assert.equal(sc?.privileged, false);
     assert.equal(sc?.allowPrivilegeEscalation, false);
+    // The operator's defaults where the StreamJob names nothing (build/job-pod-defaults.ts).
+    assert.deepEqual(pod.spec?.containers[0]?.resources, DEFAULT_JOB_RESOURCES);
+    assert.equal(pod.spec?.priorityClassName, "streaming");
   }
   assert.equal(events.length, 1, "one Event per decision, not per pod");
   assert.equal(events[0]?.type, "Warning");

@@ -56,11 +56,14 @@ export function savepointIdFromPath(path: string): string | undefined {
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 const serverSideApply = setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
 
-async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T | undefined> {
+/** What a write answers when it changed nothing: the object was there, or gone, already. */
+const UNCHANGED = Symbol("unchanged");
+
+async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T | typeof UNCHANGED> {
   try {
     return await call();
   } catch (error) {
-    if (codes.includes(statusCodeOf(error) ?? 0)) return undefined;
+    if (codes.includes(statusCodeOf(error) ?? 0)) return UNCHANGED;
     throw error;
   }
 }
@@ -68,6 +71,8 @@ async function ignoring<T>(codes: number[], call: () => Promise<T>): Promise<T |
 /** One write of a decision: the status, an action or an Event. */
 export interface Write {
   what: string;
+  /** False when it changed nothing (a create of what exists, a delete of what is gone). */
+  changed: boolean;
   /** The status, when the write was the status. */
   status?: StreamJobStatus;
 }
@@ -145,7 +150,8 @@ export async function applyDecision(
   const write = async <T>(what: string, call: () => Promise<T>, status?: StreamJobStatus) => {
     if (clients.mayWrite && !clients.mayWrite()) throw new NotLeading(what);
     const result = await call();
-    clients.wrote?.({ what, ...(status ? { status } : {}) });
+    const changed = result !== UNCHANGED && result !== false;
+    clients.wrote?.({ what, changed, ...(status ? { status } : {}) });
     return result;
   };
 
@@ -241,20 +247,20 @@ export async function applyDecision(
       switch (action.kind) {
         case "create":
           try {
-            await clients.objects.create(
+            return await clients.objects.create(
               object ?? action.object,
               undefined,
               undefined,
               FIELD_MANAGER,
             );
           } catch (error) {
-            if (statusCodeOf(error) === 409) break;
+            if (statusCodeOf(error) === 409) return UNCHANGED;
             refused = refusalOf(error, action.object);
             if (!refused) throw error;
+            return UNCHANGED;
           }
-          break;
         case "deletePod":
-          await ignoring([404, 409], () =>
+          return ignoring([404, 409], () =>
             clients.core.deleteNamespacedPod({
               name: action.name,
               namespace,
@@ -263,7 +269,6 @@ export async function applyDecision(
               ...(action.uid ? { body: { preconditions: { uid: action.uid } } } : {}),
             }),
           );
-          break;
         case "deleteConfigMaps":
           await clients.core.deleteCollectionNamespacedConfigMap({
             namespace,
@@ -278,7 +283,7 @@ export async function applyDecision(
           );
           break;
         case "savepointStatus":
-          await ignoring([404], () =>
+          return ignoring([404], () =>
             clients.custom.patchNamespacedCustomObjectStatus(
               {
                 ...STREAMSAVEPOINTS,
@@ -290,21 +295,19 @@ export async function applyDecision(
               mergePatch,
             ),
           );
-          break;
         case "deleteSavepoint": {
           const id = action.path ? savepointIdFromPath(action.path) : undefined;
           if (id) await (await clients.storage.store()).delete("savepoint", id);
-          await ignoring([404], () =>
+          return ignoring([404], () =>
             clients.custom.deleteNamespacedCustomObject({
               ...STREAMSAVEPOINTS,
               namespace,
               name: action.name,
             }),
           );
-          break;
         }
         case "addFinalizer":
-          break;
+          return UNCHANGED;
       }
     });
     // The rest would be refused alike (one template, one quota): decided on first.

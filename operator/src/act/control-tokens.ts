@@ -26,12 +26,13 @@ export class ControlTokens {
   }
 
   /** Creates the job's Secret with a fresh token unless it exists (checked live, not cached). */
-  async ensure(job: StreamJob): Promise<void> {
+  /** Whether it created the Secret (false: it was there). */
+  async ensure(job: StreamJob): Promise<boolean> {
     const key = keyOf(job);
     const existing = await this.#get(job);
     if (existing) {
       this.#remember(key, existing);
-      return;
+      return false;
     }
     const token = newControlToken();
     try {
@@ -40,9 +41,11 @@ export class ControlTokens {
         body: buildControlTokenSecret(job, token),
       });
       this.#tokens.set(key, token);
+      return true;
     } catch (error) {
       // Created meanwhile (by a predecessor that died): that one stands, read at the next use.
       if (statusCodeOf(error) !== 409) throw error;
+      return false;
     }
   }
 

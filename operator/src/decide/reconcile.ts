@@ -22,7 +22,7 @@ import {
 } from "./operations/replace.ts";
 import { heldBackByRollback } from "./operations/rollback.ts";
 import {
-  closeAbandonedSavepoints,
+  closeSavepointRecords,
   continueSavepoint,
   startSavepointIfDue,
 } from "./operations/savepoint.ts";
@@ -60,7 +60,7 @@ export function decide(observed: Observed): Decision {
   step(draft, active, draft.target);
   // Only a job that runs with nothing under way takes a savepoint of its own.
   if (draft.state === "Running" && !draft.operation) startSavepointIfDue(draft);
-  closeAbandonedSavepoints(draft);
+  closeSavepointRecords(draft);
   return finish(draft, valid);
 }
 

@@ -29,9 +29,10 @@ export interface SourceRecord<V> {
 export interface WatermarkSpec {
   maxOutOfOrdernessMs: number;
   /**
-   * A source partition, or an upstream task through a repartition topic, silent for longer
-   * than this stops holding the watermark back. Keep it well above the checkpoint interval: a
-   * downstream task hears from an upstream task only when its transaction commits.
+   * A source partition without records for longer than this while its task is at its end
+   * stops holding the watermark back (its task tells the tasks after a repartition topic it is
+   * idle). A task behind, or cut off from its broker, never counts as idle; nor does a silent
+   * upstream task downstream of a repartition topic: it is down, and its records still to come.
    */
   idleTimeoutMs?: number;
 }

@@ -8,6 +8,7 @@ import { decide } from "../reconcile.ts";
 import {
   actionsOf,
   after,
+  bothParts,
   condition,
   created,
   deleted,
@@ -139,21 +140,43 @@ describe("StreamSavepoints an operation left open", () => {
     assert.match(closed[0]?.status.message ?? "", /abandoned/);
   });
 
-  test("one just completed (in the history) is never closed from a stale cache", () => {
+  test("one the history has as completed is said Completed (never Failed from a stale cache)", () => {
     const job = runningJob();
     const name = "wc-done";
     const withHistory = {
       ...job,
       status: {
         ...job.status,
-        savepointHistory: [{ name, path: "s3://b/x/", time: job.status?.run?.startTime }],
+        savepointHistory: [
+          { name, path: "s3://b/x/", time: job.status?.run?.startTime, run: "r1" },
+        ],
       },
     };
     const decision = decide({
       ...observe(withHistory, podsOf("r1")),
       savepoints: [{ name, trigger: "manual", stop: false, state: "InProgress" }],
     });
-    assert.deepEqual(actionsOf(decision, "savepointStatus"), []);
+    const [record] = actionsOf(decision, "savepointStatus");
+    assert.equal(record?.name, name);
+    assert.equal(record?.status.state, "Completed");
+    assert.equal(record?.status.path, "s3://b/x/");
+  });
+
+  test("an operator that stopped before recording a completed savepoint's StreamSavepoint: the next one does", () => {
+    const { changed, begun } = rescaleBegun();
+    const own = begun.status.upgrade?.savepoint ?? "";
+    const complete = decide({
+      ...observe(after(changed, begun), reachablePods()),
+      savepoint: savepointSeen(begun, bothParts(), { complete: true }),
+    });
+    assert.equal(complete.status.upgrade?.step, "stopping");
+    // The status was written, the StreamSavepoint's Completed was not: it is written again.
+    const next = decide({
+      ...observe(after(changed, complete), reachablePods()),
+      savepoints: [{ name: own, trigger: "rescale", stop: true, state: "InProgress" }],
+    });
+    const record = actionsOf(next, "savepointStatus").find((a) => a.name === own);
+    assert.equal(record?.status.state, "Completed");
   });
 });
 

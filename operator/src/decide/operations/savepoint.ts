@@ -201,19 +201,33 @@ export function takeSavepoint(draft: Draft, from: Run, op: Operation, stop: bool
 }
 
 /**
- * No StreamSavepoint stays InProgress for ever: one that no operation takes any more (called
- * off, or ended while an operator was down) is closed as Failed. One just completed or failed
- * may still look InProgress in the cache: the history and the operations name those.
+ * No StreamSavepoint stays InProgress for ever. One the job's history has as completed says so
+ * (again: an operator may have stopped between recording the savepoint in the job's status and
+ * in its StreamSavepoint, or the cache has not seen that write yet); one that no operation
+ * takes any more (called off, or ended while an operator was down) is closed as Failed.
  */
-export function closeAbandonedSavepoints(draft: Draft): void {
-  const taken = new Set([
-    draft.operation?.savepoint,
-    draft.previous.upgrade?.savepoint,
-    ...draft.savepointHistory.map((h) => h.name),
-  ]);
+export function closeSavepointRecords(draft: Draft): void {
+  const completedOnes = new Map(draft.savepointHistory.map((h) => [h.name, h]));
+  const taking = new Set([draft.operation?.savepoint, draft.previous.upgrade?.savepoint]);
   for (const s of draft.observed.savepoints) {
-    if (s.state !== "InProgress" || taken.has(s.name)) continue;
+    if (s.state !== "InProgress") continue;
     if (draft.actions.some((a) => a.kind === "savepointStatus" && a.name === s.name)) continue;
+    const done = completedOnes.get(s.name);
+    if (done) {
+      draft.actions.push({
+        kind: "savepointStatus",
+        name: s.name,
+        status: {
+          state: "Completed",
+          ...(done.path ? { path: done.path } : {}),
+          ...(done.sizeBytes !== undefined ? { sizeBytes: done.sizeBytes } : {}),
+          ...(done.time ? { completionTime: done.time } : {}),
+          ...(done.run ? { run: done.run } : {}),
+        },
+      });
+      continue;
+    }
+    if (taking.has(s.name)) continue;
     draft.actions.push({
       kind: "savepointStatus",
       name: s.name,
