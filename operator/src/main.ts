@@ -95,7 +95,10 @@ const wrote = (write: Write) => {
   writes++;
   const atStep = exitAtStep !== undefined && write.status?.upgrade?.step === exitAtStep;
   if (!atStep && writes !== exitAfterWrites) return;
-  log.warn({ write: write.what, writes }, "test hook: exiting after this write");
+  log.warn(
+    { write: write.what, writes, status: write.status },
+    "test hook: exiting after this write",
+  );
   process.exit(99);
 };
 let elector: LeaderElector | undefined;

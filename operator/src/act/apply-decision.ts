@@ -102,6 +102,12 @@ function describeAction(
   }
 }
 
+/** A status without what is only observed of the running job (not what it is doing). */
+function withoutObservations(status: StreamJobStatus): StreamJobStatus {
+  const { lag: _lag, partitions: _partitions, ...rest } = status;
+  return rest;
+}
+
 /** What carrying out a decision left: the job as it is now, and what the API server refused. */
 export interface ActResult {
   /** The job with the decision's status and the resourceVersion of the last write. */
@@ -175,10 +181,10 @@ export async function applyDecision(
   if (decision.actions.some((a) => a.kind === "addFinalizer"))
     await patchFinalizers([...(job.metadata?.finalizers ?? []), FINALIZER]);
 
-  if (!isDeepStrictEqual(decision.status, job.status ?? {})) {
-    // Server-side apply with Weir's own field manager: the status is the operator's, whole
-    // (fields it leaves out are removed), and the resourceVersion makes it conditional, so a
-    // job changed since it was read is a 409 and a fresh reconcile, never a blind overwrite.
+  // Server-side apply with Weir's own field manager: the status is the operator's, whole
+  // (fields it leaves out are removed), and the resourceVersion makes it conditional, so a
+  // job changed since it was read is a 409 and a fresh reconcile, never a blind overwrite.
+  const writeStatus = async () => {
     const updated = (await write(
       `status (state ${decision.status.state}, step ${decision.status.upgrade?.step ?? "-"})`,
       () =>
@@ -201,7 +207,15 @@ export async function applyDecision(
       decision.status,
     )) as StreamJob;
     resourceVersion = updated.metadata?.resourceVersion;
-  }
+  };
+  // What the actions are about to do is on record before they start; a status that only
+  // observed anew (lag, partitions) is written after them, so a new look at the load never
+  // stands between a decision and its actions.
+  const statusChanged = !isDeepStrictEqual(decision.status, job.status ?? {});
+  const observationsOnly =
+    statusChanged &&
+    isDeepStrictEqual(withoutObservations(decision.status), withoutObservations(job.status ?? {}));
+  if (statusChanged && !observationsOnly) await writeStatus();
 
   // A run's pods: their job's token Secret first (a pod cannot start without it) and its
   // disruption budget (no pod is evicted without the operator: drain.ts), and no more
@@ -329,6 +343,7 @@ export async function applyDecision(
       message: `job pods run at Pod Security "${clients.podSecurity}" (the operator's --pod-security), so the pod template's ${[...overridden].join(", ")} did not apply`,
     });
   for (const event of events) await write(`event ${event.reason}`, () => clients.event(job, event));
+  if (observationsOnly) await writeStatus();
   return {
     job: {
       ...job,
