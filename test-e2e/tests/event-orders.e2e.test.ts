@@ -54,7 +54,9 @@ async function settled(
 ): Promise<StreamJob | undefined> {
   const job = await readJob(bed.namespace, name);
   const status = job.status;
-  if (!status || status.upgrade || status.observedGeneration !== job.metadata.generation)
+  // A suspended job keeps its suspension on record (where it resumes from).
+  const underWay = status?.upgrade && status.upgrade.step !== "suspended";
+  if (!status || underWay || status.observedGeneration !== job.metadata.generation)
     return undefined;
   if (status.state !== "Running" && status.state !== "Suspended") return undefined;
   if (!expect(job)) return undefined;
@@ -103,11 +105,17 @@ async function oneWritePerLife(
     void operator.exited().then((c) => {
       code = c;
     });
-    await eventually(
-      `life ${life} of ${label} to write once, or the job to converge`,
-      async () => (code !== undefined || (await converged()) ? true : undefined),
-      90_000,
-    );
+    try {
+      await eventually(
+        `life ${life} of ${label} to write once, or the job to converge`,
+        async () => (code !== undefined || (await converged()) ? true : undefined),
+        90_000,
+      );
+    } catch (error) {
+      // Not one life left behind to act on the tests that follow.
+      await operator.stop();
+      throw error;
+    }
     if (code === undefined) {
       // Converged with nothing left to write.
       await operator.stop();

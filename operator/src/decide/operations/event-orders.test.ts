@@ -181,7 +181,8 @@ describe("StreamSavepoints an operation left open", () => {
 });
 
 describe("a rolled-back spec", () => {
-  function rolledBackUpgrade() {
+  /** An upgrade to an image that never runs, past its readiness timeout: the rollback begins. */
+  function rollingBack() {
     const { changed, starting } = replacing({ image: "weir/no-such-image:1" });
     const late = decide({
       ...observe(after(changed, starting), [
@@ -191,6 +192,11 @@ describe("a rolled-back spec", () => {
       now: new Date(Date.now() + 3_600_000),
     });
     assert.equal(late.status.upgrade?.kind, "rollback");
+    return { changed, late };
+  }
+
+  function rolledBackUpgrade() {
+    const { changed, late } = rollingBack();
     const stopped = decide(observe(after(changed, late)));
     const ready = decide(observe(after(changed, stopped), podsOf("r3")));
     assert.equal(ready.status.state, "Running");
@@ -219,14 +225,7 @@ describe("a rolled-back spec", () => {
   });
 
   test("a suspension during the rollback suspends the job", () => {
-    const { changed, starting } = replacing({ image: "weir/no-such-image:1" });
-    const late = decide({
-      ...observe(after(changed, starting), [
-        pod("r2", 0, { ready: false, createdAt: 0 }),
-        pod("r2", 1, { ready: false, createdAt: 0 }),
-      ]),
-      now: new Date(Date.now() + 3_600_000),
-    });
+    const { changed, late } = rollingBack();
     const suspended = withSpec(after(changed, late), { state: "suspended" });
     const stopping = decide(observe(suspended, [pod("r2", 0, { terminating: true })]));
     assert.equal(stopping.status.upgrade?.kind, "suspend");

@@ -253,18 +253,24 @@ export function callOffSavepoint(draft: Draft, op: Operation, why: string): bool
     return undefined;
   }
   if (!seen.pods.every((p) => p.state.state === "absent")) return false;
-  if (op.savepoint)
-    draft.actions.push({
-      kind: "savepointStatus",
-      name: op.savepoint,
-      status: {
-        state: "Failed",
-        message: `called off: ${why}`,
-        startTime: op.startTime,
-        completionTime: draft.now.toISOString(),
-      },
-    });
+  recordFailure(draft, op, `called off: ${why}`);
   return true;
+}
+
+/** The operation's StreamSavepoint (if it has one yet) says it failed, and why. */
+function recordFailure(draft: Draft, op: Operation, why: string, from?: Run): void {
+  if (!op.savepoint) return;
+  draft.actions.push({
+    kind: "savepointStatus",
+    name: op.savepoint,
+    status: {
+      state: "Failed",
+      message: why,
+      startTime: op.startTime,
+      completionTime: draft.now.toISOString(),
+      ...(from?.id ? { run: from.id } : {}),
+    },
+  });
 }
 
 type CompletedPart = Extract<PodSavepointState, { state: "completed" }>;
@@ -332,18 +338,7 @@ function completed(
 function failSavepoint(draft: Draft, from: Run, op: Operation, why: string, stop: boolean): void {
   const retryMs = retryDelayMs(op.attempt ?? 1);
   const retryTime = new Date(draft.now.getTime() + retryMs).toISOString();
-  if (op.savepoint)
-    draft.actions.push({
-      kind: "savepointStatus",
-      name: op.savepoint,
-      status: {
-        state: "Failed",
-        message: why,
-        startTime: op.startTime,
-        completionTime: draft.now.toISOString(),
-        run: from.id,
-      },
-    });
+  recordFailure(draft, op, why, from);
   emit(draft, "Warning", "SavepointFailed", `savepoint of run ${from.id} failed: ${why}`);
   retain(draft, undefined);
   draft.measurements.savepoints.push({

@@ -207,40 +207,6 @@ export class TaskReader {
    * next expected offset is dropped here.
    */
   async start(offset: bigint): Promise<AsyncIterable<RawMessage>> {
-    const { topic, partition } = this.#task;
-    const heldRange = () => this.#heldRange();
-    const open = (at: bigint) => this.#open(at);
-    let stream = await open(offset);
-    return (async function* inOrder() {
-      let next = offset;
-      let reopenedAt: bigint | undefined;
-      for (;;) {
-        try {
-          for await (const message of stream) {
-            if (message.partition !== partition || message.offset < next) continue;
-            next = message.offset + 1n;
-            yield message;
-          }
-          return;
-        } catch (error) {
-          if (findErrorBy(error as Error, "apiId", "OFFSET_OUT_OF_RANGE") === null) throw error;
-          const held = await heldRange().catch(() => undefined);
-          // The client fetched an offset of its own — a range again, from where its stream
-          // began, after its group settled — that the purge of committed repartition records
-          // has passed, while the task's own position is still held: read on from there. Once
-          // per position: the same answer again is a real one.
-          const stillHeld = held !== undefined && next >= held[0] && next <= held[1];
-          if (!stillHeld || reopenedAt === next)
-            throw outOfRange(error, topic, partition, next, held);
-          reopenedAt = next;
-          await stream.close().catch(() => {});
-          stream = await open(next);
-        }
-      }
-    })();
-  }
-
-  async #open(offset: bigint): Promise<MessagesStream<Buffer, Buffer, Buffer, Buffer>> {
     const stream = await this.#consumer.consume({
       topics: [this.#task.topic],
       mode: MessagesStreamModes.MANUAL,
@@ -267,7 +233,22 @@ export class TaskReader {
     stream.on("fetch", () => {
       this.#lastFetchAt = Date.now();
     });
-    return stream;
+    const { topic, partition } = this.#task;
+    const heldRange = () => this.#heldRange();
+    return (async function* inOrder() {
+      let next = offset;
+      try {
+        for await (const message of stream) {
+          if (message.partition !== partition || message.offset < next) continue;
+          next = message.offset + 1n;
+          yield message;
+        }
+      } catch (error) {
+        if (findErrorBy(error as Error, "apiId", "OFFSET_OUT_OF_RANGE") === null) throw error;
+        const held = await heldRange().catch(() => undefined);
+        throw outOfRange(error, topic, partition, next, held);
+      }
+    })();
   }
 
   /**
