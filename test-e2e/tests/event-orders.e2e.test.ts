@@ -70,6 +70,20 @@ async function replaceOperator(identity: string, env: Record<string, string> = {
   return bed.operator;
 }
 
+/**
+ * With no operator running, `change` (a user's change); then an operator that exits once it
+ * has recorded `step` of the operation under way; returns when it has.
+ */
+async function dyingAtStep(identity: string, step: string, change: () => Promise<unknown>) {
+  await bed.operator?.stop();
+  bed.operator = undefined;
+  await change();
+  const doomed = await bed.startOperator(identity, { WEIR_TEST_EXIT_AT_STEP: step }, [
+    "--no-leader-election",
+  ]);
+  assert.equal(await doomed.exited(), 99, `${identity} exited at step ${step}`);
+}
+
 /** What a crash hook's operator wrote last before it exited (its last log line says). */
 async function lastWrite(operator: Operator): Promise<string> {
   const line = (await operator.logs()).findLast(
@@ -237,15 +251,9 @@ describe("the spec reverted to the running one half-way", { concurrency: false }
 
   for (const step of ["savepoint", "stopping"]) {
     test(`with the ${step} step of a rescale on record`, async () => {
-      await bed.operator?.stop();
-      const doomed = await bed.startOperator(
-        `revert-at-${step}`,
-        { WEIR_TEST_EXIT_AT_STEP: step },
-        ["--no-leader-election"],
+      await dyingAtStep(`revert-at-${step}`, step, () =>
+        patchJobSpec(bed.namespace, name, { parallelism: 3 }),
       );
-      bed.operator = undefined;
-      await patchJobSpec(bed.namespace, name, { parallelism: 3 });
-      assert.equal(await doomed.exited(), 99);
       assert.equal((await readJob(bed.namespace, name)).status?.upgrade?.step, step);
       await patchJobSpec(bed.namespace, name, { parallelism: 2 });
       bed.operator = await bed.startOperator(`revert-after-${step}`, {}, QUICK_LEASE);
@@ -286,19 +294,12 @@ describe("an operation whose target moves", { concurrency: false }, () => {
     await bed.apply(job.manifest);
     await jobReady(bed.namespace, name);
 
-    await bed.operator?.stop();
-    let doomed = await bed.startOperator(
-      "kinds-at-savepoint",
-      { WEIR_TEST_EXIT_AT_STEP: "savepoint" },
-      ["--no-leader-election"],
+    await dyingAtStep("kinds-at-savepoint", "savepoint", () =>
+      patchJobSpec(bed.namespace, name, { image: "weir/runtime:kinds" }),
     );
-    await patchJobSpec(bed.namespace, name, { image: "weir/runtime:kinds" });
-    assert.equal(await doomed.exited(), 99);
-    await patchJobSpec(bed.namespace, name, { state: "suspended" });
-    doomed = await bed.startOperator("kinds-at-stopping", { WEIR_TEST_EXIT_AT_STEP: "stopping" }, [
-      "--no-leader-election",
-    ]);
-    assert.equal(await doomed.exited(), 99);
+    await dyingAtStep("kinds-at-stopping", "stopping", () =>
+      patchJobSpec(bed.namespace, name, { state: "suspended" }),
+    );
     const stopping = await readJob(bed.namespace, name);
     assert.equal(stopping.status?.upgrade?.kind, "suspend");
     await cli("kubectl", ["delete", "sj", name, "-n", bed.namespace, "--wait=false"]);
@@ -330,14 +331,9 @@ describe("an operation whose target moves", { concurrency: false }, () => {
     await jobReady(bed.namespace, name);
     const traffic = produceContinuously(job.input, 3);
     try {
-      await bed.operator?.stop();
-      const doomed = await bed.startOperator(
-        "moved-at-savepoint",
-        { WEIR_TEST_EXIT_AT_STEP: "savepoint" },
-        ["--no-leader-election"],
+      await dyingAtStep("moved-at-savepoint", "savepoint", () =>
+        patchJobSpec(bed.namespace, name, { image: "weir/runtime:moved" }),
       );
-      await patchJobSpec(bed.namespace, name, { image: "weir/runtime:moved" });
-      assert.equal(await doomed.exited(), 99);
       const storage = job.manifest.spec.savepoints.storage;
       await patchJobSpec(bed.namespace, name, {
         savepoints: { storage: { ...storage, prefix: "operator-tests-moved" } },
