@@ -62,7 +62,7 @@ describe("kafka task I/O", () => {
 
     const reader = new TaskReader({ kafka, job, task });
     assert.equal(await reader.committed(), undefined, "a new task has no position yet");
-    const records = await readN(reader, await reader.start(0n), 3);
+    const records = await readN(reader, reader.start(0n), 3);
     assert.deepEqual(
       records.map((r) => [r.partition, r.value.toString()]),
       [
@@ -82,7 +82,7 @@ describe("kafka task I/O", () => {
         value: Buffer.from(r.value.toString().toUpperCase()),
       })),
     );
-    await writer.commit(() => reader.offsetsAt(last.offset + 1n, 1n));
+    await writer.commit(await reader.offsetsAt(last.offset + 1n, 1n));
     await writer.close();
     await reader.close();
 
@@ -103,10 +103,10 @@ describe("kafka task I/O", () => {
     const producer = inputProducer();
     await producer.send({ messages: [{ topic: input, partition: 1, value: "w" }] });
     await producer.close();
-    const [record] = await readN(reader, await reader.start(3n), 1);
+    const [record] = await readN(reader, reader.start(3n), 1);
     assert.ok(record);
 
-    const offsets = () => reader.offsetsAt(record.offset + 1n, 2n);
+    const offsets = await reader.offsetsAt(record.offset + 1n, 2n);
     const zombie = new TaskWriter({ kafka, job, task, clientId: "zombie" });
     await zombie.fence(); // registers the zombie's producer epoch
     const owner = new TaskWriter({ kafka, job, task, clientId: "owner" });
@@ -162,7 +162,7 @@ describe("kafka task I/O", () => {
       await next.fence();
 
       const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
-      const read = await readN(reader, await reader.start(0n), committed.length);
+      const read = await readN(reader, reader.start(0n), committed.length);
       await reader.close();
       await Promise.all([next.close(), killed.close().catch(() => {})]);
       const values = read.map((r) => r.value.toString());
@@ -173,6 +173,47 @@ describe("kafka task I/O", () => {
       );
       assert.deepEqual(values, committed, "every committed record, in order");
     } finally {
+      await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    }
+  });
+
+  test("a reader reads on from its own position while what it read is purged under it", async () => {
+    // A repartition topic's reader deletes what it committed while the upstream goes on
+    // writing transactions, some aborted: whatever the broker and the client do meanwhile,
+    // the reader asks for exactly the offset after the last record it handed out.
+    const topic = uniqueName("weir-purged");
+    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+    const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
+    try {
+      const expected: string[] = [];
+      const records = reader.start(0n)[Symbol.asyncIterator]();
+      const read: string[] = [];
+      for (let round = 0; round < 12; round++) {
+        const upstream = { topic: uniqueName(`weir-up-${round}`), partition: 0 };
+        const writer = new TaskWriter({ kafka, job, task: upstream });
+        const values = Array.from({ length: 150 }, (_, i) => `r${round}-${i}`);
+        await writer.send(values.map((v) => ({ topic, partition: 0, value: Buffer.from(v) })));
+        if (round % 3 === 2) {
+          // A transaction that never commits: the broker aborts it when its owner is fenced.
+          const next = new TaskWriter({ kafka, job, task: upstream });
+          await next.fence();
+          await Promise.all([next.close(), writer.close().catch(() => {})]);
+        } else {
+          await writer.commit([]);
+          await writer.close();
+          expected.push(...values);
+        }
+        while (read.length < expected.length) {
+          const { value, done } = await records.next();
+          assert.ok(!done, "the reader ends only when closed");
+          read.push(value.value.toString());
+          // Purges right behind the reader, as a repartition task's commits do.
+          if (read.length % 50 === 0) await reader.purgeBefore(value.offset + 1n);
+        }
+      }
+      assert.deepEqual(read, expected, "every committed record once, in order; no aborted one");
+    } finally {
+      await reader.close();
       await admin.deleteTopics({ topics: [topic] }).catch(() => {});
     }
   });
@@ -191,7 +232,7 @@ describe("kafka task I/O", () => {
         topics: [{ name: topic, partitions: [{ partition: 0, offset: 3n }] }],
       });
       const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
-      const records = await reader.start(1n);
+      const records = reader.start(1n);
       await assert.rejects(
         async () => {
           for await (const _ of records)
@@ -207,7 +248,7 @@ describe("kafka task I/O", () => {
         task: { topic, partition: 0 },
         outOfRange: "earliest",
       });
-      const [first] = await readN(skipping, await skipping.start(1n), 1);
+      const [first] = await readN(skipping, skipping.start(1n), 1);
       assert.equal(first?.value.toString(), "d", "outOfRange: earliest goes on from the log start");
       await skipping.close();
     } finally {

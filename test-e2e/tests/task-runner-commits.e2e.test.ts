@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Admin } from "@platformatic/kafka";
-import { TaskReader, TaskWriter, taskGroupId } from "../../runtime/src/connectors/kafka/task-io.ts";
+import { TaskReader, TaskWriter } from "../../runtime/src/connectors/kafka/task-io.ts";
 import { CommitFailed, TaskRunner } from "../../runtime/src/engine/task-runner.ts";
 import type { TaskState } from "../../runtime/src/state/keyed-state.ts";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
@@ -168,31 +168,4 @@ test("a stop-with-savepoint whose commit fails stops the task and commits nothin
   await position.close();
   assert.ok(task.lastCheckpoint && task.lastCheckpoint.offset < 10n);
   assert.equal(committed?.offset, task.lastCheckpoint.offset, "only the first commit landed");
-});
-
-test("a consumer-group rejoin neither moves the task's position nor fails it", async () => {
-  const name = uniqueName("rejoin");
-  const { input, output } = await topicsFor(name);
-  const job = { namespace: "tests", name };
-  const task = runner(name, input, output, 300);
-  await task.start();
-  try {
-    await produce(input, 5);
-    await readTopic(output, (v) => v.length >= 1, { timeoutMs: 15_000 });
-    // The broker drops the task's static member: its consumer rejoins with a new generation.
-    await admin.removeMembersFromConsumerGroup({
-      groupId: taskGroupId(job, { topic: input, partition: 0 }),
-    });
-    for (let count = 10; count <= 30; count += 5) {
-      await produce(input, 5);
-      await readTopic(output, (v) => v.includes(`count:${count}`), { timeoutMs: 15_000 });
-    }
-    const { records } = await readTopicSettled(output, 6);
-    assert.deepEqual(
-      records.map((r) => r.value),
-      ["count:5", "count:10", "count:15", "count:20", "count:25", "count:30"],
-    );
-  } finally {
-    await task.stop();
-  }
 });

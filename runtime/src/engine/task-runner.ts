@@ -131,9 +131,6 @@ export function transactionTimeoutFor(checkpointIntervalMs: number): number {
   return Math.max(60_000, 2 * checkpointIntervalMs + 30_000);
 }
 
-/** A source that has answered no fetch for this long while records are awaited is stuck. */
-const SOURCE_STALL_MS = 30_000;
-
 /** Deleting committed records of an internal topic: at most this often per task. */
 const PURGE_EVERY_MS = 10_000;
 
@@ -274,7 +271,7 @@ export class TaskRunner {
       plan.kind === "fresh" ? ((await this.#options.startOffset?.()) ?? 0n) : BigInt(plan.offset);
     this.#position = offset;
     this.checkpointedAt = this.#now();
-    const stream = await this.#reader.start(offset);
+    const stream = this.#reader.start(offset);
     this.started = { restoreMs, restoredBytes, startMs: performance.now() - startedAt };
     this.#pumping = this.#pump(stream);
     this.#loop = this.#run();
@@ -295,14 +292,6 @@ export class TaskRunner {
     while (!this.#stopping) {
       const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
       if (this.#sourceFailed !== undefined) throw this.#sourceFailed;
-      if (batch.length === 0 && this.#reader.sinceLastFetch() > SOURCE_STALL_MS) {
-        // Waiting for records, and the source has not fetched for that long: it never will.
-        // The task fails and restarts from its last commit, with a new client.
-        const { topic, partition } = this.#options.task;
-        throw new Error(
-          `${topic}-${partition}: the source has not fetched for ${Math.round(this.#reader.sinceLastFetch() / 1000)} s; restarting the task`,
-        );
-      }
       // A partition without records for the idle timeout is idle, but one whose records are
       // late in coming (the task behind, its broker gone or restarting) is not: time counts
       // towards idleness only while the task is known to be at its source's end.
@@ -518,7 +507,7 @@ export class TaskRunner {
   async #commit(number: bigint): Promise<void> {
     if (this.#pending === 0) return;
     try {
-      await this.#writer.commit(() => this.#reader.offsetsAt(this.#position, number));
+      await this.#writer.commit(await this.#reader.offsetsAt(this.#position, number));
     } catch (error) {
       const { topic, partition } = this.#options.task;
       const why = error instanceof Error ? error.message : String(error);

@@ -10,20 +10,13 @@
 // the over-counting of issue 13. This is the Java client's rule instead, applied in order:
 // from a listed transaction's first offset on, that producer's transactional batches are
 // skipped until its abort marker.
-import {
-  type CallbackWithPromise,
-  Consumer,
-  type FetchOptions,
-  type fetchV17,
-  type RecordsBatch,
-} from "@platformatic/kafka";
+import type { fetchV17, RecordsBatch } from "@platformatic/kafka";
 
-type FetchResponse = fetchV17.FetchResponse;
 type FetchResponsePartition = fetchV17.FetchResponsePartition;
 
 /** Record batch attribute bits (Kafka's message format v2). */
 const TRANSACTIONAL = 1 << 4;
-const CONTROL = 1 << 5;
+export const CONTROL = 1 << 5;
 /** A control record's key: version (int16), type (int16): 0 = abort, 1 = commit. */
 const ABORT_MARKER = 0;
 
@@ -65,45 +58,4 @@ export function withoutAbortedBatches(partition: FetchResponsePartition): Record
     kept.push(batch);
   }
   return kept;
-}
-
-/** Drops aborted transactions' batches from every partition of a fetch response, in place. */
-export function dropAbortedTransactions(response: FetchResponse): void {
-  for (const topic of response.responses) {
-    for (const partition of topic.partitions) {
-      if (partition.records) partition.records = withoutAbortedBatches(partition);
-    }
-  }
-}
-
-/**
- * A consumer whose read_committed fetches never yield an aborted transaction's records. Its
- * streams fetch through `fetch`, so the rule above applies to everything it consumes.
- */
-export class ReadCommittedConsumer extends Consumer<Buffer, Buffer, Buffer, Buffer> {
-  override fetch(options: FetchOptions<Buffer, Buffer, Buffer, Buffer>): Promise<FetchResponse>;
-  override fetch(
-    options: FetchOptions<Buffer, Buffer, Buffer, Buffer>,
-    callback: CallbackWithPromise<FetchResponse>,
-  ): void;
-  override fetch(
-    options: FetchOptions<Buffer, Buffer, Buffer, Buffer>,
-    callback?: CallbackWithPromise<FetchResponse>,
-  ): Promise<FetchResponse> | undefined {
-    if (!callback) return super.fetch(options).then(withoutAborted);
-    super.fetch(
-      options,
-      Object.assign(
-        (error: Error | null, response?: FetchResponse) =>
-          callback(error, response && withoutAborted(response)),
-        callback,
-      ),
-    );
-    return undefined;
-  }
-}
-
-function withoutAborted(response: FetchResponse): FetchResponse {
-  dropAbortedTransactions(response);
-  return response;
 }

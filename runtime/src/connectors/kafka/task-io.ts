@@ -1,26 +1,28 @@
 // Kafka I/O of one task (one source partition; see docs/architecture.md, "Runtime"):
-// a reader that owns exactly its partition from an offset the runtime chooses, and a
+// a reader that fetches exactly its partition from an offset the runtime chooses, and a
 // transactional writer that commits the task's outputs together with its next source offset.
 //
-// Each task has a consumer group of its own with one static member, whose assignment is
-// fixed by our assigner: no rebalancing between tasks, a restarted owner replaces the old
-// member at once, and the group's committed offset is the task's exactly-once position.
+// The reader is no consumer-group member: it fetches its one partition itself, from the
+// offset it last handed out, and nothing else ever moves that offset (a group's rejoin, a
+// refresh of committed offsets, a fetch session's cached position). The task's group exists
+// only to hold its committed offset, written by the task's transactions; a new owner of the
+// task fences an old one through the transactional id, not the group.
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   Admin,
+  Consumer,
+  FetchIsolationLevels,
   FindCoordinatorKeyTypes,
+  type fetchV17,
   findErrorBy,
   ListOffsetTimestamps,
   type Message,
-  type MessagesStream,
-  MessagesStreamFallbackModes,
-  MessagesStreamModes,
   type MessageToProduce,
   Producer,
 } from "@platformatic/kafka";
 import type { JobRef, TaskRef } from "../../state/metadata.ts";
 import type { KafkaConnection } from "./connection.ts";
-import { ReadCommittedConsumer } from "./read-committed.ts";
+import { CONTROL, withoutAbortedBatches } from "./read-committed.ts";
 
 /**
  * The task's stable name, stable across runs and parallelism. It is both its consumer group
@@ -33,8 +35,17 @@ export function taskGroupId(job: JobRef, task: TaskRef): string {
 
 type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
-/** Largest fetch response (the broker still sends a larger record batch whole). */
+/**
+ * Largest fetch response (the broker still sends a larger record batch whole). The client
+ * parses a response through a list of the socket's chunks, looking each read up from the
+ * first chunk: a fetch of the default 50 MB costs ~15 µs of CPU per record, one of 256 KB
+ * ~2.5 µs (measured on records of ~100 bytes).
+ */
 const FETCH_MAX_BYTES = 256 * 1024;
+/** How long the broker holds a fetch open waiting for records. */
+const FETCH_MAX_WAIT_MS = 200;
+/** Longest pause between fetches that failed (a broker down or moving its leadership). */
+const FETCH_BACKOFF_MAX_MS = 1_000;
 
 /**
  * Where a task goes when its position is no longer in the partition (retention deleted it, or
@@ -72,20 +83,42 @@ export interface TaskReaderOptions {
   outOfRange?: OutOfRangePolicy;
 }
 
+/**
+ * How long a reader waits for its partition to appear in the broker's metadata before it
+ * fails (a topic deleted, or named wrong): a leader election takes seconds.
+ */
+const MISSING_PARTITION_WAIT_MS = 60_000;
+
+type FetchedPartition = fetchV17.FetchResponsePartition;
+
+/** The broker's metadata has no leader for the task's partition. */
+class PartitionMissing extends Error {}
+
+/**
+ * Whether waiting may mend a failed request: the client says so of everything in the
+ * error's chain (a broker unreachable, a leadership moving), and nothing in it says no.
+ */
+function mayRetry(error: unknown): boolean {
+  return (
+    findErrorBy(error as Error, "canRetry", true) !== null &&
+    findErrorBy(error as Error, "canRetry", false) === null
+  );
+}
+
 /** How long a task waits for a predecessor's commit in flight to settle (requireStable). */
 const STABLE_OFFSET_WAIT_MS = 60_000;
 
 export class TaskReader {
-  readonly #consumer: ReadCommittedConsumer;
+  /** Used for its fetch requests only (leader lookup, API versions, retries): never joins. */
+  readonly #client: Consumer<Buffer, Buffer, Buffer, Buffer>;
   readonly #task: TaskRef;
   readonly #groupId: string;
   readonly #kafka: KafkaConnection;
   readonly #checkpointGroupId: string;
   readonly #outOfRange: OutOfRangePolicy;
-  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
   #admin: Admin | undefined;
-  #checkpointCoordinator: number | undefined;
-  #lastFetchAt = 0;
+  #coordinators = new Map<string, number>();
+  #closed = false;
 
   constructor(options: TaskReaderOptions) {
     const { task } = options;
@@ -95,24 +128,15 @@ export class TaskReader {
     this.#checkpointGroupId = `${groupId}.checkpoint`;
     this.#kafka = options.kafka;
     this.#outOfRange = options.outOfRange ?? "fail";
-    this.#consumer = new ReadCommittedConsumer({
+    this.#client = new Consumer({
       ...options.kafka,
       clientId: options.clientId ?? groupId,
-      groupId,
-      groupInstanceId: groupId,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1_000,
-      // The only member of its group gets exactly the task's partition.
-      partitionAssigner: (_current, members) =>
-        [...members.keys()].map((memberId, index) => ({
-          memberId,
-          assignments: new Map(
-            index === 0 ? [[task.topic, { topic: task.topic, partitions: [task.partition] }]] : [],
-          ),
-        })),
+      // Required by the client's options; no request of this reader names it.
+      groupId: `${groupId}.reader`,
     });
+    // Its metadata requests then cover the partition's topic.
+    this.#client.topics.track(task.topic);
   }
-
   /**
    * What the task's last committed transaction says: the next offset to read and the
    * checkpoint that holds the state for it. Asked with requireStable: while a predecessor's
@@ -153,35 +177,39 @@ export class TaskReader {
    * The offsets a transaction commits to move the task to `position` with the state of
    * checkpoint number `checkpoint`: the task's group gets the position, a second group of its
    * own the checkpoint's number (a task that emits without reading, a timer or window on a quiet
-   * partition, checkpoints twice at one position: the number tells the two states apart).
+   * partition, checkpoints twice at one position: the number tells the two states apart). Both
+   * groups have no members, so the commits carry no generation.
    */
   async offsetsAt(position: bigint, checkpoint: bigint): Promise<TransactionalOffset[]> {
     const { topic, partition } = this.#task;
-    const consumer = this.#consumer;
-    this.#checkpointCoordinator ??= await this.#adminClient()
-      .findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [this.#checkpointGroupId] })
-      .then(([found]) => found?.nodeId);
-    const at = (offset: bigint, group: TransactionalOffset["metadata"]["consumer"]) => ({
+    const at = async (offset: bigint, groupId: string) => ({
       topic,
       partition,
       // The client commits the offset after the message it is given.
       offset: offset - 1n,
-      metadata: { consumer: group },
+      metadata: {
+        consumer: {
+          groupId,
+          memberId: "",
+          generationId: -1,
+          coordinatorId: await this.#coordinatorOf(groupId),
+        },
+      },
     });
-    return [
-      at(position, {
-        groupId: this.#groupId,
-        memberId: consumer.memberId ?? "",
-        generationId: consumer.generationId ?? -1,
-        coordinatorId: consumer.coordinatorId ?? -1,
-      }),
-      at(checkpoint, {
-        groupId: this.#checkpointGroupId,
-        memberId: "",
-        generationId: -1,
-        coordinatorId: this.#checkpointCoordinator ?? -1,
-      }),
-    ];
+    return [await at(position, this.#groupId), await at(checkpoint, this.#checkpointGroupId)];
+  }
+
+  async #coordinatorOf(groupId: string): Promise<number> {
+    let coordinator = this.#coordinators.get(groupId);
+    if (coordinator === undefined) {
+      const [found] = await this.#adminClient().findCoordinator({
+        keyType: FindCoordinatorKeyTypes.GROUP,
+        keys: [groupId],
+      });
+      coordinator = found?.nodeId ?? -1;
+      this.#coordinators.set(groupId, coordinator);
+    }
+    return coordinator;
   }
 
   /**
@@ -203,62 +231,113 @@ export class TaskReader {
 
   /**
    * Reads committed records (read_committed) from `offset` on, each exactly once and in
-   * order: the client may fetch a range again when its group settles, so anything before the
-   * next expected offset is dropped here.
+   * order, until `close`. A fetch that fails (a broker down, restarting or handing over its
+   * leadership) is tried again, with a fresh look at the partition's leader, for as long as
+   * it takes: the task waits for its records rather than fail. It fails on what waiting
+   * cannot mend (refused credentials, a topic gone) and on a position outside the partition
+   * (see OutOfRangePolicy).
    */
-  async start(offset: bigint): Promise<AsyncIterable<RawMessage>> {
-    const stream = await this.#consumer.consume({
-      topics: [this.#task.topic],
-      mode: MessagesStreamModes.MANUAL,
-      offsets: [{ topic: this.#task.topic, partition: this.#task.partition, offset }],
-      autocommit: false,
-      isolationLevel: 1,
-      maxWaitTime: 200,
-      // The client parses a response through a list of the socket's chunks, looking each read
-      // up from the first chunk: a fetch of the default 50 MB costs ~15 µs of CPU per record,
-      // one of 256 KB ~2.5 µs (measured on records of ~100 bytes).
-      maxBytes: FETCH_MAX_BYTES,
-      // Never the client's default (skip to the end): see OutOfRangePolicy.
-      fallbackMode:
-        this.#outOfRange === "fail"
-          ? MessagesStreamFallbackModes.FAIL
-          : this.#outOfRange === "earliest"
-            ? MessagesStreamFallbackModes.EARLIEST
-            : MessagesStreamFallbackModes.LATEST,
-    });
-    this.#stream = stream;
-    this.#lastFetchAt = Date.now();
-    // Every fetch answered (records or not, error or not): a flowing stream fetches again at
-    // least every maxWaitTime.
-    stream.on("fetch", () => {
-      this.#lastFetchAt = Date.now();
-    });
+  start(offset: bigint): AsyncIterable<RawMessage> {
+    return this.#records(offset);
+  }
+
+  async *#records(from: bigint): AsyncGenerator<RawMessage> {
     const { topic, partition } = this.#task;
-    const heldRange = () => this.#heldRange();
-    return (async function* inOrder() {
-      let next = offset;
+    let next = from;
+    let failures = 0;
+    let missingSince: number | undefined;
+    while (!this.#closed) {
+      let fetched: FetchedPartition | undefined;
       try {
-        for await (const message of stream) {
-          if (message.partition !== partition || message.offset < next) continue;
-          next = message.offset + 1n;
-          yield message;
-        }
+        fetched = await this.#fetch(next, failures > 0);
+        failures = 0;
+        missingSince = undefined;
       } catch (error) {
-        if (findErrorBy(error as Error, "apiId", "OFFSET_OUT_OF_RANGE") === null) throw error;
-        const held = await heldRange().catch(() => undefined);
-        throw outOfRange(error, topic, partition, next, held);
+        if (this.#closed) return;
+        failures++;
+        if (findErrorBy(error as Error, "apiId", "OFFSET_OUT_OF_RANGE") !== null) {
+          next = await this.#afterOutOfRange(error, next);
+        } else if (error instanceof PartitionMissing) {
+          missingSince ??= Date.now();
+          if (Date.now() - missingSince > MISSING_PARTITION_WAIT_MS) throw error;
+        } else if (!mayRetry(error)) {
+          throw error;
+        }
+        await sleep(Math.min(50 * 2 ** failures, FETCH_BACKOFF_MAX_MS));
+        continue;
       }
-    })();
+      const batches = fetched?.records ?? [];
+      const last = batches.at(-1);
+      if (!fetched || !last) continue;
+      // Computed before aborted batches are dropped: the position moves past them too.
+      const end = last.firstOffset + BigInt(last.lastOffsetDelta) + 1n;
+      for (const batch of withoutAbortedBatches(fetched)) {
+        if ((batch.attributes & CONTROL) !== 0) continue;
+        for (const record of batch.records) {
+          const offset = batch.firstOffset + BigInt(record.offsetDelta);
+          // A batch comes whole: its records before the position were handed out already.
+          if (offset < next) continue;
+          yield {
+            topic,
+            partition,
+            offset,
+            key: record.key,
+            value: record.value,
+            headers: new Map(record.headers),
+            timestamp: batch.firstTimestamp + record.timestampDelta,
+          } as RawMessage;
+        }
+      }
+      if (end > next) next = end;
+    }
+  }
+
+  /** One read_committed fetch of the partition from `offset`, at its current leader. */
+  async #fetch(offset: bigint, refreshMetadata: boolean) {
+    const { topic, partition } = this.#task;
+    const metadata = await this.#client.metadata({ topics: [topic], forceUpdate: refreshMetadata });
+    const described = metadata.topics.get(topic);
+    const leader = described?.partitions[partition]?.leader;
+    if (!described || leader === undefined || leader < 0) {
+      throw new PartitionMissing(`${topic}-${partition} has no leader the broker knows of`);
+    }
+    const response = await this.#client.fetch({
+      node: leader,
+      topics: [
+        {
+          topicId: described.id,
+          partitions: [
+            {
+              partition,
+              fetchOffset: offset,
+              partitionMaxBytes: FETCH_MAX_BYTES,
+              currentLeaderEpoch: -1,
+              lastFetchedEpoch: -1,
+            },
+          ],
+        },
+      ],
+      maxWaitTime: FETCH_MAX_WAIT_MS,
+      maxBytes: FETCH_MAX_BYTES,
+      minBytes: 1,
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+    });
+    return response.responses[0]?.partitions.find((p) => p.partitionIndex === partition);
   }
 
   /**
-   * Milliseconds since the broker last answered one of this reader's fetches. While its
-   * records are being waited for, this stays below a second; the client's stream can stop
-   * fetching for good (seen after broker restarts: a refresh of offsets that failed is not
-   * retried), which only this shows.
+   * Where reading goes on after the broker called `position` out of range. The partition's
+   * range is looked up anew: when it holds the position after all (an answer about a range
+   * that has since moved) reading goes on there; otherwise the task's policy decides.
    */
-  sinceLastFetch(): number {
-    return Date.now() - this.#lastFetchAt;
+  async #afterOutOfRange(error: unknown, position: bigint): Promise<bigint> {
+    const held = await this.#heldRange().catch(() => undefined);
+    if (held && position >= held[0] && position <= held[1]) return position;
+    if (!held) return position;
+    if (this.#outOfRange === "fail") {
+      throw outOfRange(error, this.#task.topic, this.#task.partition, position, held);
+    }
+    return this.#outOfRange === "earliest" ? held[0] : held[1];
   }
 
   /** The first offset the partition still holds and its end. */
@@ -274,8 +353,8 @@ export class TaskReader {
   }
 
   async close(): Promise<void> {
-    await this.#stream?.close();
-    await this.#consumer.close(true);
+    this.#closed = true;
+    await this.#client.close(true);
     await this.#admin?.close();
   }
 }
@@ -310,12 +389,6 @@ export interface TaskWriterOptions {
  * with read_committed sees the outputs exactly when the offset moved past their inputs.
  */
 const BEGIN_ATTEMPTS = 30;
-/**
- * How long a commit waits for the task's consumer to rejoin its group: 60 × 500 ms (its
- * transaction stays open meanwhile, well within the transaction timeout).
- */
-const REJOIN_ATTEMPTS = 60;
-const REJOIN_WAIT_MS = 500;
 
 export class TaskWriter {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
@@ -383,28 +456,16 @@ export class TaskWriter {
   }
 
   /**
-   * Commits the open transaction together with the offsets `offsets()` gives (see
-   * TaskReader.offsetsAt). While the task's consumer is rejoining its group (the broker dropped
-   * it: a missed heartbeat, a removed member) the offsets' generation is refused; they are
-   * asked for again, in the same transaction, until the consumer is back. On any other error
-   * the transaction is aborted: its outputs never become visible.
+   * Commits the open transaction together with `offsets` (see TaskReader.offsetsAt). On any
+   * error the transaction is aborted: its outputs never become visible.
    */
-  async commit(offsets: () => Promise<readonly TransactionalOffset[]>): Promise<void> {
+  async commit(offsets: readonly TransactionalOffset[]): Promise<void> {
     const transaction = await this.#open();
     this.#transaction = undefined;
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          for (const offset of await offsets()) {
-            await transaction.addConsumer(offset.metadata.consumer as never);
-            await transaction.addOffset(offset as never);
-          }
-          break;
-        } catch (error) {
-          const rejoining = findErrorBy(error as Error, "needsRejoin", true) !== null;
-          if (!rejoining || attempt >= REJOIN_ATTEMPTS) throw error;
-          await sleep(REJOIN_WAIT_MS);
-        }
+      for (const offset of offsets) {
+        await transaction.addConsumer(offset.metadata.consumer as never);
+        await transaction.addOffset(offset as never);
       }
       await transaction.commit();
     } catch (error) {
