@@ -10,7 +10,7 @@ import { CommitFailed, TaskRunner } from "../../runtime/src/engine/task-runner.t
 import type { TaskState } from "../../runtime/src/state/keyed-state.ts";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
-import { inputProducer, readTopic, readTopicSettled } from "../support/kafka.ts";
+import { inputProducer, readTopicSettled } from "../support/kafka.ts";
 import { eventually } from "../support/wait.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
