@@ -44,7 +44,7 @@ import { workQueueHooks } from "./machinery/metrics.ts";
 import { WorkQueue, type WorkResult } from "./machinery/work-queue.ts";
 import { BackgroundObservations } from "./observe/background.ts";
 import { JobMetricsWindows } from "./observe/job-metrics.ts";
-import { drainingNodes, isDraining } from "./observe/nodes.ts";
+import { drainingNodes, isDraining, nodesToMoveTo } from "./observe/nodes.ts";
 import { JobStorage, type ObserveContext, observeJob } from "./observe/observe-job.ts";
 
 const STREAMJOB_TYPE: ResourceType = {
@@ -271,6 +271,7 @@ export class StreamJobController {
       pods: this.#pods.flatMap((informer) => informer.list()),
       savepoints: this.#savepoints.flatMap((informer) => informer.list()),
       drainingNodes: drainingNodes(this.#nodes.list()),
+      nodesToMoveTo: nodesToMoveTo(this.#nodes.list()),
     };
     let observed = await observeJob(inputs, storage, this.#observe);
     let decision = decide(observed);

@@ -99,6 +99,11 @@ export interface Observed {
   autoscaling?: AutoscalingInputs;
   /** Lag and partitions, from the latest whole scrape of a running job's run. */
   load?: JobLoad;
+  /**
+   * Ready nodes that take new pods (not cordoned): where a run on a node being drained could
+   * move. Undefined when not known (no Node informer): a drain then moves the run.
+   */
+  nodesToMoveTo?: number;
   /** What the API server refused in this reconcile's actions (decided on at once). */
   refusal?: ObservedRefusal;
   now: Date;

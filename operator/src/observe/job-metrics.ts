@@ -35,8 +35,15 @@ const SCRAPE_TIMEOUT_MS = 2_000;
 
 export class JobMetricsWindows {
   readonly #observations: BackgroundObservations;
-  /** Per job uid: its window, and the start of the latest scrape recorded in it. */
-  readonly #windows = new Map<string, { window: MetricsWindow; recorded: number }>();
+  /**
+   * Per job uid: its window, the start of the latest scrape recorded in it, and the partitions
+   * the last whole scrape saw (a scrape that misses a pod, crashed or restarting, misses its
+   * partitions too: the cap on parallelism must not drop with it).
+   */
+  readonly #windows = new Map<
+    string,
+    { window: MetricsWindow; recorded: number; partitions: number }
+  >();
 
   constructor(observations: BackgroundObservations) {
     this.#observations = observations;
@@ -85,10 +92,11 @@ export class JobMetricsWindows {
     // A failed scrape leaves a gap the window notices: no decision rests on missing data.
     const samples = scrape.value.flatMap((r) => (r.ok ? [r.sample] : []));
     const window = recordSamples(previous?.window, run.id, samples, now, options);
-    this.#windows.set(uid, { window, recorded: scrape.startedAt });
+    const partitions = load?.partitions ?? previous?.partitions ?? 0;
+    this.#windows.set(uid, { window, recorded: scrape.startedAt, partitions });
     look.autoscaling = {
       summary: summarize(window, run.id, run.parallelism ?? 0, now, options),
-      partitions: partitionsOf(window.samples),
+      partitions,
     };
     return look;
   }

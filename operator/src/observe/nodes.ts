@@ -15,6 +15,15 @@ export function isDraining(node: V1Node): boolean {
   );
 }
 
+/** How many of `nodes` are Ready and take new pods: where pods on a draining node can go. */
+export function nodesToMoveTo(nodes: V1Node[]): number {
+  return nodes.filter(
+    (n) =>
+      !isDraining(n) &&
+      (n.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True"),
+  ).length;
+}
+
 /** The names of the nodes being drained among `nodes`. */
 export function drainingNodes(nodes: V1Node[]): Set<string> {
   return new Set(nodes.filter(isDraining).map((n) => n.metadata?.name ?? ""));

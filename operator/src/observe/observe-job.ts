@@ -32,6 +32,8 @@ export interface ObserveInputs {
   savepoints: StreamSavepoint[];
   /** Nodes being drained (cordoned), from the Node informer (nodes.ts). */
   drainingNodes: ReadonlySet<string>;
+  /** Ready nodes that take new pods (nodes.ts). */
+  nodesToMoveTo: number;
 }
 
 /** What observing a job needs besides the job: the background observations and the API. */
@@ -110,7 +112,14 @@ export async function observeJob(
       ...(s.status?.completionTime ? { time: s.status.completionTime } : {}),
     }));
   const now = new Date();
-  const observed: Observed = { job, pods, specErrors: inputs.specErrors, savepoints, now };
+  const observed: Observed = {
+    job,
+    pods,
+    specErrors: inputs.specErrors,
+    savepoints,
+    nodesToMoveTo: inputs.nodesToMoveTo,
+    now,
+  };
   const { load, autoscaling } = context.metrics.look(job, pods, now.getTime());
   if (load) observed.load = load;
   if (autoscaling) observed.autoscaling = autoscaling;

@@ -70,6 +70,21 @@ describe("drain: a run with pods on a node being drained moves off it", () => {
     assert.equal(ready.measurements.operations[0]?.kind, "drain");
   });
 
+  test("with no ready node to move to, the run stays put and says so; it moves once one is", () => {
+    const job = runningJob();
+    const held = decide({ ...observe(job, onDrainingNode()), nodesToMoveTo: 0 });
+    assert.equal(held.status.upgrade, undefined, "no savepoint, no stop");
+    assert.equal(held.status.state, "Running");
+    assert.deepEqual(actionsOf(held, "deletePod"), []);
+    const warning = held.events.find((e) => e.reason === "DrainWaits");
+    assert.equal(warning?.type, "Warning");
+    assert.match(warning?.message ?? "", /wc-r1-1 on n2.*no ready node takes new pods/);
+
+    const moving = decide({ ...observe(after(job, held), onDrainingNode()), nodesToMoveTo: 1 });
+    assert.equal(moving.status.upgrade?.kind, "drain");
+    assert.equal(moving.status.upgrade?.step, "savepoint");
+  });
+
   test("pods on nodes that are not being drained stay where they are", () => {
     const d = decide(observe(runningJob(), reachablePods()));
     assert.deepEqual(d.actions, []);

@@ -5,10 +5,13 @@
 // meanwhile, so no subtask stops behind the operator's back; once the old run's pods are gone
 // the drain finds nothing left to evict. A whole run moves, not just the pods on that node:
 // a run's pods restore from one savepoint together, and moving them all costs the same
-// downtime as moving one (they stop and start in parallel).
+// downtime as moving one (they stop and start in parallel). With no node to move to (every
+// ready node cordoned) the run stays where it is, said in a Warning: its budget holds the drain
+// until a node can take the pods, instead of the job stopping for pods that could not start.
 import { type Draft, emit, livePodsOf } from "../draft.ts";
 import type { Run, RunTarget } from "../types.ts";
 import { replace } from "./replace.ts";
+import { keepRunWhole } from "./start.ts";
 
 /**
  * Whether the run in place must make way for a drain: a drain of it under way, or pods of it on
@@ -26,6 +29,16 @@ export function drain(draft: Draft, active: Run, target: RunTarget): void {
     const where = livePodsOf(draft, active)
       .filter((p) => p.drainingNode)
       .map((p) => `${p.name} on ${p.drainingNode}`);
+    if (draft.observed.nodesToMoveTo === 0) {
+      emit(
+        draft,
+        "Warning",
+        "DrainWaits",
+        `run ${active.id} stays on nodes being drained (${where.join(", ")}): no ready node takes new pods; it moves once one does, and its PodDisruptionBudget holds the drain meanwhile`,
+      );
+      keepRunWhole(draft, active, target);
+      return;
+    }
     emit(
       draft,
       "Normal",
