@@ -15,7 +15,7 @@ import {
 } from "./components.ts";
 import { ensureHostTools } from "./host-tools.ts";
 import { clusterDir, clusterPaths, logFile } from "./layout.ts";
-import { Pki } from "./pki.ts";
+import { KAFKA_CLIENT, Pki } from "./pki.ts";
 import { isRunning, type ProcessRecord, readRecords, startProcess, stopAll } from "./processes.ts";
 import { formatDuration, say, timed } from "./progress.ts";
 import { type Binaries, ensureBinaries } from "./toolchain.ts";
@@ -238,6 +238,10 @@ export function envFileContents(bin: Binaries): string {
     KAFKA_SASL_USERNAME: KAFKA_USER.username,
     KAFKA_SASL_PASSWORD: KAFKA_USER.password,
     KAFKA_CA_FILE: new Pki(clusterPaths.pki).path("kafka-ca.crt"),
+    // The mTLS (SSL) listener: the same CA, and a client certificate it signed.
+    KAFKA_MTLS_BOOTSTRAP: addresses.kafkaMtlsBootstrap,
+    KAFKA_CLIENT_CERT_FILE: new Pki(clusterPaths.pki).path(`${KAFKA_CLIENT.name}.crt`),
+    KAFKA_CLIENT_KEY_FILE: new Pki(clusterPaths.pki).path(`${KAFKA_CLIENT.name}.key`),
     S3_ENDPOINT: addresses.s3Endpoint,
     S3_ACCESS_KEY: STORAGE.accessKey,
     S3_SECRET_KEY: STORAGE.secretKey,

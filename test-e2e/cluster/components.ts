@@ -7,11 +7,11 @@ import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
-import { Admin } from "@platformatic/kafka";
+import { Admin, type AdminOptions } from "@platformatic/kafka";
 import { Client as MinioClient } from "minio";
 import { run } from "./exec.ts";
 import { clusterPaths, logFile, repoRoot } from "./layout.ts";
-import type { Pki } from "./pki.ts";
+import { KAFKA_CLIENT, type Pki } from "./pki.ts";
 import { answersOk } from "./probe.ts";
 import type { Binaries } from "./toolchain.ts";
 
@@ -30,6 +30,7 @@ export const PORTS = {
   kafka: 9092,
   kafkaController: 9093,
   kafkaSasl: 9094,
+  kafkaMtls: 9095,
   kubelet: 10250,
 };
 
@@ -76,6 +77,7 @@ export const addresses = {
   apiServer: `https://${HOST}:${PORTS.apiServer}`,
   kafkaBootstrap: `${HOST}:${PORTS.kafka}`,
   kafkaSaslBootstrap: `${HOST}:${PORTS.kafkaSasl}`,
+  kafkaMtlsBootstrap: `${HOST}:${PORTS.kafkaMtls}`,
   s3Endpoint: `http://${HOST}:${PORTS.minio}`,
   s3TlsEndpoint: `https://${HOST}:${PORTS.minioTls}`,
 };
@@ -269,20 +271,28 @@ const minio: Component = {
   },
 };
 
-/** Where a Kafka node keeps its data, the ports it listens on, and its TLS key store. */
+/** Where a Kafka node keeps its data, the ports it listens on, and its TLS stores. */
 export interface KafkaNodeLayout {
   dataDir: string;
-  ports: { plaintext: number; sasl: number; controller: number };
+  ports: { plaintext: number; sasl: number; mtls: number; controller: number };
   /** PEM file with the server's private key and certificate (Pki.createKafka). */
   keyStore: string;
+  /** PEM file with the CA whose client certificates the mTLS listener accepts (`kafka-ca.crt`). */
+  trustStore: string;
 }
 
 /** The local cluster's node (a test may run a private one on other ports). */
 export function clusterKafkaNode(pki: Pki): KafkaNodeLayout {
   return {
     dataDir: join(clusterPaths.data, "kafka"),
-    ports: { plaintext: PORTS.kafka, sasl: PORTS.kafkaSasl, controller: PORTS.kafkaController },
+    ports: {
+      plaintext: PORTS.kafka,
+      sasl: PORTS.kafkaSasl,
+      mtls: PORTS.kafkaMtls,
+      controller: PORTS.kafkaController,
+    },
     keyStore: pki.path("kafka-server.pem"),
+    trustStore: pki.path("kafka-ca.crt"),
   };
 }
 
@@ -358,24 +368,27 @@ export function minioTlsClient(ca: string): MinioClient {
 /**
  * One KRaft node acting as broker and controller. The internal topics get replication factor
  * and min ISR 1, which a single node needs for consumer groups and transactions to work.
- * Two client listeners: PLAINTEXT for quick tests (and between broker and controller), and
+ * Three client listeners: PLAINTEXT for quick tests (and between broker and controller),
  * SASL_SSL as clusters users have it: TLS with the node's own CA, SCRAM users stored in the
  * metadata log (created when the storage is formatted, see kafkaFormatArgs), PLAIN from the
- * listener's JAAS config. No authorizer: an authenticated user may do anything.
+ * listener's JAAS config; and SSL with client certificates required (mTLS): the same server
+ * certificate, and a client's certificate must be signed by the node's CA. No authorizer: an
+ * authenticated user may do anything.
  */
 export function kafkaProperties(node: KafkaNodeLayout): string {
-  const { plaintext, sasl, controller } = node.ports;
+  const { plaintext, sasl, mtls, controller } = node.ports;
   const scramLogin = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
   const plainLogin = `org.apache.kafka.common.security.plain.PlainLoginModule required user_${KAFKA_USER.username}="${KAFKA_USER.password}";`;
   const settings: Record<string, string | number> = {
     "process.roles": "broker,controller",
     "node.id": 1,
     "controller.quorum.voters": `1@${HOST}:${controller}`,
-    listeners: `PLAINTEXT://${HOST}:${plaintext},SASL_SSL://${HOST}:${sasl},CONTROLLER://${HOST}:${controller}`,
-    "advertised.listeners": `PLAINTEXT://${HOST}:${plaintext},SASL_SSL://${HOST}:${sasl}`,
+    listeners: `PLAINTEXT://${HOST}:${plaintext},SASL_SSL://${HOST}:${sasl},SSL://${HOST}:${mtls},CONTROLLER://${HOST}:${controller}`,
+    "advertised.listeners": `PLAINTEXT://${HOST}:${plaintext},SASL_SSL://${HOST}:${sasl},SSL://${HOST}:${mtls}`,
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
-    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+    "listener.security.protocol.map":
+      "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT",
     "listener.name.sasl_ssl.sasl.enabled.mechanisms": KAFKA_SASL_MECHANISMS.join(","),
     "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scramLogin,
     "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scramLogin,
@@ -383,6 +396,13 @@ export function kafkaProperties(node: KafkaNodeLayout): string {
     // Kafka reads PEM stores itself (KIP-651): the key and its certificate in one file.
     "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
     "listener.name.sasl_ssl.ssl.keystore.location": node.keyStore,
+    // mTLS: a client without a certificate signed by the node's CA is refused in the handshake.
+    "listener.name.ssl.ssl.client.auth": "required",
+    "listener.name.ssl.ssl.keystore.type": "PEM",
+    "listener.name.ssl.ssl.keystore.location": node.keyStore,
+    // A PEM trust store is a file of X.509 certificates (KIP-651), here the one CA.
+    "listener.name.ssl.ssl.truststore.type": "PEM",
+    "listener.name.ssl.ssl.truststore.location": node.trustStore,
     "log.dirs": node.dataDir,
     "num.partitions": 1,
     "offsets.topic.replication.factor": 1,
@@ -459,8 +479,9 @@ const kafka: Component = {
   name: "kafka",
   address: addresses.kafkaBootstrap,
   after: [],
-  ports: [PORTS.kafka, PORTS.kafkaController, PORTS.kafkaSasl],
+  ports: [PORTS.kafka, PORTS.kafkaController, PORTS.kafkaSasl, PORTS.kafkaMtls],
   prepare: async ({ bin, pki }) => {
+    await pki.kafkaClientCertificate();
     mkdirSync(clusterPaths.config, { recursive: true });
     writeFileSync(kafkaPropertiesFile(), kafkaProperties(clusterKafkaNode(pki)));
     writeFileSync(join(clusterPaths.config, "kafka-log4j2.properties"), KAFKA_LOG4J2);
@@ -488,28 +509,47 @@ const kafka: Component = {
       await admin.close().catch(() => {});
     }
   },
-  // The SASL_SSL listener must take KAFKA_USER over TLS with the node's CA: an `up` whose
-  // secure listener does not work fails here, naming it, instead of in some test later.
+  // The SASL_SSL listener must take KAFKA_USER over TLS with the node's CA, and the SSL one
+  // the client certificate: an `up` whose secure listeners do not work fails here, naming the
+  // listener, instead of in some test later.
   initialize: async ({ pki }) => {
-    const admin = new Admin({
-      clientId: "weir-cluster-probe",
-      bootstrapBrokers: [addresses.kafkaSaslBootstrap],
-      tls: { ca: readFileSync(pki.path("kafka-ca.crt"), "utf8") },
-      sasl: { mechanism: "SCRAM-SHA-512", ...KAFKA_USER },
-      retries: 0,
-    });
-    try {
-      await admin.metadata({ topics: [] });
-    } catch (error) {
-      throw new Error(
-        `kafka's SASL_SSL listener at ${addresses.kafkaSaslBootstrap} refused user ${KAFKA_USER.username}: ${String(error)}`,
-        { cause: error },
-      );
-    } finally {
-      await admin.close().catch(() => {});
-    }
+    const ca = readFileSync(pki.path("kafka-ca.crt"), "utf8");
+    await probeKafkaListener(
+      `kafka's SASL_SSL listener at ${addresses.kafkaSaslBootstrap} refused user ${KAFKA_USER.username}`,
+      {
+        bootstrapBrokers: [addresses.kafkaSaslBootstrap],
+        tls: { ca },
+        sasl: { mechanism: "SCRAM-SHA-512", ...KAFKA_USER },
+      },
+    );
+    await probeKafkaListener(
+      `kafka's mTLS (SSL) listener at ${addresses.kafkaMtlsBootstrap} refused the client certificate ${KAFKA_CLIENT.name}.crt`,
+      {
+        bootstrapBrokers: [addresses.kafkaMtlsBootstrap],
+        tls: {
+          ca,
+          cert: readFileSync(pki.path(`${KAFKA_CLIENT.name}.crt`), "utf8"),
+          key: readFileSync(pki.path(`${KAFKA_CLIENT.name}.key`), "utf8"),
+        },
+      },
+    );
   },
 };
+
+/** One metadata request through a listener; a failure is thrown as `refused: <why>`. */
+async function probeKafkaListener(
+  refused: string,
+  options: Pick<AdminOptions, "bootstrapBrokers" | "tls" | "sasl">,
+): Promise<void> {
+  const admin = new Admin({ clientId: "weir-cluster-probe", retries: 0, ...options });
+  try {
+    await admin.metadata({ topics: [] });
+  } catch (error) {
+    throw new Error(`${refused}: ${String(error)}`, { cause: error });
+  } finally {
+    await admin.close().catch(() => {});
+  }
+}
 
 /** Admin access for health checks that ask the API server. */
 function adminApi(): CoreV1Api {

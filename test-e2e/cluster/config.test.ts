@@ -1,9 +1,9 @@
 // The pure builders behind the local cluster: what they produce is what the components get.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { envFileContents, readEnvFile } from "./cluster.ts";
 import {
@@ -20,7 +20,7 @@ import {
   nodeNameFor,
   PORTS,
 } from "./components.ts";
-import { opensslConfig } from "./pki.ts";
+import { KAFKA_CLIENT, opensslConfig, Pki } from "./pki.ts";
 import { formatDuration } from "./progress.ts";
 import type { Binaries } from "./toolchain.ts";
 import { compareVersions, kafkaPom, wrapperGoMod } from "./toolchain.ts";
@@ -40,8 +40,14 @@ function parseProperties(text: string): Map<string, string> {
 
 const node = {
   dataDir: "/data/kafka",
-  ports: { plaintext: PORTS.kafka, sasl: PORTS.kafkaSasl, controller: PORTS.kafkaController },
+  ports: {
+    plaintext: PORTS.kafka,
+    sasl: PORTS.kafkaSasl,
+    mtls: PORTS.kafkaMtls,
+    controller: PORTS.kafkaController,
+  },
   keyStore: "/pki/kafka-server.pem",
+  trustStore: "/pki/kafka-ca.crt",
 };
 
 test("kafka properties make a single KRaft node that can run transactions", () => {
@@ -50,7 +56,7 @@ test("kafka properties make a single KRaft node that can run transactions", () =
   assert.equal(props.get("controller.quorum.voters"), `1@127.0.0.1:${PORTS.kafkaController}`);
   assert.equal(
     props.get("advertised.listeners"),
-    `PLAINTEXT://127.0.0.1:${PORTS.kafka},SASL_SSL://127.0.0.1:${PORTS.kafkaSasl}`,
+    `PLAINTEXT://127.0.0.1:${PORTS.kafka},SASL_SSL://127.0.0.1:${PORTS.kafkaSasl},SSL://127.0.0.1:${PORTS.kafkaMtls}`,
   );
   for (const key of [
     "offsets.topic.replication.factor",
@@ -76,6 +82,54 @@ test("the SASL_SSL listener: PEM key store, SCRAM and PLAIN, brokers still talk 
   );
   for (const mechanism of ["scram-sha-512", "scram-sha-256", "plain"]) {
     assert.ok(props.get(`listener.name.sasl_ssl.${mechanism}.sasl.jaas.config`), mechanism);
+  }
+});
+
+test("the SSL listener requires a client certificate from the node's CA (PEM trust store)", () => {
+  const props = parseProperties(kafkaProperties(node));
+  assert.equal(
+    props.get("listeners"),
+    `PLAINTEXT://127.0.0.1:${PORTS.kafka},SASL_SSL://127.0.0.1:${PORTS.kafkaSasl},SSL://127.0.0.1:${PORTS.kafkaMtls},CONTROLLER://127.0.0.1:${PORTS.kafkaController}`,
+  );
+  assert.equal(
+    props.get("listener.security.protocol.map"),
+    "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT",
+  );
+  assert.equal(props.get("listener.name.ssl.ssl.client.auth"), "required");
+  assert.equal(props.get("listener.name.ssl.ssl.truststore.type"), "PEM");
+  assert.equal(props.get("listener.name.ssl.ssl.truststore.location"), node.trustStore);
+  // The same server key and certificate as the SASL_SSL listener.
+  assert.equal(props.get("listener.name.ssl.ssl.keystore.type"), "PEM");
+  assert.equal(props.get("listener.name.ssl.ssl.keystore.location"), node.keyStore);
+  // Client authentication on that listener alone: SASL_SSL clients bring no certificate.
+  assert.equal(props.get("ssl.client.auth"), undefined);
+  assert.equal(props.get("listener.name.sasl_ssl.ssl.client.auth"), undefined);
+  assert.equal(props.get("inter.broker.listener.name"), "PLAINTEXT");
+  assert.equal(new Set(Object.values(PORTS)).size, Object.values(PORTS).length, "ports differ");
+});
+
+// openssl is one of the host tools the cluster needs (host-tools.ts), as the PKI does.
+test("the Kafka client certificate: clientAuth, signed by kafka-ca, made only when missing", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "weir-pki-"));
+  try {
+    const pki = new Pki(dir);
+    await pki.createKafka();
+    const cert = pki.path(`${KAFKA_CLIENT.name}.crt`);
+    const openssl = (...args: string[]) => execFileSync("openssl", args).toString();
+    assert.match(openssl("verify", "-CAfile", pki.path("kafka-ca.crt"), cert), /: OK$/m);
+    const text = openssl("x509", "-in", cert, "-noout", "-subject", "-ext", "extendedKeyUsage");
+    assert.match(text, new RegExp(`CN ?= ?${KAFKA_CLIENT.commonName}`));
+    assert.match(text, /TLS Web Client Authentication/);
+    assert.doesNotMatch(text, /TLS Web Server Authentication/);
+    // A cluster directory from before it gets one; an existing one is kept.
+    const before = readFileSync(cert, "utf8");
+    await pki.kafkaClientCertificate();
+    assert.equal(readFileSync(cert, "utf8"), before);
+    rmSync(cert);
+    await pki.kafkaClientCertificate();
+    assert.match(openssl("verify", "-CAfile", pki.path("kafka-ca.crt"), cert), /: OK$/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -151,6 +205,9 @@ test("the env file is shell-sourceable and reads back the same", () => {
       "KAFKA_SASL_USERNAME",
       "KAFKA_SASL_PASSWORD",
       "KAFKA_CA_FILE",
+      "KAFKA_MTLS_BOOTSTRAP",
+      "KAFKA_CLIENT_CERT_FILE",
+      "KAFKA_CLIENT_KEY_FILE",
       "S3_ENDPOINT",
       "S3_ACCESS_KEY",
       "S3_SECRET_KEY",
@@ -166,6 +223,16 @@ test("the env file is shell-sourceable and reads back the same", () => {
       .toString()
       .trim();
     assert.equal(fromShell, `${vars.S3_BUCKET}|/cache/k8s/bin:/cache/helm/bin:/usr/bin:/bin`);
+    // The mTLS listener's address, and the client certificate next to the CA that signed it.
+    assert.equal(vars.KAFKA_MTLS_BOOTSTRAP, `127.0.0.1:${PORTS.kafkaMtls}`);
+    assert.equal(
+      vars.KAFKA_CLIENT_CERT_FILE,
+      join(dirname(vars.KAFKA_CA_FILE ?? ""), "kafka-client.crt"),
+    );
+    assert.equal(
+      vars.KAFKA_CLIENT_KEY_FILE,
+      join(dirname(vars.KAFKA_CA_FILE ?? ""), "kafka-client.key"),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

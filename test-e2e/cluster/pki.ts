@@ -1,6 +1,7 @@
 // The local cluster's certificates and kubeconfigs, made fresh by every `up` with openssl:
 // one CA, the API server's serving certificate, a client certificate per identity, the
-// service-account signing key pair, and the Kafka listener's own CA and server certificate.
+// service-account signing key pair, and the Kafka listeners' own CA, server certificate and
+// client certificate (mTLS).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -26,6 +27,9 @@ export const API_SERVER_SANS = [
 
 /** Names the Kafka broker's TLS listener answers to (it listens on loopback only). */
 export const KAFKA_SERVER_SANS = ["DNS:localhost", "IP:127.0.0.1"];
+
+/** The client identity the Kafka broker's mTLS (SSL) listener accepts, signed by `kafka-ca`. */
+export const KAFKA_CLIENT = { name: "kafka-client", commonName: "weir-local-kafka-client" };
 
 export function clientIdentities(nodeName: string): ClientIdentity[] {
   return [
@@ -123,10 +127,11 @@ export class Pki {
   }
 
   /**
-   * The Kafka broker's SASL_SSL listener: a CA of its own (clients must be given it, as for a
-   * real cluster; the cluster CA does not vouch for it, which the untrusted-CA tests rely on)
-   * and the server's certificate for loopback. `kafka-server.pem` holds the key and the
-   * certificate in one file, as the broker's PEM key store takes them.
+   * The Kafka broker's TLS listeners (SASL_SSL, and SSL with client certificates): a CA of its
+   * own (clients must be given it, as for a real cluster; the cluster CA does not vouch for it,
+   * which the untrusted-CA tests rely on), the server's certificate for loopback, and a client
+   * certificate (kafkaClientCertificate). `kafka-server.pem` holds the key and the certificate
+   * in one file, as the broker's PEM key store takes them.
    */
   async createKafka(): Promise<void> {
     await this.certificate("kafka-ca", { commonName: "weir-local-kafka-ca", ca: true });
@@ -145,6 +150,18 @@ export class Pki {
         readFileSync(this.path("kafka-server.crt"), "utf8"),
       { mode: 0o600 },
     );
+    await this.kafkaClientCertificate();
+  }
+
+  /**
+   * The client certificate of the Kafka broker's mTLS listener (`kafka-client.crt`/`.key`,
+   * clientAuth, signed by `kafka-ca`), made when missing: a cluster directory from before the
+   * listener gets it the next time its Kafka is prepared, from the CA the broker already trusts.
+   */
+  async kafkaClientCertificate(): Promise<void> {
+    const { name, commonName } = KAFKA_CLIENT;
+    if (existsSync(this.path(`${name}.crt`)) && existsSync(this.path(`${name}.key`))) return;
+    await this.certificate(name, { commonName, extendedKeyUsage: "clientAuth" }, "kafka-ca");
   }
 
   /**

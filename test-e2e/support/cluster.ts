@@ -69,6 +69,28 @@ export function secureKafkaEnv(): SecureKafkaEnv {
   };
 }
 
+/** The broker's mTLS (SSL) listener: its address, its CA, and a client certificate it signed. */
+export interface MutualTlsKafkaEnv {
+  bootstrap: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/**
+ * Read apart from clusterEnv() like secureKafkaEnv(): only the mTLS tests need it, and an env
+ * file written before the listener existed fails just them, naming the variable.
+ */
+export function mutualTlsKafkaEnv(): MutualTlsKafkaEnv {
+  const vars = readEnvFile();
+  return {
+    bootstrap: required(vars, "KAFKA_MTLS_BOOTSTRAP"),
+    caFile: required(vars, "KAFKA_CA_FILE"),
+    certFile: required(vars, "KAFKA_CLIENT_CERT_FILE"),
+    keyFile: required(vars, "KAFKA_CLIENT_KEY_FILE"),
+  };
+}
+
 /** An S3 client for the cluster's MinIO with its credentials (another secret key for refusal tests). */
 export function s3Client(secretKey?: string): MinioClient {
   const env = clusterEnv();

@@ -4,7 +4,9 @@
 // exactly once (read back through the plaintext listener, which is the same broker). A wrong
 // password and a CA that did not sign the broker's certificate each give the job Degraded with
 // a message saying so, and the password shows nowhere: not in the run's ConfigMap, the pods,
-// the job's status or Events.
+// the job's status or Events. The same through the broker's mTLS (SSL) listener with a client
+// certificate from a kubernetes.io/tls Secret; without one the job is Degraded, saying the
+// listener requires it.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,7 +14,13 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { validateStreamJob } from "../../operator/src/api/validate.ts";
 import { clusterPaths } from "../cluster/layout.ts";
-import { cli, clusterEnv, secureKafkaEnv } from "../support/cluster.ts";
+import {
+  cli,
+  clusterEnv,
+  type MutualTlsKafkaEnv,
+  mutualTlsKafkaEnv,
+  secureKafkaEnv,
+} from "../support/cluster.ts";
 import { ensureTopics } from "../support/kafka.ts";
 import { jobReady, OperatorTestbed, readJob } from "../support/operator.ts";
 import { eventually } from "../support/wait.ts";
@@ -24,25 +32,46 @@ const bed = new OperatorTestbed("kafka-sec");
 const { namespace, core } = bed;
 const WRONG_PASSWORD = "not-the-kafka-password";
 
-/** spec.kafka for the secure listener, the password from `passwordSecret`, the CA as given. */
-function secureKafka(passwordSecret: string, ca: Record<string, unknown>) {
+const KAFKA_CA = { configMapKeyRef: { name: "kafka-ca", key: "ca.crt" } };
+/** The cluster's own CA: real, but not the one that signed the Kafka listener's certificate. */
+const OTHER_CA = { secretKeyRef: { name: "other-ca", key: "ca.crt" } };
+
+/** spec.kafka for one of the broker's listeners, with its TLS (and SASL) settings. */
+function kafkaThrough(bootstrap: string, security: Record<string, unknown>) {
   return {
     kafka: {
-      bootstrapServers: [kafka.bootstrap],
-      tls: { ca },
-      sasl: {
-        mechanism: "SCRAM-SHA-512",
-        username: kafka.username,
-        passwordSecret: { name: passwordSecret, key: "password" },
-      },
+      bootstrapServers: [bootstrap],
+      ...security,
       // The one broker has no default.replication.factor above 1 to fall back on.
       internalTopicReplicationFactor: 1,
     },
   };
 }
-const KAFKA_CA = { configMapKeyRef: { name: "kafka-ca", key: "ca.crt" } };
-/** The cluster's own CA: real, but not the one that signed the Kafka listener's certificate. */
-const OTHER_CA = { secretKeyRef: { name: "other-ca", key: "ca.crt" } };
+
+/** spec.kafka for the secure listener, the password from `passwordSecret`, the CA as given. */
+function secureKafka(passwordSecret: string, ca: Record<string, unknown>) {
+  return kafkaThrough(kafka.bootstrap, {
+    tls: { ca },
+    sasl: {
+      mechanism: "SCRAM-SHA-512",
+      username: kafka.username,
+      passwordSecret: { name: passwordSecret, key: "password" },
+    },
+  });
+}
+
+/**
+ * spec.kafka for the mTLS listener: its CA, and the client certificate of the kubernetes.io/tls
+ * Secret `clientCertificate` (its default keys tls.crt and tls.key); none when not given.
+ */
+function mutualTlsKafka(mtls: MutualTlsKafkaEnv, clientCertificate?: string) {
+  return kafkaThrough(mtls.bootstrap, {
+    tls: {
+      ca: KAFKA_CA,
+      ...(clientCertificate ? { clientCertificate: { secretName: clientCertificate } } : {}),
+    },
+  });
+}
 
 before(async () => {
   await bed.setUp();
@@ -86,6 +115,37 @@ async function degradedSaying(name: string, says: RegExp): Promise<string> {
   } catch (error) {
     throw new Error(`${(error as Error).message}; last Degraded: ${last}`);
   }
+}
+
+/**
+ * The word count `name` with `spec` through the listener the spec names: 20 rounds before it
+ * runs and 20 after it is Ready, every running count exactly once in its output.
+ */
+async function wordCountExactlyOnce(name: string, spec: Record<string, unknown>): Promise<void> {
+  const job = await bed.wordCountJob(name, spec);
+  await produceRounds(job.input, 3, 20);
+  await bed.apply(job.manifest);
+  await jobReady(namespace, name, 180_000);
+  await produceRounds(job.input, 3, 20);
+  await assertExactlyOnce(job.output, 40);
+}
+
+/** A one-pod word count `name` with `spec` that the broker refuses: Degraded saying `says`. */
+async function refusedSaying(
+  name: string,
+  spec: Record<string, unknown>,
+  says: RegExp,
+): Promise<string> {
+  const job = await bed.wordCountJob(name, { ...spec, parallelism: 1 }, { partitions: 1 });
+  await bed.apply(job.manifest);
+  return degradedSaying(name, says);
+}
+
+/** The runtime's config of the job's run (`config.json` of its ConfigMap `<name>-…`). */
+async function runConfig(name: string): Promise<{ kafka: Record<string, unknown> }> {
+  const configMaps = await core.listNamespacedConfigMap({ namespace });
+  const run = configMaps.items.find((c) => c.metadata?.name?.startsWith(`${name}-`));
+  return JSON.parse(run?.data?.["config.json"] ?? "{}");
 }
 
 /** Everything a user (or a log collector) could read about the job, as one text. */
@@ -192,24 +252,18 @@ describe("spec.kafka the API server refuses (and the operator's validation with 
 
 describe("Kafka through SASL_SSL with SCRAM-SHA-512", { concurrency: false }, () => {
   test("the word count reads and writes through it, every running count exactly once", async () => {
-    const job = await bed.wordCountJob("wc", secureKafka("kafka-user", KAFKA_CA));
-    await produceRounds(job.input, 3, 20);
-    await bed.apply(job.manifest);
-    await jobReady(namespace, "wc", 180_000);
-    await produceRounds(job.input, 3, 20);
-    await assertExactlyOnce(job.output, 40);
-
-    const config = JSON.parse(
-      (await core.listNamespacedConfigMap({ namespace })).items.find((c) =>
-        c.metadata?.name?.startsWith("wc-"),
-      )?.data?.["config.json"] ?? "{}",
-    );
+    await wordCountExactlyOnce("wc", secureKafka("kafka-user", KAFKA_CA));
+    const config = await runConfig("wc");
     assert.deepEqual(config.kafka.sasl, {
       mechanism: "SCRAM-SHA-512",
       username: kafka.username,
       passwordFile: "/etc/weir-kafka/sasl-password",
     });
-    assert.equal(config.kafka.bootstrap[0], kafka.bootstrap, "no plaintext broker to fall back on");
+    assert.deepEqual(
+      config.kafka.bootstrap,
+      [kafka.bootstrap],
+      "no plaintext broker to fall back on",
+    );
     assert.ok(!(await whatIsVisible("wc")).includes(kafka.password), "the password shows nowhere");
   });
 
@@ -264,14 +318,9 @@ describe("Kafka through SASL_SSL with SCRAM-SHA-512", { concurrency: false }, ()
   });
 
   test("a wrong password: Degraded, naming the user and the mechanism, not the password", async () => {
-    const job = await bed.wordCountJob(
+    await refusedSaying(
       "wrong-password",
-      { ...secureKafka("kafka-user-wrong", KAFKA_CA), parallelism: 1 },
-      { partitions: 1 },
-    );
-    await bed.apply(job.manifest);
-    await degradedSaying(
-      "wrong-password",
+      secureKafka("kafka-user-wrong", KAFKA_CA),
       new RegExp(
         `exited with 1: Kafka: SASL authentication failed for user ${kafka.username} \\(SCRAM-SHA-512\\) at ${kafka.bootstrap}`,
       ),
@@ -282,16 +331,61 @@ describe("Kafka through SASL_SSL with SCRAM-SHA-512", { concurrency: false }, ()
   });
 
   test("a CA that did not sign the broker's certificate: Degraded, saying it is not trusted", async () => {
-    const job = await bed.wordCountJob(
+    await refusedSaying(
       "untrusted-ca",
-      { ...secureKafka("kafka-user", OTHER_CA), parallelism: 1 },
-      { partitions: 1 },
-    );
-    await bed.apply(job.manifest);
-    await degradedSaying(
-      "untrusted-ca",
+      secureKafka("kafka-user", OTHER_CA),
       new RegExp(
         `exited with 1: Kafka: TLS: certificate not trusted \\(unable to verify the first certificate\\) at ${kafka.bootstrap}`,
+      ),
+    );
+  });
+});
+
+describe("Kafka through the mTLS (SSL) listener with a client certificate", {
+  concurrency: false,
+}, () => {
+  // Read here, not with the file: a cluster started before the listener fails just these.
+  let mtls: MutualTlsKafkaEnv;
+  let clientKey: string;
+  before(async () => {
+    mtls = mutualTlsKafkaEnv();
+    clientKey = readFileSync(mtls.keyFile, "utf8");
+    await core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: "kafka-client" },
+        type: "kubernetes.io/tls",
+        stringData: { "tls.crt": readFileSync(mtls.certFile, "utf8"), "tls.key": clientKey },
+      },
+    });
+  });
+
+  test("the word count reads and writes through it, every running count exactly once", async () => {
+    await wordCountExactlyOnce("mtls-wc", mutualTlsKafka(mtls, "kafka-client"));
+    const config = await runConfig("mtls-wc");
+    assert.deepEqual(
+      config.kafka.bootstrap,
+      [mtls.bootstrap],
+      "no plaintext broker to fall back on",
+    );
+    assert.deepEqual(config.kafka.tls, {
+      caFile: "/etc/weir-kafka/ca.crt",
+      certFile: "/etc/weir-kafka/client.crt",
+      keyFile: "/etc/weir-kafka/client.key",
+      verifyHostname: true,
+    });
+    assert.equal(config.kafka.sasl, undefined, "the certificate alone authenticates");
+    // The key's first line of base64: in no ConfigMap, pod, Event, status or log.
+    const keyLine = clientKey.split("\n").find((line) => line && !line.startsWith("-----")) ?? "";
+    assert.ok(keyLine.length > 20 && !(await whatIsVisible("mtls-wc")).includes(keyLine));
+  });
+
+  test("no client certificate: Degraded, saying the listener requires one", async () => {
+    await refusedSaying(
+      "no-client-cert",
+      mutualTlsKafka(mtls),
+      new RegExp(
+        `exited with 1: Kafka: TLS: client certificate required \\(alert "[a-z ]+"\\) at ${mtls.bootstrap}: .*spec\\.kafka\\.tls\\.clientCertificate`,
       ),
     );
   });

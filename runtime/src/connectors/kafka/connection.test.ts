@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer } from "node:net";
 import { describe, test } from "node:test";
-import { AuthenticationError, MultipleErrors, NetworkError } from "@platformatic/kafka";
+import { Admin, AuthenticationError, MultipleErrors, NetworkError } from "@platformatic/kafka";
 import { explainKafkaError, kafkaConnection } from "./connection.ts";
 
 const files: Record<string, string> = {
@@ -152,6 +154,84 @@ describe("explainKafkaError", () => {
     assert.match(
       explainKafkaError(error, { bootstrap, sasl }) ?? "",
       /SASL handshake failed at kafka-0.example:9094: the listener does not offer SCRAM-SHA-512, or it expects TLS/,
+    );
+  });
+
+  // OpenSSL's words for an alert the broker sent (Kafka's JVM answers a missing client
+  // certificate with bad_certificate, one from an unknown CA with certificate_unknown).
+  const badCertificate = tlsError(
+    "ERR_SSL_SSL/TLS_ALERT_BAD_CERTIFICATE",
+    "40BD0C6DA87F0000:error:0A000412:SSL routines:ssl3_read_bytes:ssl/tls alert bad certificate:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:918:SSL alert number 42",
+  );
+  const mtls = { bootstrap: ["kafka-0.example:9095"], tls: { caFile: "/k/ca.crt" } };
+
+  test("no client certificate for a listener that requires one (TLS 1.3: only the connection closed)", () => {
+    // After the client's side of the handshake the client just sees its request's connection
+    // closed; the broker's alert is what the socket kept (watchBrokerTlsAlerts).
+    const closed = new MultipleErrors("metadata failed 4 times.", [
+      new MultipleErrors("listApis failed 4 times.", [new NetworkError("Connection closed")]),
+    ]);
+    assert.equal(
+      explainKafkaError(closed, mtls, { broker: "kafka-0.example:9095", error: badCertificate }),
+      'Kafka: TLS: client certificate required (alert "bad certificate") at kafka-0.example:9095: the listener takes only clients with a certificate its CA signed (spec.kafka.tls.clientCertificate)',
+    );
+  });
+
+  test("a client certificate the listener refused (TLS 1.2: the alert fails the handshake)", () => {
+    const error = cannotConnect(
+      tlsError(
+        "ERR_SSL_SSL/TLS_ALERT_CERTIFICATE_UNKNOWN",
+        "…:ssl3_read_bytes:ssl/tls alert certificate unknown:…:SSL alert number 46",
+      ),
+    );
+    const withCertificate = {
+      ...mtls,
+      tls: { caFile: "/k/ca.crt", certFile: "/k/client.crt", keyFile: "/k/client.key" },
+    };
+    assert.equal(
+      explainKafkaError(error, withCertificate, undefined),
+      'Kafka: TLS: client certificate refused (alert "certificate unknown") at kafka-0.example:9094: it must be signed by a CA the listener trusts and allow client authentication (spec.kafka.tls.clientCertificate)',
+    );
+  });
+
+  test("a closed connection without an alert is not blamed on TLS; other alerts say their name", () => {
+    assert.equal(
+      explainKafkaError(new NetworkError("Connection closed"), mtls, undefined),
+      undefined,
+    );
+    const handshake = tlsError(
+      "ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE",
+      "ssl/tls alert handshake failure",
+    );
+    assert.equal(
+      explainKafkaError(cannotConnect(handshake), mtls, undefined),
+      'Kafka: TLS: the broker ended the connection (alert "handshake failure") at kafka-0.example:9094',
+    );
+    // An alert some earlier connection got does not explain an error that is not a closed one.
+    const alert = { broker: "kafka-0.example:9095", error: badCertificate };
+    assert.equal(explainKafkaError(new Error("topic missing"), mtls, alert), undefined);
+  });
+
+  test("the alert a broker sends on any connection of the process is kept for the explanation", async () => {
+    // A listener that answers the ClientHello with a fatal bad_certificate alert record.
+    const broker = createServer((socket) => {
+      socket.once("data", () => socket.end(Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 42])));
+    });
+    broker.listen(0, "127.0.0.1");
+    await once(broker, "listening");
+    const { port } = broker.address() as { port: number };
+    const config = { bootstrap: [`127.0.0.1:${port}`], tls: {} };
+    const admin = new Admin({ clientId: "alert-test", retries: 0, ...kafkaConnection(config) });
+    try {
+      await assert.rejects(admin.metadata({ topics: [] }));
+    } finally {
+      await admin.close().catch(() => {});
+      broker.close();
+    }
+    // What the runtime says later, when all it has left is a closed connection.
+    assert.equal(
+      explainKafkaError(new NetworkError("Connection closed"), config),
+      `Kafka: TLS: client certificate required (alert "bad certificate") at 127.0.0.1:${port}: the listener takes only clients with a certificate its CA signed (spec.kafka.tls.clientCertificate)`,
     );
   });
 

@@ -3,6 +3,7 @@
 // options. Every client of the runtime (task readers and writers, internal topics, end offsets)
 // is built from a KafkaConnection, so none of them can miss the cluster's security settings.
 // And what a failure to connect means, in words a person can act on, without a secret.
+import { subscribe } from "node:diagnostics_channel";
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import type { SASLOptions } from "@platformatic/kafka";
@@ -45,6 +46,7 @@ export function kafkaConnection(
   };
   const connection: KafkaConnection = { bootstrapBrokers: config.bootstrap };
   if (config.tls) {
+    watchBrokerTlsAlerts();
     const { caFile, certFile, keyFile, verifyHostname = true } = config.tls;
     connection.tls = {
       ...(caFile ? { ca: readNamed("TLS CA file", caFile) } : {}),
@@ -98,6 +100,69 @@ const UNTRUSTED = new Set([
   "CERT_UNTRUSTED",
 ]);
 
+/** A TLS alert a broker sent, and which broker (host:port). */
+export interface BrokerTlsAlert {
+  broker: string;
+  error: Error & { code?: string };
+}
+
+/** The last TLS alert any broker sent this process (watchBrokerTlsAlerts), for explainKafkaError. */
+let lastTlsAlert: BrokerTlsAlert | undefined;
+
+/** What the client reports on every connection it opens (@platformatic/kafka's diagnostics). */
+const CONNECTS_END = "tracing:plt:kafka:connections:connects:end";
+let watching = false;
+const watched = new WeakSet<object>();
+
+/**
+ * Keeps the TLS alerts brokers send on any Kafka connection of the process. A broker that
+ * refuses a client certificate (or its absence) under TLS 1.3 does so after the client has
+ * finished its side of the handshake, so the client only says "Connection closed" to the
+ * request it was sending; the alert itself (`bad certificate`, `certificate required`…) is
+ * on the socket alone. Idempotent.
+ */
+export function watchBrokerTlsAlerts(): void {
+  if (watching) return;
+  watching = true;
+  subscribe(CONNECTS_END, (message) => {
+    const { connection, host, port } = message as {
+      connection?: { socket?: { on(event: "error", listener: (error: Error) => void): void } };
+      host?: string;
+      port?: number;
+    };
+    const socket = connection?.socket;
+    if (!socket || watched.has(socket)) return;
+    watched.add(socket);
+    socket.on("error", (error: Error & { code?: string }) => {
+      if (isTlsAlert(error)) lastTlsAlert = { broker: `${host}:${port}`, error };
+    });
+  });
+}
+
+/** OpenSSL's codes for an alert received from the peer: `ERR_SSL_…ALERT_<DESCRIPTION>`. */
+function isTlsAlert(error: Error & { code?: string }): boolean {
+  return /^ERR_SSL_.*ALERT_[A-Z_]+$/.test(error.code ?? "");
+}
+
+/** The alert's description as TLS names it: `bad certificate`, `certificate required`… */
+function alertName(error: Error & { code?: string }): string {
+  return (error.code ?? "")
+    .replace(/^.*ALERT_/, "")
+    .toLowerCase()
+    .replaceAll("_", " ");
+}
+
+/** Alerts about the client's certificate: the broker wants one, or one it trusts. */
+const CLIENT_CERTIFICATE_ALERTS = new Set([
+  "bad certificate",
+  "certificate required",
+  "certificate unknown",
+  "unknown ca",
+  "unsupported certificate",
+  "certificate expired",
+  "certificate revoked",
+]);
+
 /** Every error in `error`'s causes and aggregated errors, outermost first. */
 function* chain(error: unknown, depth = 0): Generator<Error & { code?: string }> {
   if (!(error instanceof Error) || depth > 10) return;
@@ -110,10 +175,16 @@ function* chain(error: unknown, depth = 0): Generator<Error & { code?: string }>
 /**
  * What a failure to reach or use the brokers means, for the process's last log line (which the
  * operator shows in the job's Degraded condition): SASL refused (naming the user and
- * mechanism, never the password), a certificate not trusted or not for this host, TLS spoken to
- * a listener without it. Undefined when the error is none of these.
+ * mechanism, never the password), a certificate not trusted or not for this host, a client
+ * certificate missing or refused (mTLS), TLS spoken to a listener without it. Undefined when
+ * the error is none of these. `tlsAlert`: the last TLS alert a broker sent
+ * (watchBrokerTlsAlerts), consulted when the client saw only its connection closed.
  */
-export function explainKafkaError(error: unknown, config: KafkaConfig): string | undefined {
+export function explainKafkaError(
+  error: unknown,
+  config: KafkaConfig,
+  tlsAlert: BrokerTlsAlert | undefined = lastTlsAlert,
+): string | undefined {
   const errors = [...chain(error)];
   // The broker the client names (the client says "Connection to host:port failed.").
   const where =
@@ -137,6 +208,20 @@ export function explainKafkaError(error: unknown, config: KafkaConfig): string |
   const altName = errors.find((e) => e.code === "ERR_TLS_CERT_ALTNAME_INVALID");
   if (altName) {
     return `Kafka: TLS: ${altName.message} (at ${where}); the certificate must name the host of the bootstrap server, or spec.kafka.tls.verifyHostname: false`;
+  }
+  // In the handshake (TLS 1.2) the alert is the failure's cause; after it (TLS 1.3) the
+  // client saw the connection closed, and the socket kept the alert.
+  const inChain = errors.find(isTlsAlert);
+  const closed = errors.some((e) => /^Connection closed/.test(e.message));
+  const alert = inChain ? { broker: where, error: inChain } : closed ? tlsAlert : undefined;
+  if (alert) {
+    const name = alertName(alert.error);
+    if (!CLIENT_CERTIFICATE_ALERTS.has(name)) {
+      return `Kafka: TLS: the broker ended the connection (alert "${name}") at ${alert.broker}`;
+    }
+    return config.tls?.certFile
+      ? `Kafka: TLS: client certificate refused (alert "${name}") at ${alert.broker}: it must be signed by a CA the listener trusts and allow client authentication (spec.kafka.tls.clientCertificate)`
+      : `Kafka: TLS: client certificate required (alert "${name}") at ${alert.broker}: the listener takes only clients with a certificate its CA signed (spec.kafka.tls.clientCertificate)`;
   }
   if (
     errors.some((e) =>
