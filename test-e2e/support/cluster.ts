@@ -58,15 +58,28 @@ export interface SecureKafkaEnv {
   caFile: string;
 }
 
-/** Read apart from clusterEnv(): only the tests of the secure listener need it. */
-export function secureKafkaEnv(): SecureKafkaEnv {
+/**
+ * The variables of `.cluster/env` named by `names` (field → variable), each required: read
+ * apart from clusterEnv() for the listeners only some tests use, so that an env file written
+ * before a listener existed fails just those tests, naming the variable.
+ */
+function listenerEnv<T extends { [K in keyof T]: string }>(names: { [K in keyof T]: string }): T {
   const vars = readEnvFile();
-  return {
-    bootstrap: required(vars, "KAFKA_SASL_BOOTSTRAP"),
-    username: required(vars, "KAFKA_SASL_USERNAME"),
-    password: required(vars, "KAFKA_SASL_PASSWORD"),
-    caFile: required(vars, "KAFKA_CA_FILE"),
-  };
+  return Object.fromEntries(
+    (Object.entries(names) as [string, string][]).map(([field, name]) => [
+      field,
+      required(vars, name),
+    ]),
+  ) as T;
+}
+
+export function secureKafkaEnv(): SecureKafkaEnv {
+  return listenerEnv<SecureKafkaEnv>({
+    bootstrap: "KAFKA_SASL_BOOTSTRAP",
+    username: "KAFKA_SASL_USERNAME",
+    password: "KAFKA_SASL_PASSWORD",
+    caFile: "KAFKA_CA_FILE",
+  });
 }
 
 /** The broker's mTLS (SSL) listener: its address, its CA, and a client certificate it signed. */
@@ -77,18 +90,13 @@ export interface MutualTlsKafkaEnv {
   keyFile: string;
 }
 
-/**
- * Read apart from clusterEnv() like secureKafkaEnv(): only the mTLS tests need it, and an env
- * file written before the listener existed fails just them, naming the variable.
- */
 export function mutualTlsKafkaEnv(): MutualTlsKafkaEnv {
-  const vars = readEnvFile();
-  return {
-    bootstrap: required(vars, "KAFKA_MTLS_BOOTSTRAP"),
-    caFile: required(vars, "KAFKA_CA_FILE"),
-    certFile: required(vars, "KAFKA_CLIENT_CERT_FILE"),
-    keyFile: required(vars, "KAFKA_CLIENT_KEY_FILE"),
-  };
+  return listenerEnv<MutualTlsKafkaEnv>({
+    bootstrap: "KAFKA_MTLS_BOOTSTRAP",
+    caFile: "KAFKA_CA_FILE",
+    certFile: "KAFKA_CLIENT_CERT_FILE",
+    keyFile: "KAFKA_CLIENT_KEY_FILE",
+  });
 }
 
 /** An S3 client for the cluster's MinIO with its credentials (another secret key for refusal tests). */
