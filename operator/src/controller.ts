@@ -143,9 +143,10 @@ export class StreamJobController {
     };
     // What pods and logs answer comes in the background; each answer is looked at at once.
     this.#observations = new BackgroundObservations(enqueue);
+    const metricsWindows = new JobMetricsWindows(this.#observations);
     this.#observe = {
       observations: this.#observations,
-      metrics: new JobMetricsWindows(this.#observations),
+      metrics: metricsWindows,
       kubeConfig,
       core: this.#core,
       tokens: this.#tokens,
@@ -155,6 +156,7 @@ export class StreamJobController {
       informer.on("update", (job) => enqueue(objectKey(job)));
       informer.on("delete", (job) => {
         this.#observations.forget(objectKey(job));
+        metricsWindows.forget(job);
         this.#tokens.forget(job);
         enqueue(objectKey(job));
       });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { objectKey } from "./api.ts";
-import { diffSnapshots } from "./informer.ts";
+import { diffSnapshots, withoutManagedFields } from "./informer.ts";
 
 function object(name: string, resourceVersion: string): KubernetesObject {
   return { metadata: { namespace: "ns", name, resourceVersion } };
@@ -43,4 +43,28 @@ test("the first list is all adds; an empty relist deletes everything", () => {
     diffSnapshots(full, new Map()).map((c) => c.type),
     ["delete", "delete"],
   );
+});
+
+test("the cache keeps objects without managedFields, and everything else as it came", () => {
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: "p",
+      namespace: "ns",
+      labels: { a: "b" },
+      managedFields: [{ manager: "kubectl", operation: "Apply", fieldsV1: { "f:spec": {} } }],
+    },
+    spec: { nodeName: "n" },
+  } as KubernetesObject & { spec: unknown };
+  const kept = withoutManagedFields(pod);
+  assert.deepEqual(kept, {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "p", namespace: "ns", labels: { a: "b" } },
+    spec: { nodeName: "n" },
+  });
+  assert.ok(pod.metadata?.managedFields, "the object it came from is left alone");
+  const plain = { apiVersion: "v1", kind: "Pod", metadata: { name: "q" } };
+  assert.equal(withoutManagedFields(plain), plain, "nothing to drop: the same object");
 });

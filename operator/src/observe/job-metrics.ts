@@ -49,6 +49,11 @@ export class JobMetricsWindows {
     this.#observations = observations;
   }
 
+  /** Frees a deleted job's window (a job that only stops running frees it at its next look). */
+  forget(job: StreamJob): void {
+    this.#windows.delete(job.metadata.uid ?? "");
+  }
+
   /** The latest scrape of the job's run (asking for the next when one is due). */
   look(job: StreamJob, pods: ObservedPod[], now: number): LoadLook {
     const uid = job.metadata.uid ?? "";
