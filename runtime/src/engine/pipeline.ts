@@ -13,6 +13,7 @@
 // Units of work: each record, each fired window and each timer either succeeds whole (its
 // outputs kept, its state writes committed) or fails whole (one Failure, no outputs, its state
 // writes rolled back), and the others go on.
+
 import { murmur2 } from "@platformatic/kafka";
 import {
   type FailureSettings,
@@ -28,6 +29,7 @@ import {
   type TimerContext,
 } from "../api/job.ts";
 import type { OperatorState, TaskState, ValueState } from "../state/keyed-state.ts";
+import { type DueEntry, DueIndex, inDueOrder } from "./due-index.ts";
 import {
   decodeRepartition,
   encodeElement,
@@ -91,15 +93,6 @@ function emptyResult(): StepResult {
     logs: [] as LogRecord[],
     failures: [] as Failure[],
   });
-}
-
-function append(into: StepResult, from: StepResult, metrics: TaskMetrics): void {
-  // Counted here, when kept: outputs of a record that then failed are not.
-  metrics.recordsOut += from.length;
-  metrics.logRecords += from.logs.length;
-  into.push(...from);
-  into.logs.push(...from.logs);
-  into.failures.push(...from.failures);
 }
 
 export interface TaskMetrics {
@@ -244,6 +237,8 @@ export class TaskPipeline {
   readonly #upstream: UpstreamWatermarks | undefined;
   /** A task writing a repartition topic, with event time: when to tell which partition. */
   readonly #announcements: { topic: string; schedule: WatermarkAnnouncements } | undefined;
+  /** When the task started: its restored timers and windows are indexed as of then. */
+  readonly #builtAt: number;
   #watermark = NO_WATERMARK;
   #current: StepResult = emptyResult();
   readonly #metrics: TaskMetrics = {
@@ -257,6 +252,7 @@ export class TaskPipeline {
 
   constructor(stage: Stage, taskState: TaskState, options: TaskOptions) {
     this.stage = stage;
+    this.#builtAt = options.now;
     this.#state = taskState;
     this.#task = options.partitions[0] ?? 0;
     this.#tasksPerStage = options.tasksPerStage ?? 1;
@@ -329,12 +325,8 @@ export class TaskPipeline {
       // Only a record that succeeded moves time: the clock stays in step with the state.
       if (decoded !== undefined) this.#observe(record, decoded, now);
     }
-    this.#sent(result, ctx);
-    const fired = this.advanceTime(now);
-    // advanceTime counted its own outputs already.
-    result.push(...fired);
-    result.logs.push(...fired.logs);
-    result.failures.push(...fired.failures);
+    this.#sent(result, 0, ctx);
+    this.#advance(now, undefined, result);
     return result;
   }
 
@@ -343,30 +335,35 @@ export class TaskPipeline {
    * `watermark`, when given and higher), then fires due timers and complete windows.
    */
   advanceTime(now: number, watermark?: number): StepResult {
+    return this.#advance(now, watermark, emptyResult());
+  }
+
+  /** advanceTime, its outputs appended to `into`. */
+  #advance(now: number, watermark: number | undefined, into: StepResult): StepResult {
     let next = this.#watermark;
     if (this.#tracker !== undefined) next = Math.max(next, this.#tracker.watermark(now));
     if (this.#upstream !== undefined) next = Math.max(next, this.#upstream.watermark(now));
     if (watermark !== undefined) next = Math.max(next, watermark);
     const ctx: Ctx = { now, watermark: next, carried: this.#watermark };
     this.#watermark = next;
-    const result = emptyResult();
+    const from = into.length;
     for (const [i, step] of this.#steps.entries()) {
       if (step.onAdvance === undefined) continue;
       const emit = (e: Element) => this.#run(i + 1, e, ctx);
       const unit = (work: () => void) => {
-        this.#unit(null, step.label, result, work);
+        this.#unit(null, step.label, into, work);
       };
       // What fails outside a window's or timer's own unit (a timer cycle, say) fails the step.
       try {
         guard(step.label, () => step.onAdvance?.(ctx, emit, unit));
       } catch (error) {
-        result.failures.push(this.#failure(null, error));
+        into.failures.push(this.#failure(null, error));
       }
     }
     this.#saveTime(now);
-    this.#sent(result, ctx);
-    this.#announce(result, now);
-    return result;
+    this.#sent(into, from, ctx);
+    this.#announce(into, now);
+    return into;
   }
 
   /**
@@ -381,15 +378,22 @@ export class TaskPipeline {
     work: () => R,
   ): R | undefined {
     const { lateRecords, lateDropped } = this.#metrics;
-    this.#current = emptyResult();
+    // Outputs go straight into `into`; a failure cuts it back to where the unit began.
+    const outputs = into.length;
+    const logs = into.logs.length;
+    this.#current = into;
     this.#state.begin();
     try {
       const value = guard(label, work);
       this.#state.commit();
-      append(into, this.#current, this.#metrics);
+      // Counted here, when kept: outputs of a unit that then failed are not.
+      this.#metrics.recordsOut += into.length - outputs;
+      this.#metrics.logRecords += into.logs.length - logs;
       return value;
     } catch (error) {
       this.#state.rollback();
+      into.length = outputs;
+      into.logs.length = logs;
       this.#metrics.lateRecords = lateRecords;
       this.#metrics.lateDropped = lateDropped;
       into.failures.push(this.#failure(record, error));
@@ -397,11 +401,15 @@ export class TaskPipeline {
     }
   }
 
-  /** The repartition records kept in `result` told their partitions the carried watermark. */
-  #sent(result: StepResult, ctx: Ctx): void {
+  /**
+   * The repartition records kept in `result` from index `from` on told their partitions the
+   * carried watermark.
+   */
+  #sent(result: StepResult, from: number, ctx: Ctx): void {
     if (this.#announcements === undefined) return;
     const { topic, schedule } = this.#announcements;
-    for (const output of result) {
+    for (let i = from; i < result.length; i++) {
+      const output = result[i] as OutputRecord;
       if (output.topic === topic && output.partition !== undefined) {
         schedule.sent(output.partition, ctx.carried);
       }
@@ -658,11 +666,23 @@ export class TaskPipeline {
         emit({ key, value, timestamp: ts ?? timestamp });
       },
     });
+    // Per time domain, which timer is due when (state stays the truth: see due-index.ts).
+    const due = { "event-time": new DueIndex(), "processing-time": new DueIndex() };
+    const index = (key: string, id: string, t: TimerEntry) =>
+      due[t.domain].add({ at: t.at, order: 0, key, id });
+    for (const key of timers.keys(this.#builtAt)) {
+      for (const [id, t] of timers.entries(key, this.#builtAt)) index(key, id, t);
+    }
     const register = (key: string, domain: TimerEntry["domain"], at: number, now: number) => {
       requireTimestamp("timer time", at);
       if (onTimer === undefined)
         throw new Error(`process "${step.name}" registers timers but has no onTimer`);
-      timers.set(key, `${domain}@${at}`, { domain, at }, now);
+      const id = `${domain}@${at}`;
+      const timer = { domain, at };
+      // A timer registered again is indexed already (once per timer, not once per record).
+      const known = timers.has(key, id, now);
+      timers.set(key, id, timer, now);
+      if (!known) index(key, id, timer);
     };
     return {
       label: step.name,
@@ -672,24 +692,34 @@ export class TaskPipeline {
         if (onTimer === undefined) return;
         // onTimer may register timers that are already due: loop, with a bound against cycles.
         for (let round = 0; ; round++) {
-          const due: [string, string, TimerEntry][] = [];
-          for (const key of timers.keys(ctx.now)) {
-            for (const [id, t] of timers.entries(key, ctx.now)) {
-              const time = t.domain === "event-time" ? ctx.watermark : ctx.now;
-              if (t.at <= time) due.push([key, id, t]);
+          const entries: DueEntry[] = [];
+          for (const [domain, time] of [
+            ["event-time", ctx.watermark],
+            ["processing-time", ctx.now],
+          ] as const) {
+            for (let e = due[domain].popDue(time); e; e = due[domain].popDue(time)) {
+              const timer = timers.get(e.key, e.id, ctx.now);
+              // A timer deleted since, or a second entry of one timer: nothing is due.
+              if (timer !== undefined && timer.domain === domain && timer.at === e.at) {
+                entries.push(e);
+              }
             }
           }
-          if (due.length === 0) return;
+          if (entries.length === 0) return;
           if (round >= 1000)
             throw new Error(`process "${step.name}": timers keep re-registering as due`);
-          // Deterministic order, whatever order state was restored in.
-          due.sort((a, b) => a[2].at - b[2].at || cmp(a[0], b[0]) || cmp(a[1], b[1]));
-          for (const [key, id, t] of due) {
+          // One order across both domains, whatever order state was restored in.
+          let previous: DueEntry | undefined;
+          for (const e of inDueOrder(entries)) {
+            if (previous?.key === e.key && previous.id === e.id) continue;
+            previous = e;
+            const t = timers.get(e.key, e.id, ctx.now);
+            if (t === undefined) continue;
             // Gone whether onTimer succeeds or not: a failing timer is reported once, not again
             // at every advance.
-            timers.delete(key, id);
+            timers.delete(e.key, e.id);
             unit(() => {
-              const base = context(key, t.at, ctx, emit);
+              const base = context(e.key, t.at, ctx, emit);
               const timerCtx: TimerContext<unknown> = { ...base, timeDomain: t.domain };
               onTimer(t.at, timerCtx);
             });
@@ -723,20 +753,24 @@ export class TaskPipeline {
         timestamp: e.timestamp,
       });
     };
-    // The lowest watermark at which some window fires or is purged: below it, onAdvance has
-    // nothing to do and does not scan every key's windows after each batch. Unknown (-∞) at
-    // start and after a failed advance, so the next advance scans. A lower bound is all it
-    // must be: a record rolled back after lowering it only costs a scan.
-    let nextDue = Number.NEGATIVE_INFINITY;
+    // When each window fires (end - 1) and, once fired, is purged (end - 1 + lateness): onAdvance
+    // looks only at what is due, never at every key's windows.
     const dueAt = (w: WindowEntry) => (w.fired ? w.end - 1 + lateness : w.end - 1);
+    const due = new DueIndex();
+    const index = (key: string, w: WindowEntry) =>
+      due.add({ at: dueAt(w), order: w.start, key, id: id(w) });
+    for (const key of windows.keys(this.#builtAt)) {
+      for (const [, w] of windows.entries(key, this.#builtAt)) index(key, w);
+    }
     // A window that already fired fires again at once for each late record within lateness.
-    const update = (key: string, w: WindowEntry, ctx: Ctx, emit: Emit) => {
+    const update = (key: string, w: WindowEntry, ctx: Ctx, emit: Emit, known?: WindowEntry) => {
       if (w.end - 1 <= ctx.watermark) {
         w.fired = true;
         fire(key, w, emit);
       }
       windows.set(key, id(w), w, ctx.now);
-      nextDue = Math.min(nextDue, dueAt(w));
+      // One entry per window and due time, not one per record.
+      if (known === undefined || dueAt(known) !== dueAt(w)) index(key, w);
     };
     const addSession = (e: Element, key: string, ctx: Ctx, emit: Emit) => {
       const gap = (assigner as { gapMs?: number }).gapMs ?? 0;
@@ -761,7 +795,8 @@ export class TaskPipeline {
         }
       }
       if (acc === undefined) acc = aggregate.init();
-      update(key, { ...window, acc: aggregate.add(acc, e.value), fired }, ctx, emit);
+      const known = merged.length === 0 ? same : undefined;
+      update(key, { ...window, acc: aggregate.add(acc, e.value), fired }, ctx, emit, known);
     };
     return {
       label: step.name,
@@ -772,39 +807,27 @@ export class TaskPipeline {
         const open = assigned.filter((w) => !isLate(e.timestamp, lateness, w, ctx.watermark));
         if (assigned.length > 0 && open.length === 0) return late(e, key);
         for (const w of open) {
-          const entry = windows.get(key, id(w), ctx.now) ?? {
-            ...w,
-            acc: aggregate.init(),
-            fired: false,
-          };
-          update(key, { ...entry, acc: aggregate.add(entry.acc, e.value) }, ctx, emit);
+          const known = windows.get(key, id(w), ctx.now);
+          const entry = known ?? { ...w, acc: aggregate.init(), fired: false };
+          update(key, { ...entry, acc: aggregate.add(entry.acc, e.value) }, ctx, emit, known);
         }
       },
       onAdvance: (ctx, emit, unit) => {
-        if (ctx.watermark < nextDue) return;
-        let next = Number.POSITIVE_INFINITY;
-        const due: [string, WindowEntry][] = [];
-        for (const key of windows.keys(ctx.now)) {
-          for (const [, w] of windows.entries(key, ctx.now)) {
-            if (w.end - 1 <= ctx.watermark) due.push([key, w]);
-            else next = Math.min(next, dueAt(w));
-          }
-        }
-        due.sort((a, b) => a[1].end - b[1].end || a[1].start - b[1].start || cmp(a[0], b[0]));
-        nextDue = Number.NEGATIVE_INFINITY;
-        for (const [key, stored] of due) {
+        for (let e = due.popDue(ctx.watermark); e; e = due.popDue(ctx.watermark)) {
+          const stored = windows.get(e.key, e.id, ctx.now);
+          // A window gone since, or an entry for a due time it no longer has: nothing to do.
+          if (stored === undefined || dueAt(stored) !== e.at) continue;
           // A copy: the stored entry stays as it was for a rollback to put back.
           const w = stored.fired ? stored : { ...stored, fired: true };
           if (!stored.fired) {
-            unit(() => fire(key, w, emit));
+            unit(() => fire(e.key, w, emit));
             // Fired whether its result succeeded or not: a window whose result throws is
             // reported once, not again at every advance.
-            windows.set(key, id(w), w, ctx.now);
+            windows.set(e.key, e.id, w, ctx.now);
           }
-          if (w.end - 1 + lateness <= ctx.watermark) windows.delete(key, id(w));
-          else next = Math.min(next, dueAt(w));
+          if (dueAt(w) <= ctx.watermark) windows.delete(e.key, e.id);
+          else index(e.key, w);
         }
-        nextDue = next;
       },
     };
   }
@@ -841,14 +864,17 @@ function userStateName(name: string): string {
   return name;
 }
 
+/** One decoder for every record: building one per record cost more than the decoding. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 function decode(format: Format, data: Buffer): unknown {
   switch (format) {
     case "bytes":
       return data;
     case "string":
-      return new TextDecoder("utf-8", { fatal: true }).decode(data);
+      return UTF8.decode(data);
     case "json":
-      return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+      return JSON.parse(UTF8.decode(data));
   }
 }
 
