@@ -186,6 +186,9 @@ class StepError extends Error {
   }
 }
 
+/** A timer's or window's unit of work: the work itself. */
+const runWork = (work: () => void): void => work();
+
 function guard<R>(label: string, fn: () => R): R {
   try {
     return fn();
@@ -237,6 +240,16 @@ export class TaskPipeline {
   readonly #upstream: UpstreamWatermarks | undefined;
   /** A task writing a repartition topic, with event time: when to tell which partition. */
   readonly #announcements: { topic: string; schedule: WatermarkAnnouncements } | undefined;
+  /** Per step index, what emitting into that step calls: built once, not per element. */
+  readonly #emitTo: Emit[];
+  /** The context of the process or advanceTime call under way. */
+  #ctx: Ctx = { now: 0, watermark: NO_WATERMARK, carried: NO_WATERMARK };
+  /** A source record's unit of work (one function for every record, no closure each). */
+  readonly #decodeAndRun = (record: InputRecord): Decoded => {
+    const input = this.#decode(record);
+    if (input.element !== undefined) this.#run(0, input.element);
+    return input;
+  };
   /** When the task started: its restored timers and windows are indexed as of then. */
   readonly #builtAt: number;
   #watermark = NO_WATERMARK;
@@ -293,6 +306,9 @@ export class TaskPipeline {
         for (const sink of sinks) sink.onElement(e, ctx, emit);
       },
     });
+    this.#emitTo = Array.from({ length: this.#steps.length + 1 }, (_, i) => (e: Element) => {
+      this.#run(i, e);
+    });
   }
 
   get watermark(): number {
@@ -315,13 +331,10 @@ export class TaskPipeline {
   process(records: readonly InputRecord[], now: number): StepResult {
     const result = emptyResult();
     const ctx: Ctx = { now, watermark: this.#watermark, carried: this.#watermark };
+    this.#ctx = ctx;
     for (const record of records) {
       this.#metrics.recordsIn++;
-      const decoded = this.#unit(record, "source", result, () => {
-        const input = this.#decode(record);
-        if (input.element !== undefined) this.#run(0, input.element, ctx);
-        return input;
-      });
+      const decoded = this.#unit(record, "source", result, this.#decodeAndRun, record);
       // Only a record that succeeded moves time: the clock stays in step with the state.
       if (decoded !== undefined) this.#observe(record, decoded, now);
     }
@@ -345,13 +358,14 @@ export class TaskPipeline {
     if (this.#upstream !== undefined) next = Math.max(next, this.#upstream.watermark(now));
     if (watermark !== undefined) next = Math.max(next, watermark);
     const ctx: Ctx = { now, watermark: next, carried: this.#watermark };
+    this.#ctx = ctx;
     this.#watermark = next;
     const from = into.length;
     for (const [i, step] of this.#steps.entries()) {
       if (step.onAdvance === undefined) continue;
-      const emit = (e: Element) => this.#run(i + 1, e, ctx);
+      const emit = this.#emitTo[i + 1] as Emit;
       const unit = (work: () => void) => {
-        this.#unit(null, step.label, into, work);
+        this.#unit(null, step.label, into, runWork, work);
       };
       // What fails outside a window's or timer's own unit (a timer cycle, say) fails the step.
       try {
@@ -371,11 +385,12 @@ export class TaskPipeline {
    * fails, and `into` gets one Failure instead while its state writes (and its late-record
    * counts) are undone. Returns what `work` returned, undefined when it failed.
    */
-  #unit<R>(
+  #unit<A, R>(
     record: InputRecord | null,
     label: string,
     into: StepResult,
-    work: () => R,
+    work: (arg: A) => R,
+    arg: A,
   ): R | undefined {
     const { lateRecords, lateDropped } = this.#metrics;
     // Outputs go straight into `into`; a failure cuts it back to where the unit began.
@@ -384,7 +399,12 @@ export class TaskPipeline {
     this.#current = into;
     this.#state.begin();
     try {
-      const value = guard(label, work);
+      let value: R;
+      try {
+        value = work(arg);
+      } catch (error) {
+        throw error instanceof StepError ? error : new StepError(label, error);
+      }
       this.#state.commit();
       // Counted here, when kept: outputs of a unit that then failed are not.
       this.#metrics.recordsOut += into.length - outputs;
@@ -449,10 +469,15 @@ export class TaskPipeline {
     };
   }
 
-  #run(index: number, element: Element, ctx: Ctx): void {
+  /** Runs `element` through step `index` on, in the context of the call under way. */
+  #run(index: number, element: Element): void {
     const step = this.#steps[index];
     if (step === undefined) return;
-    guard(step.label, () => step.onElement(element, ctx, (e) => this.#run(index + 1, e, ctx)));
+    try {
+      step.onElement(element, this.#ctx, this.#emitTo[index + 1] as Emit);
+    } catch (error) {
+      throw error instanceof StepError ? error : new StepError(step.label, error);
+    }
   }
 
   #observe(record: InputRecord, decoded: Decoded, now: number): void {
