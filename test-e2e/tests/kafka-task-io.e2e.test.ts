@@ -14,6 +14,14 @@ const kafka = { bootstrapBrokers };
 const admin = new Admin({ clientId: "weir-test-admin", bootstrapBrokers });
 const job = { namespace: "tests", name: uniqueName("task-io") };
 
+/** A reader's records one at a time (it hands them out one fetch at a time). */
+async function* oneByOne<T>(fetches: AsyncIterable<T[]>): AsyncGenerator<T> {
+  for await (const fetched of fetches) {
+    assert.ok(fetched.length > 0, "a reader never hands out an empty fetch");
+    yield* fetched;
+  }
+}
+
 /** Reads `count` records from a task's reader, failing (not hanging) after 30 s. */
 async function readN<T>(
   reader: TaskReader,
@@ -62,9 +70,9 @@ describe("kafka task I/O", () => {
 
     const reader = new TaskReader({ kafka, job, task });
     assert.equal(await reader.committed(), undefined, "a new task has no position yet");
-    const records = await readN(reader, reader.start(0n), 3);
+    const records = await readN(reader, oneByOne(reader.start(0n)), 3);
     assert.deepEqual(
-      records.map((r) => [r.partition, r.value.toString()]),
+      records.map((r) => [r.partition, String(r.value)]),
       [
         [1, "x"],
         [1, "y"],
@@ -79,7 +87,7 @@ describe("kafka task I/O", () => {
       records.map((r) => ({
         topic: output,
         partition: 0,
-        value: Buffer.from(r.value.toString().toUpperCase()),
+        value: Buffer.from(String(r.value).toUpperCase()),
       })),
     );
     await writer.commit(await reader.offsetsAt(last.offset + 1n, 1n));
@@ -103,7 +111,7 @@ describe("kafka task I/O", () => {
     const producer = inputProducer();
     await producer.send({ messages: [{ topic: input, partition: 1, value: "w" }] });
     await producer.close();
-    const [record] = await readN(reader, reader.start(3n), 1);
+    const [record] = await readN(reader, oneByOne(reader.start(3n)), 1);
     assert.ok(record);
 
     const offsets = await reader.offsetsAt(record.offset + 1n, 2n);
@@ -162,10 +170,10 @@ describe("kafka task I/O", () => {
       await next.fence();
 
       const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
-      const read = await readN(reader, reader.start(0n), committed.length);
+      const read = await readN(reader, oneByOne(reader.start(0n)), committed.length);
       await reader.close();
       await Promise.all([next.close(), killed.close().catch(() => {})]);
-      const values = read.map((r) => r.value.toString());
+      const values = read.map((r) => String(r.value));
       assert.deepEqual(
         values.filter((v) => v.startsWith("aborted-")),
         [],
@@ -186,7 +194,7 @@ describe("kafka task I/O", () => {
     const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
     try {
       const expected: string[] = [];
-      const records = reader.start(0n)[Symbol.asyncIterator]();
+      const records = oneByOne(reader.start(0n))[Symbol.asyncIterator]();
       const read: string[] = [];
       for (let round = 0; round < 12; round++) {
         const upstream = { topic: uniqueName(`weir-up-${round}`), partition: 0 };
@@ -206,7 +214,7 @@ describe("kafka task I/O", () => {
         while (read.length < expected.length) {
           const { value, done } = await records.next();
           assert.ok(!done, "the reader ends only when closed");
-          read.push(value.value.toString());
+          read.push(String(value.value));
           // Purges right behind the reader, as a repartition task's commits do.
           if (read.length % 50 === 0) await reader.purgeBefore(value.offset + 1n);
         }
@@ -215,6 +223,50 @@ describe("kafka task I/O", () => {
     } finally {
       await reader.close();
       await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    }
+  });
+
+  test("sends run ahead of their acknowledgements: a commit lands all of them, in order, once", async () => {
+    // A task hands the writer one send per batch without waiting for the broker. Early sends of
+    // a transaction each bring partitions it has not written yet (which the transaction must
+    // register before their records), to two topics: every record must still land, in order.
+    const topics = [uniqueName("weir-ahead"), uniqueName("weir-ahead")];
+    for (const topic of topics)
+      await admin.createTopics({ topics: [topic], partitions: 12, replicas: 1 });
+    const writer = new TaskWriter({
+      kafka,
+      job,
+      task: { topic: uniqueName("weir-src"), partition: 0 },
+    });
+    try {
+      const expected = new Map<string, string[]>();
+      for (let transaction = 0; transaction < 3; transaction++) {
+        for (let batch = 0; batch < 24; batch++) {
+          const messages = Array.from({ length: 20 }, (_, i) => {
+            const topic = topics[i % 2] as string;
+            const partition = i < 10 ? batch % 12 : (batch * 5 + transaction) % 12;
+            const value = `t${transaction}-b${batch}-${i}`;
+            const key = `${topic}/${partition}`;
+            expected.set(key, [...(expected.get(key) ?? []), value]);
+            return { topic, partition, value: Buffer.from(value) };
+          });
+          await writer.send(messages);
+        }
+        await writer.commit([]);
+      }
+      for (const topic of topics) {
+        const read = (await readTopicToEnd(topic)).records;
+        for (let partition = 0; partition < 12; partition++) {
+          assert.deepEqual(
+            read.filter((r) => r.partition === partition).map((r) => r.value),
+            expected.get(`${topic}/${partition}`) ?? [],
+            `${topic}-${partition}: every record once, in the order sent`,
+          );
+        }
+      }
+    } finally {
+      await writer.close();
+      await admin.deleteTopics({ topics }).catch(() => {});
     }
   });
 
@@ -232,7 +284,7 @@ describe("kafka task I/O", () => {
         topics: [{ name: topic, partitions: [{ partition: 0, offset: 3n }] }],
       });
       const reader = new TaskReader({ kafka, job, task: { topic, partition: 0 } });
-      const records = reader.start(1n);
+      const records = oneByOne(reader.start(1n));
       await assert.rejects(
         async () => {
           for await (const _ of records)
@@ -248,8 +300,8 @@ describe("kafka task I/O", () => {
         task: { topic, partition: 0 },
         outOfRange: "earliest",
       });
-      const [first] = await readN(skipping, skipping.start(1n), 1);
-      assert.equal(first?.value.toString(), "d", "outOfRange: earliest goes on from the log start");
+      const [first] = await readN(skipping, oneByOne(skipping.start(1n)), 1);
+      assert.equal(String(first?.value), "d", "outOfRange: earliest goes on from the log start");
       await skipping.close();
     } finally {
       await admin.deleteTopics({ topics: [topic] }).catch(() => {});

@@ -3,9 +3,14 @@
 // interval upload the task's state for the current offset and only then commit the
 // transaction with that offset. A crash at any point leaves either the previous committed
 // transaction (and the checkpoint taken at its offset) or the new one: never half of one.
-import type { MessageToProduce as KafkaMessageToProduce, Message } from "@platformatic/kafka";
+import type { MessageToProduce as KafkaMessageToProduce } from "@platformatic/kafka";
 import type { KafkaConnection } from "../connectors/kafka/connection.ts";
-import { type OutOfRangePolicy, TaskReader, TaskWriter } from "../connectors/kafka/task-io.ts";
+import {
+  type OutOfRangePolicy,
+  type SourceRecord,
+  TaskReader,
+  TaskWriter,
+} from "../connectors/kafka/task-io.ts";
 import { TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
@@ -19,7 +24,6 @@ import {
   type RestorePlan,
 } from "./restore.ts";
 
-type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 type MessageToProduce = KafkaMessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
 /** What the runner asks of a job's operators for one task; their state lives in `TaskState`. */
@@ -141,7 +145,7 @@ export class TaskRunner {
   readonly #now: () => number;
   #state = new TaskState();
   #processor: TaskProcessor | undefined;
-  #queue: RawMessage[] = [];
+  #queue: SourceRecord[] = [];
   #arrived: (() => void) | undefined;
   #drained: (() => void) | undefined;
   #pumping: Promise<void> | undefined;
@@ -399,11 +403,11 @@ export class TaskRunner {
    * Moves records from the source into the queue the loop takes batches from, holding back
    * (and so letting the source apply back-pressure) while a full batch is waiting.
    */
-  async #pump(stream: AsyncIterable<RawMessage>): Promise<void> {
+  async #pump(stream: AsyncIterable<SourceRecord[]>): Promise<void> {
     const max = this.#options.maxBatch ?? 500;
     try {
-      for await (const message of stream) {
-        this.#queue.push(message);
+      for await (const records of stream) {
+        for (const record of records) this.#queue.push(record);
         this.#arrived?.();
         while (this.#queue.length >= max && !this.#stopping) {
           await new Promise<void>((resolve) => {
@@ -420,7 +424,7 @@ export class TaskRunner {
   }
 
   /** Up to `maxBatch` records, waiting at most `waitMs` for the first. */
-  async #nextBatch(waitMs: number): Promise<RawMessage[]> {
+  async #nextBatch(waitMs: number): Promise<SourceRecord[]> {
     if (this.#queue.length === 0 && !this.#stopping) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, waitMs);
@@ -437,19 +441,13 @@ export class TaskRunner {
     return batch;
   }
 
-  async #process(batch: RawMessage[]): Promise<void> {
-    const records: InputRecord[] = batch.map((m) => ({
-      key: m.key ?? null,
-      value: m.value ?? null,
-      timestamp: Number(m.timestamp),
-      partition: m.partition,
-      offset: m.offset,
-    }));
+  /** The reader's records are already in the shape the pipeline takes (InputRecord). */
+  async #process(records: SourceRecord[]): Promise<void> {
     const outputs: Processed = this.#processor?.process(records, this.#now()) ?? [];
     await this.#emit(outputs, this.#handleFailures(outputs.failures ?? []));
     this.recordsIn += records.length;
     this.#pending += records.length;
-    const last = batch.at(-1);
+    const last = records.at(-1);
     if (last) this.#position = last.offset + 1n;
   }
 
@@ -484,16 +482,19 @@ export class TaskRunner {
   }
 
   async #emit(outputs: OutputRecord[], deadLetters: MessageToProduce[] = []): Promise<void> {
-    const messages = [
-      ...outputs.map((o) => ({
+    const messages: MessageToProduce[] = new Array(outputs.length);
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i] as OutputRecord;
+      // The client's message shape, built once: a null key is left out, as the client wants.
+      messages[i] = {
         topic: o.topic,
+        key: o.key ?? undefined,
         value: o.value,
-        ...(o.key ? { key: o.key } : {}),
-        ...(o.partition === undefined ? {} : { partition: o.partition }),
+        partition: o.partition,
         timestamp: BigInt(o.timestamp),
-      })),
-      ...deadLetters,
-    ];
+      };
+    }
+    for (const letter of deadLetters) messages.push(letter);
     await this.#writer.send(messages);
     // Outputs of timers and windows count too: they commit even if no record arrives.
     this.#pending += messages.length;

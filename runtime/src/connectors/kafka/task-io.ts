@@ -16,7 +16,6 @@ import {
   type fetchV17,
   findErrorBy,
   ListOffsetTimestamps,
-  type Message,
   type MessageToProduce,
   Producer,
 } from "@platformatic/kafka";
@@ -33,7 +32,17 @@ export function taskGroupId(job: JobRef, task: TaskRef): string {
   return `weir.${job.namespace}.${job.name}.${task.topic}.${task.partition}`;
 }
 
-type RawMessage = Message<Buffer, Buffer, Buffer, Buffer>;
+/**
+ * A record as a task reads it: what the pipeline takes (its InputRecord), built once from the
+ * fetch response, headers left out (no step reads them).
+ */
+export interface SourceRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  timestamp: number;
+  partition: number;
+  offset: bigint;
+}
 
 /**
  * Largest fetch response (the broker still sends a larger record batch whole). The client
@@ -231,18 +240,19 @@ export class TaskReader {
 
   /**
    * Reads committed records (read_committed) from `offset` on, each exactly once and in
-   * order, until `close`. A fetch that fails (a broker down, restarting or handing over its
-   * leadership) is tried again, with a fresh look at the partition's leader, for as long as
-   * it takes: the task waits for its records rather than fail. It fails on what waiting
-   * cannot mend (refused credentials, a topic gone) and on a position outside the partition
-   * (see OutOfRangePolicy).
+   * order, until `close`: one array per fetch (never empty), so a task takes a fetch's records
+   * in one step instead of one promise each. A fetch that fails (a broker down, restarting or
+   * handing over its leadership) is tried again, with a fresh look at the partition's leader,
+   * for as long as it takes: the task waits for its records rather than fail. It fails on what
+   * waiting cannot mend (refused credentials, a topic gone) and on a position outside the
+   * partition (see OutOfRangePolicy).
    */
-  start(offset: bigint): AsyncIterable<RawMessage> {
+  start(offset: bigint): AsyncIterable<SourceRecord[]> {
     return this.#records(offset);
   }
 
-  async *#records(from: bigint): AsyncGenerator<RawMessage> {
-    const { topic, partition } = this.#task;
+  async *#records(from: bigint): AsyncGenerator<SourceRecord[]> {
+    const { partition } = this.#task;
     let next = from;
     let failures = 0;
     let missingSince: number | undefined;
@@ -271,24 +281,25 @@ export class TaskReader {
       if (!fetched || !last) continue;
       // Computed before aborted batches are dropped: the position moves past them too.
       const end = last.firstOffset + BigInt(last.lastOffsetDelta) + 1n;
+      const records: SourceRecord[] = [];
       for (const batch of withoutAbortedBatches(fetched)) {
         if ((batch.attributes & CONTROL) !== 0) continue;
+        const firstTimestamp = Number(batch.firstTimestamp);
         for (const record of batch.records) {
           const offset = batch.firstOffset + BigInt(record.offsetDelta);
           // A batch comes whole: its records before the position were handed out already.
           if (offset < next) continue;
-          yield {
-            topic,
+          records.push({
+            key: record.key ?? null,
+            value: record.value ?? null,
+            timestamp: firstTimestamp + Number(record.timestampDelta),
             partition,
             offset,
-            key: record.key,
-            value: record.value,
-            headers: new Map(record.headers),
-            timestamp: batch.firstTimestamp + record.timestampDelta,
-          } as RawMessage;
+          });
         }
       }
       if (end > next) next = end;
+      if (records.length > 0) yield records;
     }
   }
 
@@ -384,14 +395,23 @@ export interface TaskWriterOptions {
   transactionTimeoutMs?: number;
 }
 
+/** Tries at starting a transaction while the broker says "not yet" (see TaskWriter.#open). */
+const BEGIN_ATTEMPTS = 30;
+
+/** Sends a writer lets run ahead of their acknowledgements (see TaskWriter.send). */
+const MAX_SENDS_IN_FLIGHT = 4;
+
 /**
  * Commits a task's outputs and its next source offset in one Kafka transaction: a reader
  * with read_committed sees the outputs exactly when the offset moved past their inputs.
  */
-const BEGIN_ATTEMPTS = 30;
-
 export class TaskWriter {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
+  readonly #inFlight = new Set<Promise<void>>();
+  /** The send queued last: the next one starts when it is done. */
+  #lastSend: Promise<void> = Promise.resolve();
+  /** The first send of this writer that failed: the transaction can only abort. */
+  #sendFailed: unknown;
   #transaction:
     | Awaited<ReturnType<Producer<Buffer, Buffer, Buffer, Buffer>["beginTransaction"]>>
     | undefined;
@@ -449,20 +469,52 @@ export class TaskWriter {
     await this.#open();
   }
 
-  /** Sends outputs inside the open transaction: invisible to read_committed until `commit`. */
+  /**
+   * Sends outputs inside the open transaction: invisible to read_committed until `commit`.
+   * Returns once the send is queued, not when the broker has it: the task processes its next
+   * batch meanwhile. Sends go to the client one after another (given to it at once, two sends of
+   * one transaction raced to register their partitions and the broker refused the second's
+   * records); at most MAX_SENDS_IN_FLIGHT wait (back-pressure). A send that failed fails the
+   * next `send` or the `commit`, which waits for every send first.
+   */
   async send(outputs: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[]): Promise<void> {
     if (outputs.length === 0) return;
-    await (await this.#open()).send({ messages: outputs });
+    this.#throwIfSendFailed();
+    const transaction = await this.#open();
+    const sent: Promise<void> = this.#lastSend
+      .then(() =>
+        this.#sendFailed === undefined ? transaction.send({ messages: outputs }) : undefined,
+      )
+      .then(
+        () => {
+          this.#inFlight.delete(sent);
+        },
+        (error: unknown) => {
+          this.#inFlight.delete(sent);
+          this.#sendFailed ??= error;
+        },
+      );
+    this.#lastSend = sent;
+    this.#inFlight.add(sent);
+    if (this.#inFlight.size >= MAX_SENDS_IN_FLIGHT) await Promise.race(this.#inFlight);
+    this.#throwIfSendFailed();
+  }
+
+  #throwIfSendFailed(): void {
+    if (this.#sendFailed !== undefined) throw this.#sendFailed;
   }
 
   /**
-   * Commits the open transaction together with `offsets` (see TaskReader.offsetsAt). On any
-   * error the transaction is aborted: its outputs never become visible.
+   * Commits the open transaction together with `offsets` (see TaskReader.offsetsAt), once every
+   * send of it is acknowledged. On any error the transaction is aborted: its outputs never
+   * become visible.
    */
   async commit(offsets: readonly TransactionalOffset[]): Promise<void> {
     const transaction = await this.#open();
     this.#transaction = undefined;
     try {
+      await Promise.all(this.#inFlight);
+      this.#throwIfSendFailed();
       for (const offset of offsets) {
         await transaction.addConsumer(offset.metadata.consumer as never);
         await transaction.addOffset(offset as never);
