@@ -114,7 +114,10 @@ class Writer {
     let at = this.at;
     for (let i = 0; i < length; i++) {
       const code = text.charCodeAt(i);
-      if (code >= 0x80) return this.#utf8(text, start);
+      if (code >= 0x80) {
+        this.#utf8(text, start);
+        return;
+      }
       buffer[at++] = code;
     }
     this.at = at;
@@ -135,20 +138,28 @@ class Writer {
   value(value: unknown, seen: object[], depth: number): void {
     switch (typeof value) {
       case "string":
-        return this.string(value);
+        this.string(value);
+        return;
       case "boolean":
-        return this.byte(value ? T_TRUE : T_FALSE);
+        this.byte(value ? T_TRUE : T_FALSE);
+        return;
       case "undefined":
-        return this.byte(T_UNDEFINED);
+        this.byte(T_UNDEFINED);
+        return;
       case "number":
         if ((value | 0) === value && !Object.is(value, -0)) {
           this.byte(T_INT);
-          return this.varint((value << 1) ^ (value >> 31));
+          this.varint((value << 1) ^ (value >> 31));
+        } else {
+          this.byte(T_FLOAT);
+          this.float(value);
         }
-        this.byte(T_FLOAT);
-        return this.float(value);
+        return;
       case "object": {
-        if (value === null) return this.byte(T_NULL);
+        if (value === null) {
+          this.byte(T_NULL);
+          return;
+        }
         // A shared or cyclic reference would come back as copies.
         if (depth >= MAX_DEPTH || seen.includes(value)) throw new NotCompact();
         seen.push(value);

@@ -871,10 +871,6 @@ function partitionOf(key: Buffer, partitions: number): number {
   return (murmur2(key) >>> 0) % partitions;
 }
 
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function requireKey(e: Element): string {
   if (e.key === undefined) throw new Error("keyed step reached by an element without key");
   return e.key;
