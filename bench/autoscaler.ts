@@ -6,7 +6,8 @@
 //
 // Flags: --calibration=FILE (another calibration.json), --seed=N, --downtime=S (the measured
 // downtimes scaled to a mean of S s), --sensitivity (only the bar's totals over seeds ×
-// downtimes; exit status 1 if it fails anywhere).
+// downtimes; exit status 1 if it fails anywhere), --figure (only docs/figures/autoscaler-traces.png:
+// Weir's policy on every trace, drawn by the demo's chart; bench/autoscaler/figure.ts).
 import {
   type Calibrated,
   calibrated,
@@ -30,7 +31,11 @@ import { table } from "./measure.ts";
 const SENSITIVITY_SEEDS = [1, 2, 3, 7, 42];
 const SENSITIVITY_DOWNTIMES = [2, 5, 10, 30, 60];
 
-export function autoscalerBenchmark(argv: readonly string[] = process.argv): boolean {
+export function autoscalerBenchmark(
+  argv: readonly string[] = process.argv,
+): boolean | Promise<boolean> {
+  if (argv.includes("--figure"))
+    return import("./autoscaler/figure.ts").then((f) => f.writeFigure());
   const flag = (name: string) =>
     argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const file = flag("calibration");
@@ -155,4 +160,4 @@ function row(r: SimulationResult): string[] {
   ];
 }
 
-if (import.meta.main) process.exitCode = autoscalerBenchmark() ? 0 : 1;
+if (import.meta.main) process.exitCode = (await autoscalerBenchmark()) ? 0 : 1;

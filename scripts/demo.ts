@@ -278,7 +278,7 @@ async function drive(admin: Admin, run: string): Promise<void> {
     phases: outcomes.map((o) => ({ name: o.phase.name, start: o.start, end: o.end })),
     marks,
   };
-  writeFileSync(files.plot, renderPlot(plot));
+  writeFileSync(files.plot, await renderPlot(plot));
   writeFileSync(files.samples, samplesCsv(samples));
   say(`\n▶ load stopped; waiting for the job to process every line, then reading its output back`);
   const { processed, exactlyOnce } = await verify(observer, topics.output, load.produced, elapsed);

@@ -45,7 +45,7 @@ export const SLO_LAG_SECONDS = 60;
 export function kedaLagThreshold(podCapacity: number): number {
   return (podCapacity * SLO_LAG_SECONDS) / 2;
 }
-const INITIAL_PARALLELISM = 2;
+export const INITIAL_PARALLELISM = 2;
 
 /**
  * Weir's spec for a job whose rescales take seconds (as measured), over the API's defaults

@@ -29,7 +29,12 @@ export function simulate(
   trace: Trace,
   policy: Policy,
   params: ModelParameters,
-  options: { initialParallelism: number; sloLagSeconds: number },
+  options: {
+    initialParallelism: number;
+    sloLagSeconds: number;
+    /** Called after every simulated second with the job and what the policy said (if anything). */
+    onSecond?: (job: JobModel, wanted: number | undefined) => void;
+  },
 ): SimulationResult {
   const job = new JobModel(params, options.initialParallelism);
   let replicaSeconds = 0;
@@ -57,6 +62,7 @@ export function simulate(
     maxLag = Math.max(maxLag, lag);
     over.push(lag > options.sloLagSeconds);
     if (lag > options.sloLagSeconds) secondsOverSlo++;
+    options.onSecond?.(job, wanted);
   }
   const steps = trace.steps.map((at, i) => {
     const end = trace.steps[i + 1] ?? trace.seconds;

@@ -1,8 +1,9 @@
 // The demo's plot: input and processed rate, backlog and parallelism over time, one panel each
 // on a shared time axis, with the load phases as bands and the upgrade and rescales as marks.
-// Pure: data in, PNG bytes out.
-import { GLYPH_WIDTH, glyph } from "./font.ts";
-import { encodePng, type Raster, type Rgb, raster } from "./png.ts";
+// `chartSpec` is pure (samples in, a Vega-Lite spec out); render.ts draws any such spec to PNG.
+// The autoscaler simulator's docs figure (bench/autoscaler/figure.ts) draws the same chart.
+import type { TopLevelSpec } from "vega-lite";
+import { renderPng } from "./render.ts";
 
 export interface PlotSample {
   /** Seconds since the demo's load started. */
@@ -23,260 +24,228 @@ export interface PlotData {
   phases: readonly { name: string; start: number; end: number }[];
   /** Moments worth a vertical line: the upgrade, each rescale. */
   marks: readonly { t: number; label: string }[];
+  /** What the rates and the backlog count (the axis titles): "lines" unless said. */
+  unit?: string;
 }
 
+/** Width of the PNG in pixels (its height follows from the chart). */
 export const PLOT_WIDTH = 1200;
-export const PLOT_HEIGHT = 820;
+const PANEL_WIDTH = 1000;
+const PANEL_HEIGHT = 190;
+export const FONT = "DejaVu Sans";
 
-const WHITE: Rgb = [255, 255, 255];
-const INK: Rgb = [31, 41, 55];
-const AXIS: Rgb = [107, 114, 128];
-const GRID: Rgb = [229, 231, 235];
-const INPUT: Rgb = [37, 99, 235];
-const PROCESSED: Rgb = [22, 163, 74];
-const BACKLOG: Rgb = [234, 88, 12];
-const BACKLOG_FILL: Rgb = [254, 215, 170];
-const PODS: Rgb = [124, 58, 237];
-const RECOMMENDED: Rgb = [156, 163, 175];
-const MARK: Rgb = [75, 85, 99];
-const BANDS: readonly Rgb[] = [
-  [239, 246, 255],
-  [255, 247, 237],
-  [240, 253, 244],
-  [250, 245, 255],
-];
+/** Each series: its legend name, the panel it is drawn in, and its colour. */
+export const SERIES = {
+  input: { name: "input", panel: "rates", colour: "#2563eb" },
+  processed: { name: "processed", panel: "rates", colour: "#16a34a" },
+  backlog: { name: "backlog", panel: "backlog", colour: "#ea580c" },
+  pods: { name: "pods", panel: "parallelism", colour: "#7c3aed" },
+  recommended: { name: "recommended", panel: "parallelism", colour: "#9ca3af" },
+} as const;
+type SeriesKey = keyof typeof SERIES;
 
-const LEFT = 100;
-const RIGHT = 30;
-const TOP = 56;
-const BOTTOM = 48;
-const GAP = 40;
-const TEXT = 2;
+export const PANELS = [
+  { id: "rates", title: "lines/s", series: ["input", "processed"] },
+  { id: "backlog", title: "backlog (lines)", series: ["backlog"] },
+  { id: "parallelism", title: "parallelism (pods)", series: ["pods", "recommended"] },
+] as const satisfies readonly { id: string; title: string; series: readonly SeriesKey[] }[];
 
-interface Panel {
-  top: number;
-  height: number;
-  max: number;
-  title: string;
-  legend: [string, Rgb][];
+const BANDS = ["#eff6ff", "#fff7ed", "#f0fdf4", "#faf5ff"];
+const MARK = "#4b5563";
+const AXIS = "#6b7280";
+/** Axis labels as counts: 1500 → 1.5K, 2000000 → 2M. */
+const COUNT =
+  "datum.value >= 1e6 ? format(datum.value / 1e6, '~g') + 'M' : " +
+  "datum.value >= 1e3 ? format(datum.value / 1e3, '~g') + 'K' : format(datum.value, '~g')";
+
+/** The long-form rows a panel draws: one per sample and series that has a value. */
+function rows(samples: readonly PlotSample[], panel: (typeof PANELS)[number]) {
+  const value: Record<SeriesKey, (s: PlotSample) => number | undefined> = {
+    input: (s) => s.inputRate,
+    processed: (s) => s.processedRate,
+    backlog: (s) => s.backlog,
+    pods: (s) => s.parallelism,
+    recommended: (s) => s.recommended,
+  };
+  return samples.flatMap((s) =>
+    panel.series.flatMap((key) => {
+      const v = value[key](s);
+      return v === undefined ? [] : [{ t: s.t, series: SERIES[key].name, value: v }];
+    }),
+  );
 }
 
-export function renderPlot(data: PlotData): Buffer {
-  const image = raster(PLOT_WIDTH, PLOT_HEIGHT, WHITE);
+/** Seconds between time-axis ticks for a chart `end` seconds long. */
+export function tickEvery(end: number): number {
+  return end <= 180 ? 30 : end <= 600 ? 60 : end <= 3600 ? 300 : 1800;
+}
+
+/** One chart without the top level's settings (so that charts can be stacked). */
+function chartBody(data: PlotData, prefix = "") {
   const { samples } = data;
   const end = Math.max(1, ...samples.map((s) => s.t), ...data.phases.map((p) => p.end));
-  const plotWidth = PLOT_WIDTH - LEFT - RIGHT;
-  const x = (t: number) => LEFT + Math.round((t / end) * plotWidth);
-  const panelHeight = Math.floor((PLOT_HEIGHT - TOP - BOTTOM - 2 * GAP) / 3);
-  const panel = (i: number, max: number, title: string, legend: [string, Rgb][]): Panel => ({
-    top: TOP + i * (panelHeight + GAP),
-    height: panelHeight,
-    max,
-    title,
-    legend,
-  });
-  const rates = panel(
-    0,
-    niceCeiling(Math.max(...samples.flatMap((s) => [s.inputRate, s.processedRate]))),
-    "LINES/S",
-    [
-      ["INPUT", INPUT],
-      ["PROCESSED", PROCESSED],
-    ],
-  );
-  const backlog = panel(1, niceCeiling(Math.max(...samples.map((s) => s.backlog))), "BACKLOG", [
-    ["LINES NOT YET PROCESSED", BACKLOG],
-  ]);
+  const step = tickEvery(end);
+  const ticks = Array.from({ length: Math.floor(end / step) + 1 }, (_, i) => i * step);
   const podsMax = Math.max(3, ...samples.map((s) => Math.max(s.parallelism, s.recommended ?? 0)));
-  const pods = panel(2, podsMax + 0.5, "PARALLELISM", [
-    ["PODS", PODS],
-    ["RECOMMENDED", RECOMMENDED],
-  ]);
-  const y = (p: Panel, value: number) =>
-    p.top + p.height - Math.round((Math.min(value, p.max) / p.max) * p.height);
-
-  text(image, LEFT, 12, data.title, INK, TEXT);
-
-  for (const [i, phase] of data.phases.entries()) {
-    const band = BANDS[i % BANDS.length] as Rgb;
-    for (const p of [rates, backlog, pods]) {
-      fill(image, x(phase.start), p.top, x(phase.end) - x(phase.start), p.height, band);
+  const axisOf = (last: boolean) => (field: string) => ({
+    field,
+    type: "quantitative" as const,
+    scale: { domain: [0, end], nice: false, zero: true },
+    axis: last
+      ? {
+          values: ticks,
+          // m:ss, as the demo's progress lines print time.
+          labelExpr:
+            "floor(datum.value / 60) + ':' + (datum.value % 60 < 10 ? '0' : '') + datum.value % 60",
+          title: "time (min:s)",
+          grid: false,
+        }
+      : null,
+  });
+  const colour = {
+    field: "series",
+    type: "nominal" as const,
+    scale: {
+      domain: Object.values(SERIES).map((s) => s.name),
+      range: Object.values(SERIES).map((s) => s.colour),
+    },
+    legend: { title: null, orient: "top" as const, direction: "horizontal" as const },
+  };
+  const phases = data.phases.map((p, i) => ({
+    ...p,
+    shade: BANDS[i % BANDS.length],
+    mid: (p.start + p.end) / 2,
+  }));
+  const layersOf = (x: ReturnType<typeof axisOf>) => {
+    const bands = {
+      data: { values: phases },
+      mark: { type: "rect" as const },
+      encoding: {
+        x: x("start"),
+        x2: { field: "end" },
+        fill: { field: "shade", type: "nominal" as const, scale: null, legend: null },
+      },
+    };
+    const phaseLabels = {
+      data: { values: phases },
+      mark: { type: "text" as const, baseline: "top" as const, dy: 4, color: AXIS, fontSize: 11 },
+      encoding: {
+        x: x("mid"),
+        y: { value: 0 },
+        text: { field: "name", type: "nominal" as const },
+      },
+    };
+    const rules = {
+      data: { values: data.marks.map((m) => ({ ...m })) },
+      mark: { type: "rule" as const, color: MARK, strokeDash: [4, 4] },
+      encoding: { x: x("t") },
+    };
+    // Mark labels in three rows, so that close marks do not print over each other.
+    const ruleLabels = [0, 1, 2].map((row) => ({
+      data: { values: data.marks.filter((_, i) => i % 3 === row).map((m) => ({ ...m })) },
+      mark: {
+        type: "text" as const,
+        align: "left" as const,
+        baseline: "top" as const,
+        dx: 4,
+        y: 4 + row * 13,
+        color: MARK,
+        fontSize: 11,
+      },
+      encoding: { x: x("t"), text: { field: "label", type: "nominal" as const } },
+    }));
+    return { bands, phaseLabels, rules, ruleLabels };
+  };
+  const panel = (p: (typeof PANELS)[number], i: number) => {
+    const last = i === PANELS.length - 1;
+    const x = axisOf(last);
+    const { bands, phaseLabels, rules, ruleLabels } = layersOf(x);
+    const values = rows(samples, p);
+    const series = {
+      data: { values },
+      encoding: {
+        x: x("t"),
+        y: {
+          field: "value",
+          type: "quantitative" as const,
+          title: p.title.replace("lines", data.unit ?? "lines"),
+          axis: { labelExpr: COUNT, ...(p.id === "parallelism" ? { tickMinStep: 1 } : {}) },
+          scale:
+            p.id === "parallelism" ? { domain: [0, podsMax + 0.5], nice: false } : { zero: true },
+        },
+        color: colour,
+      },
+    };
+    const layers: object[] = [bands];
+    if (i === 0) layers.push(phaseLabels);
+    if (p.id === "backlog") {
+      layers.push({
+        ...series,
+        mark: { type: "area", opacity: 0.3, color: SERIES.backlog.colour },
+        encoding: { ...series.encoding, color: { value: SERIES.backlog.colour } },
+      });
     }
-    const label = phase.name.toUpperCase();
-    if (textWidth(label, 1) < x(phase.end) - x(phase.start) - 4) {
-      text(image, x(phase.start) + 4, rates.top + 4, label, AXIS, 1);
+    // Each series its own line layer, so that one can be dashed (what the autoscaler recommends).
+    for (const key of p.series) {
+      layers.push({
+        ...series,
+        transform: [{ filter: { field: "series", equal: SERIES[key].name } }],
+        mark: {
+          type: "line",
+          strokeWidth: 2,
+          ...(p.id === "parallelism" ? { interpolate: "step-after" } : {}),
+          ...(key === "recommended" ? { strokeDash: [6, 4] } : {}),
+        },
+      });
     }
-  }
-
-  for (const p of [rates, backlog, pods]) {
-    const ticks = p === pods ? integerTicks(podsMax) : [0, p.max / 2, p.max];
-    for (const value of ticks) {
-      hline(image, LEFT, LEFT + plotWidth, y(p, value), GRID);
-      const label = formatCount(value);
-      text(image, LEFT - 8 - textWidth(label, TEXT), y(p, value) - 7, label, AXIS, TEXT);
-    }
-    text(image, LEFT, p.top - 20, p.title, INK, TEXT);
-    let legendX = LEFT + textWidth(p.title, TEXT) + 24;
-    for (const [name, colour] of p.legend) {
-      fill(image, legendX, p.top - 16, 14, 6, colour);
-      text(image, legendX + 20, p.top - 20, name, AXIS, TEXT);
-      legendX += 20 + textWidth(name, TEXT) + 24;
-    }
-    vline(image, LEFT, p.top, p.top + p.height, AXIS);
-    hline(image, LEFT, LEFT + plotWidth, p.top + p.height, AXIS);
-  }
-
-  // The backlog as a filled area under its line; every series is drawn over the bands and grid.
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1] as PlotSample;
-    const b = samples[i] as PlotSample;
-    for (let column = x(a.t); column < x(b.t); column++) {
-      const share = (column - x(a.t)) / (x(b.t) - x(a.t));
-      const top = y(backlog, a.backlog + share * (b.backlog - a.backlog));
-      vline(image, column, top, y(backlog, 0), BACKLOG_FILL);
-    }
-  }
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1] as PlotSample;
-    const b = samples[i] as PlotSample;
-    line(image, x(a.t), y(rates, a.processedRate), x(b.t), y(rates, b.processedRate), PROCESSED);
-    line(image, x(a.t), y(rates, a.inputRate), x(b.t), y(rates, b.inputRate), INPUT);
-    line(image, x(a.t), y(backlog, a.backlog), x(b.t), y(backlog, b.backlog), BACKLOG);
-    if (a.recommended !== undefined && b.recommended !== undefined) {
-      step(image, x(a.t), y(pods, a.recommended), x(b.t), y(pods, b.recommended), RECOMMENDED, 4);
-    }
-    step(image, x(a.t), y(pods, a.parallelism), x(b.t), y(pods, b.parallelism), PODS);
-  }
-
-  for (const [i, mark] of data.marks.entries()) {
-    for (let yy = rates.top; yy < pods.top + pods.height; yy += 8) {
-      vline(image, x(mark.t), yy, Math.min(yy + 4, pods.top + pods.height), MARK);
-    }
-    const label = mark.label.toUpperCase();
-    const labelX = Math.min(x(mark.t) + 4, PLOT_WIDTH - RIGHT - textWidth(label, 1));
-    text(image, labelX, backlog.top + 4 + (i % 3) * 10, label, MARK, 1);
-  }
-
-  const tickEvery = end <= 180 ? 30 : end <= 600 ? 60 : 300;
-  for (let t = 0; t <= end; t += tickEvery) {
-    vline(image, x(t), pods.top + pods.height, pods.top + pods.height + 5, AXIS);
-    const label = clock(t);
-    text(image, x(t) - textWidth(label, TEXT) / 2, pods.top + pods.height + 10, label, AXIS, TEXT);
-  }
-  const axisLabel = "TIME (MIN:S)";
-  text(
-    image,
-    PLOT_WIDTH - RIGHT - textWidth(axisLabel, TEXT),
-    PLOT_HEIGHT - 16,
-    axisLabel,
-    AXIS,
-    TEXT,
-  );
-  return encodePng(image);
+    layers.push(rules);
+    if (p.id === "backlog") layers.push(...ruleLabels);
+    return { name: `${prefix}${p.id}`, width: PANEL_WIDTH, height: PANEL_HEIGHT, layer: layers };
+  };
+  return {
+    title: { text: data.title, anchor: "start", fontSize: 16 },
+    vconcat: PANELS.map(panel),
+    spacing: 18,
+    resolve: { scale: { x: "shared", color: "shared" } },
+  };
 }
 
-/** The smallest of 1, 2, 2.5, 5 × 10^k at or above `value` (at least 1). */
-export function niceCeiling(value: number): number {
-  if (!(value > 1)) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;
-  return 10 * power;
+/** The chart of `data` as a Vega-Lite spec: three panels on one time axis, one legend. */
+export function chartSpec(data: PlotData): TopLevelSpec {
+  return { ...TOP, ...chartBody(data) } as TopLevelSpec;
 }
 
-function integerTicks(max: number): number[] {
-  return Array.from({ length: max + 1 }, (_, i) => i);
+/** Several such charts one above the other (the simulator's traces), under one title and legend. */
+export function stackedSpec(title: string, charts: readonly PlotData[]): TopLevelSpec {
+  return {
+    ...TOP,
+    title: { text: title, anchor: "start", fontSize: 18 },
+    vconcat: charts.map((c, i) => chartBody(c, `chart${i}_`)),
+    spacing: 36,
+    resolve: { scale: { color: "shared" } },
+  } as TopLevelSpec;
 }
 
-/** 1500 → "1.5K", 2000000 → "2M". */
-export function formatCount(value: number): string {
-  const units: [number, string][] = [
-    [1e6, "M"],
-    [1e3, "K"],
-  ];
-  for (const [size, unit] of units) {
-    if (value >= size) return `${Number((value / size).toFixed(1))}${unit}`;
-  }
-  return String(Number(value.toFixed(1)));
+const TOP = {
+  $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+  background: "white",
+  padding: 16,
+  config: {
+    font: FONT,
+    view: { stroke: AXIS },
+    axis: { labelFontSize: 12, titleFontSize: 12, labelColor: AXIS, titleColor: "#1f2937" },
+    legend: { labelFontSize: 12 },
+    title: { subtitleFontSize: 12 },
+  },
+};
+
+/** The demo's plot as PNG bytes. */
+export function renderPlot(data: PlotData): Promise<Buffer> {
+  return renderPng(chartSpec(data), { width: PLOT_WIDTH });
 }
 
 /** Seconds as m:ss. */
 export function clock(seconds: number): string {
   const s = Math.round(seconds);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
-}
-
-function put(image: Raster, x: number, y: number, colour: Rgb): void {
-  if (x < 0 || y < 0 || x >= image.width || y >= image.height) return;
-  image.pixels.set(colour, (y * image.width + x) * 3);
-}
-
-function fill(image: Raster, x: number, y: number, w: number, h: number, colour: Rgb): void {
-  for (let yy = y; yy < y + h; yy++) for (let xx = x; xx < x + w; xx++) put(image, xx, yy, colour);
-}
-
-function hline(image: Raster, x0: number, x1: number, y: number, colour: Rgb): void {
-  fill(image, x0, y, x1 - x0 + 1, 1, colour);
-}
-
-function vline(image: Raster, x: number, y0: number, y1: number, colour: Rgb): void {
-  fill(image, x, y0, 1, y1 - y0 + 1, colour);
-}
-
-/** A line two pixels thick (Bresenham). */
-function line(image: Raster, x0: number, y0: number, x1: number, y1: number, colour: Rgb): void {
-  const dx = Math.abs(x1 - x0);
-  const dy = -Math.abs(y1 - y0);
-  const sx = x0 < x1 ? 1 : -1;
-  const sy = y0 < y1 ? 1 : -1;
-  let error = dx + dy;
-  let [x, y] = [x0, y0];
-  for (;;) {
-    fill(image, x, y - 1, 2, 2, colour);
-    if (x === x1 && y === y1) return;
-    const e2 = 2 * error;
-    if (e2 >= dy) {
-      error += dy;
-      x += sx;
-    }
-    if (e2 <= dx) {
-      error += dx;
-      y += sy;
-    }
-  }
-}
-
-/** A step: flat at y0 until x1, then up or down to y1 (parallelism changes, it does not slope). */
-function step(
-  image: Raster,
-  x0: number,
-  y0: number,
-  x1: number,
-  y1: number,
-  colour: Rgb,
-  offset = 0,
-): void {
-  line(image, x0, y0 + offset, x1, y0 + offset, colour);
-  line(image, x1, y0 + offset, x1, y1 + offset, colour);
-}
-
-function textWidth(value: string, scale: number): number {
-  return value.length * (GLYPH_WIDTH + 1) * scale;
-}
-
-function text(
-  image: Raster,
-  x: number,
-  y: number,
-  value: string,
-  colour: Rgb,
-  scale: number,
-): void {
-  for (const [i, char] of [...value].entries()) {
-    const left = Math.round(x) + i * (GLYPH_WIDTH + 1) * scale;
-    for (const [row, bits] of glyph(char).entries()) {
-      for (const [column, ink] of bits.entries()) {
-        if (ink) fill(image, left + column * scale, y + row * scale, scale, scale, colour);
-      }
-    }
-  }
 }
