@@ -14,29 +14,40 @@
 //   S3_ACCESS_KEY, S3_SECRET_KEY   storage credentials (from the job's Secret); without a
 //                       Secret (storage.credentials "chain") the AWS default chain's variables
 //   POD_IP              where the control API listens (port 9249)
+//   WEIR_CPU_LIMIT_MILLICORES  the container's CPU limit (downward API): with the cgroup's
+//                       quota it decides how many worker threads run the tasks
+//                       (engine/task-threads.ts; 1 CPU or 1 task: all on the main thread)
 //
 // Exit status: 0 after SIGTERM (checkpointed and committed), 3 when a record failed under the
 // "fail" policy (the JSON error on stderr names task, offset and operator), 1 otherwise.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { Admin } from "@platformatic/kafka";
-import { type JobModule, jobOf } from "./api/job.ts";
-import { explainKafkaError, kafkaConnection } from "./connectors/kafka/connection.ts";
-import { EndOffsets } from "./connectors/kafka/end-offsets.ts";
+import { type KafkaConnection, kafkaConnection } from "./connectors/kafka/connection.ts";
 import { CONTROL_PORT, type ControlOptions, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
-import { RecordFailed, resolveFailurePolicy } from "./engine/failures.ts";
-import { compile, createTask } from "./engine/pipeline.ts";
+import { type FailurePolicy, resolveFailurePolicy } from "./engine/failures.ts";
+import type { CompiledJob } from "./engine/pipeline.ts";
 import { EMPTY_STATE } from "./engine/restore.ts";
-import { TaskRunner } from "./engine/task-runner.ts";
-import { type MetricsSource, runtimeMetrics, taskStatus } from "./metrics.ts";
+import {
+  describeError,
+  loadJob,
+  snapshotStoreOf,
+  type TaskFailure,
+  type TaskGroupBase,
+  type TaskSpec,
+} from "./engine/task-group.ts";
+import {
+  cpuLimit,
+  InThreadTasks,
+  type TaskHost,
+  TaskThreads,
+  usableCpus,
+  workerCount,
+} from "./engine/task-threads.ts";
+import { runtimeMetrics, taskStatus } from "./metrics.ts";
 import { placement, type RuntimeConfig, required } from "./placement.ts";
 import { checkCompatibility, type SnapshotMetadata } from "./state/metadata.ts";
-import { SnapshotStore } from "./state/snapshot-store.ts";
-import { storageClient } from "./state/storage-client.ts";
-
-const EXIT_RECORD_FAILED = 3;
 
 /** The job's Kafka settings, once read: they explain a failure to connect (see describe). */
 let kafkaConfig: RuntimeConfig["kafka"] | undefined;
@@ -53,26 +64,18 @@ function controlOptions(config: RuntimeConfig): ControlOptions {
   };
 }
 
-async function main(): Promise<void> {
-  // Node's own start and loading the runtime's modules: the first part of a pod's start-up.
-  const modulesSeconds = process.uptime();
-  const entry = process.argv[2];
-  if (!entry) throw new Error("usage: main.ts <job module>");
-  const config = JSON.parse(readFileSync(required("WEIR_CONFIG"), "utf8")) as RuntimeConfig;
-  // Before anything connects: a pod without its token has nothing to offer the operator.
-  const controlAuth = controlOptions(config);
-  kafkaConfig = config.kafka;
-  const place = placement(process.env);
-  const exported = ((await import(pathToFileURL(resolve(entry)).href)) as { default: JobModule })
-    .default;
-  const job = compile(jobOf(exported, config.job?.config ?? {}));
-  const failures = resolveFailurePolicy(job.failures, config.failures);
-  const jobRef = { namespace: place.namespace, name: place.name };
-  const kafka = kafkaConnection(config.kafka);
-
-  // Internal topics get the partition count of the job's source, so every stage has as many
-  // tasks as the first.
-  const admin = new Admin({ ...kafka, clientId: `weir-${place.name}` });
+/**
+ * Creates the job's internal topics that are missing and returns the partition count of its
+ * source: internal topics get the same, so every stage has as many tasks as the first.
+ */
+async function prepareTopics(
+  job: CompiledJob,
+  failures: FailurePolicy,
+  kafka: KafkaConnection,
+  config: RuntimeConfig,
+  clientId: string,
+): Promise<number> {
+  const admin = new Admin({ ...kafka, clientId });
   const first = job.stages[0];
   if (!first) throw new Error(`job ${job.name} has no stages`);
   const sourceMetadata = await admin.metadata({ topics: [first.sourceTopic] });
@@ -98,28 +101,54 @@ async function main(): Promise<void> {
       });
   }
   await admin.close();
+  return partitionCount;
+}
 
-  const store = new SnapshotStore({
-    client: storageClient({
-      endpoint: config.storage.endpoint,
-      credentials:
-        config.storage.credentials === "chain"
-          ? { kind: "chain" }
-          : {
-              kind: "static",
-              accessKey: required("S3_ACCESS_KEY"),
-              secretKey: required("S3_SECRET_KEY"),
-            },
-      ...(config.storage.region === undefined ? {} : { region: config.storage.region }),
-      ...(config.storage.addressing ? { addressing: config.storage.addressing } : {}),
-      ...(config.storage.caFile ? { ca: readFileSync(config.storage.caFile, "utf8") } : {}),
-      ...(config.storage.stsEndpoint ? { stsEndpoint: config.storage.stsEndpoint } : {}),
-      ...(config.storage.timeoutMs === undefined ? {} : { timeoutMs: config.storage.timeoutMs }),
-    }),
-    bucket: config.storage.bucket,
-    prefix: config.storage.prefix ?? "weir",
+async function main(): Promise<void> {
+  // Node's own start and loading the runtime's modules: the first part of a pod's start-up.
+  const modulesSeconds = process.uptime();
+  const entry = process.argv[2];
+  if (!entry) throw new Error("usage: main.ts <job module>");
+  const config = JSON.parse(readFileSync(required("WEIR_CONFIG"), "utf8")) as RuntimeConfig;
+  // Before anything connects: a pod without its token has nothing to offer the operator.
+  const controlAuth = controlOptions(config);
+  kafkaConfig = config.kafka;
+  const place = placement(process.env);
+  const job = await loadJob(resolve(entry), config);
+  const failures = resolveFailurePolicy(job.failures, config.failures);
+  const jobRef = { namespace: place.namespace, name: place.name };
+  const kafka = kafkaConnection(config.kafka);
+  const partitionCount = await prepareTopics(job, failures, kafka, config, `weir-${place.name}`);
+  const store = snapshotStoreOf(config, jobRef);
+
+  const tasks: TaskSpec[] = job.stages.flatMap((_, stage) =>
+    partitionsOf(partitionCount, place.parallelism, place.subtask).map((partition) => ({
+      stage,
+      partition,
+    })),
+  );
+  const spec: Omit<TaskGroupBase, "tasks"> = {
+    entry: resolve(entry),
+    config,
     job: jobRef,
-  });
+    run: process.env.WEIR_RUN ?? "",
+    partitionCount,
+    clientId: `weir-${place.name}-offsets`,
+  };
+  // A task that fails ends the process: under "fail" a poison record stops it, named, with
+  // nothing of its batch committed; the pod's restart policy decides what happens next.
+  const failed = ({ line, status }: TaskFailure) => {
+    process.stderr.write(`${JSON.stringify(line)}\n`);
+    process.exit(status);
+  };
+  // One thread per CPU the container may use, at most one per task (see task-threads.ts).
+  // Workers start now: they load their modules while this thread goes on preparing.
+  const cpus = usableCpus(cpuLimit(process.env));
+  const threads = workerCount(tasks.length, cpus);
+  const host: TaskHost =
+    threads > 1
+      ? new TaskThreads(spec, tasks, threads, failed)
+      : new InThreadTasks({ ...spec, tasks }, { job, failures, kafka, store }, failed);
 
   // WEIR_RESTORE_FROM: a completed savepoint (any earlier parallelism), or `none` for empty
   // state from the committed offsets on (a stateless upgrade). State of stateful steps the job
@@ -138,65 +167,28 @@ async function main(): Promise<void> {
     );
   }
 
-  const tasks = job.stages.flatMap((stage) =>
-    partitionsOf(partitionCount, place.parallelism, place.subtask).map((partition) => ({
-      stage,
-      task: { topic: stage.sourceTopic, partition },
-    })),
-  );
-  const offsets = new EndOffsets({
-    kafka,
-    clientId: `weir-${place.name}-offsets`,
-    tasks: tasks.map((t) => t.task),
-  });
-  const runners = tasks.map(
-    ({ stage, task }) =>
-      new TaskRunner({
-        job: jobRef,
-        task,
-        kafka,
-        store,
-        jobOperators: job.operatorNames,
-        stateful: job.operatorNames.length > 0,
-        checkpointIntervalMs: config.checkpointIntervalMs ?? 5_000,
-        retainCheckpoints: 3,
-        restoreFrom,
-        run: process.env.WEIR_RUN ?? "",
-        dropOperators,
-        failures,
-        purgeCommitted: stage.source.internal,
-        outOfRange: stage.source.outOfRange,
-        startOffset: () => offsets.startOffset(task, stage.source.startFrom),
-        sourceEnd: () => offsets.freshEnd(task),
-        createProcessor: (state) =>
-          createTask(stage, state, {
-            partitions: [task.partition],
-            now: Date.now(),
-            tasksPerStage: partitionCount,
-          }),
-      }),
-  );
-  const observed: MetricsSource = { runners, end: (task) => offsets.end(task), now: Date.now };
-  const metrics = runtimeMetrics(observed);
+  const metrics = runtimeMetrics(host.source);
 
   let started = false;
   const control = new ControlServer(
     {
-      healthy: () => true,
+      healthy: () => host.healthy(),
       ready: () => started,
       status: () => ({
         job: jobRef,
         subtask: place.subtask,
         parallelism: place.parallelism,
+        workers: host.workers,
         failures,
-        tasks: taskStatus(observed),
+        tasks: taskStatus(host.source),
       }),
       metrics,
       // This pod's part of the savepoint: every task's state at a batch boundary, committed with
       // its offset; the savepoint exists once all pods' parts are in and its metadata is written
       // (`SnapshotStore.completeSavepoint`, the operator's step).
       savepoint: async ({ id, stop }) => {
-        const entries = await Promise.all(runners.map((runner) => runner.savepoint(id, stop)));
+        const parts = await host.savepoint(id, stop);
+        const entries = parts.map((part) => part.entry);
         await store.writeSavepointPart(id, place.subtask, entries);
         // Where the time of a stop-with-savepoint goes, per task (upgrade downtime starts here).
         process.stdout.write(
@@ -205,9 +197,9 @@ async function main(): Promise<void> {
             time: Date.now(),
             id,
             stop,
-            tasks: runners.map((r) => ({
-              task: `${r.task.topic}-${r.task.partition}`,
-              ...r.lastSavepoint,
+            tasks: parts.map((part) => ({
+              task: `${part.task.topic}-${part.task.partition}`,
+              ...part.timings,
             })),
           })}\n`,
         );
@@ -224,24 +216,7 @@ async function main(): Promise<void> {
   );
   await control.listen(process.env.POD_IP || "127.0.0.1", CONTROL_PORT);
 
-  await offsets.start();
-  // A task that fails ends the process: under "fail" a poison record stops it, named, with
-  // nothing of its batch committed; the pod's restart policy decides what happens next.
-  const failed = (error: unknown) => {
-    const details =
-      error instanceof RecordFailed
-        ? { msg: "task failed: record failed under the fail policy", ...error.details }
-        : { msg: "task failed", error: describe(error) };
-    process.stderr.write(`${JSON.stringify(details)}\n`);
-    process.exit(error instanceof RecordFailed ? EXIT_RECORD_FAILED : 1);
-  };
-  await Promise.all(
-    runners.map((r) =>
-      r.start().then(() => {
-        r.running.catch(failed);
-      }),
-    ),
-  );
+  const starts = await host.start({ restoreFrom, dropOperators });
   started = true;
   process.stdout.write(
     `${JSON.stringify({
@@ -251,16 +226,20 @@ async function main(): Promise<void> {
       // From the process's start (node's own start-up and module loading included) to here.
       startupSeconds: process.uptime(),
       modulesSeconds,
-      tasks: runners.map((r) => `${r.task.topic}-${r.task.partition}`),
+      tasks: starts.map(({ task }) => `${task.topic}-${task.partition}`),
+      // Worker threads running the tasks (0: the main thread runs them), from the CPUs usable.
+      workers: host.workers,
+      cpus,
       // Where each task's start went: restore (state read and deserialized), and all of it.
-      starts: runners.map((r) => r.started),
+      starts: starts.map((s) => s.started),
     })}\n`,
   );
 
   process.once("SIGTERM", () => {
     // Finish the records in hand, checkpoint, commit, and leave within the grace period.
-    Promise.all(runners.map((r) => r.stop()))
-      .then(() => Promise.all([control.close(), offsets.close()]))
+    host
+      .stop()
+      .then(() => control.close())
       .then(
         () => process.exit(0),
         (error: unknown) => {
@@ -276,8 +255,7 @@ async function main(): Promise<void> {
  * condition): a Kafka connection failure in words a person can act on, else the message.
  */
 function describe(error: unknown): string {
-  const explained = kafkaConfig && explainKafkaError(error, kafkaConfig);
-  return explained ?? (error instanceof Error ? error.message : String(error));
+  return describeError(error, kafkaConfig);
 }
 
 main().catch((error: unknown) => {

@@ -78,9 +78,21 @@ test("watermark lag only for tasks with event time; checkpoint figures of the la
     source([
       figures(0, { watermark: NOW - 4_000 }),
       figures(1, { watermark: NO_WATERMARK }),
-      figures(2, { lastCheckpoint: { offset: 10n, at: NOW - 500, bytes: 2048, durationMs: 250 } }),
+      figures(2, {
+        lastCheckpoint: {
+          offset: 10n,
+          at: NOW - 500,
+          bytes: 2048,
+          durationMs: 250,
+          kind: "delta",
+          chainLength: 7,
+        },
+      }),
     ]),
   );
+  assert.equal(values.get('weir_checkpoint_chain_length{topic="in",partition="2"}'), 7);
+  assert.equal(values.get('weir_checkpoint_delta{topic="in",partition="2"}'), 1);
+  assert.equal(values.get('weir_checkpoint_chain_length{topic="in",partition="0"}'), undefined);
   assert.equal(values.get('weir_watermark_lag_seconds{topic="in",partition="0"}'), 4);
   assert.equal(values.get('weir_watermark_lag_seconds{topic="in",partition="1"}'), undefined);
   assert.equal(values.get('weir_watermark_lag_seconds{topic="in",partition="2"}'), undefined);
@@ -96,7 +108,14 @@ test("status carries each task's position, end, lag and last checkpoint", () => 
     source([
       figures(0, {
         watermark: 5,
-        lastCheckpoint: { offset: 8n, at: NOW - 500, bytes: 2048, durationMs: 250 },
+        lastCheckpoint: {
+          offset: 8n,
+          at: NOW - 500,
+          bytes: 2048,
+          durationMs: 250,
+          kind: "full",
+          chainLength: 0,
+        },
       }),
     ]),
   );
@@ -114,7 +133,13 @@ test("status carries each task's position, end, lag and last checkpoint", () => 
       endOffset: "25",
       lag: 15,
       watermark: 5,
-      lastCheckpoint: { offset: "8", at: new Date(NOW - 500).toISOString(), bytes: 2048 },
+      lastCheckpoint: {
+        offset: "8",
+        at: new Date(NOW - 500).toISOString(),
+        bytes: 2048,
+        kind: "full",
+        chainLength: 0,
+      },
       checkpointAgeSeconds: 3,
     },
   );

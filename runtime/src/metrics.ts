@@ -2,6 +2,7 @@
 // read from its task runners when scraped, and the per-task figures of /v1/status.
 import { Counter, Gauge, Registry } from "prom-client";
 import { backlog } from "./connectors/kafka/end-offsets.ts";
+import type { RestorePlan } from "./engine/restore.ts";
 import type { TaskRunner } from "./engine/task-runner.ts";
 import { NO_WATERMARK } from "./engine/time.ts";
 import type { TaskRef } from "./state/metadata.ts";
@@ -14,7 +15,6 @@ export type TaskFigures = Pick<
   | "watermark"
   | "processorMetrics"
   | "stateBytes"
-  | "plan"
   | "recordsIn"
   | "recordsOut"
   | "failures"
@@ -24,13 +24,72 @@ export type TaskFigures = Pick<
   | "busyMs"
   | "lastCheckpoint"
   | "checkpointedAt"
->;
+> & {
+  /** How the task started (only its kind is read: a worker thread sends no more). */
+  readonly plan: Pick<RestorePlan, "kind"> | undefined;
+};
+
+/**
+ * The fields of TaskFigures a worker thread copies into its snapshots (task-threads.ts);
+ * `stateBytes`, a method, is sent as its value. A field added to TaskFigures must be added
+ * here too, or this does not type-check.
+ */
+export const TASK_FIGURES = [
+  "task",
+  "position",
+  "watermark",
+  "processorMetrics",
+  "plan",
+  "recordsIn",
+  "recordsOut",
+  "failures",
+  "deadLetters",
+  "skipped",
+  "checkpointFailures",
+  "busyMs",
+  "lastCheckpoint",
+  "checkpointedAt",
+] as const satisfies readonly (keyof TaskFigures)[];
+type Unlisted = Exclude<keyof TaskFigures, (typeof TASK_FIGURES)[number] | "stateBytes">;
+const everyFieldListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyFieldListed;
+
+/** A task's figures as plain data (structured-cloneable), as a worker thread posts them. */
+export type TaskFiguresData = Omit<TaskFigures, "stateBytes" | "plan"> & {
+  plan: Pick<RestorePlan, "kind"> | undefined;
+  /** Undefined in the frequent snapshots: estimating state size walks the whole state. */
+  stateBytes: number | undefined;
+  /** The partition's high watermark at the worker's last refresh. */
+  end: bigint | undefined;
+};
+
+/** The data of `runner`'s figures; with `withState` its state size too (costly: see there). */
+export function figuresData(
+  runner: TaskFigures,
+  end: bigint | undefined,
+  withState: boolean,
+): TaskFiguresData {
+  const data: Record<string, unknown> = {};
+  for (const key of TASK_FIGURES) data[key] = runner[key];
+  data.plan = runner.plan && { kind: runner.plan.kind };
+  data.stateBytes = withState ? runner.stateBytes() : undefined;
+  data.end = end;
+  return data as TaskFiguresData;
+}
+
+/** Figures read from a task's data; its state size as last sent (0 before it ever was). */
+export function figuresOf(data: TaskFiguresData, stateBytes: number | undefined): TaskFigures {
+  return { ...data, stateBytes: () => data.stateBytes ?? stateBytes ?? 0 };
+}
 
 export interface MetricsSource {
-  runners: readonly TaskFigures[];
+  /** Read at every scrape (a worker thread's tasks are replaced by each snapshot). */
+  readonly runners: readonly TaskFigures[];
   /** The partition's high watermark at the last refresh. */
   end(task: TaskRef): bigint | undefined;
   now(): number;
+  /** Brings `runners` up to date before a scrape reads them (tasks on worker threads). */
+  refresh?(): Promise<void>;
 }
 
 /** What /v1/status says of each task. */
@@ -54,6 +113,8 @@ export function taskStatus(source: MetricsSource) {
         offset: String(r.lastCheckpoint.offset),
         at: new Date(r.lastCheckpoint.at).toISOString(),
         bytes: r.lastCheckpoint.bytes,
+        kind: r.lastCheckpoint.kind,
+        chainLength: r.lastCheckpoint.chainLength,
       },
       checkpointAgeSeconds: (now - r.checkpointedAt) / 1000,
     };
@@ -62,8 +123,8 @@ export function taskStatus(source: MetricsSource) {
 
 export function runtimeMetrics(source: MetricsSource): Registry {
   const registry = new Registry();
-  const { runners } = source;
-  const sum = (of: (r: TaskFigures) => number) => runners.reduce((total, r) => total + of(r), 0);
+  const sum = (of: (r: TaskFigures) => number) =>
+    source.runners.reduce((total, r) => total + of(r), 0);
 
   // Pod totals: counters summed over the tasks at scrape time.
   const total = (name: string, help: string, of: (r: TaskFigures) => number) =>
@@ -71,7 +132,8 @@ export function runtimeMetrics(source: MetricsSource): Registry {
       name,
       help,
       registers: [registry],
-      collect() {
+      async collect() {
+        await source.refresh?.();
         this.reset();
         this.inc(sum(of));
       },
@@ -108,7 +170,8 @@ export function runtimeMetrics(source: MetricsSource): Registry {
     help: "Records (or timers) that failed: decode (bad bytes), user (user code threw), encode (sink)",
     labelNames: ["kind"],
     registers: [registry],
-    collect() {
+    async collect() {
+      await source.refresh?.();
       this.reset();
       for (const kind of ["decode", "user", "encode"] as const)
         this.inc(
@@ -122,7 +185,8 @@ export function runtimeMetrics(source: MetricsSource): Registry {
     help: "Records that produced nothing by policy: late (lateRecords drop) or failed (skip)",
     labelNames: ["reason"],
     registers: [registry],
-    collect() {
+    async collect() {
+      await source.refresh?.();
       this.reset();
       this.inc(
         { reason: "late" },
@@ -146,10 +210,11 @@ export function runtimeMetrics(source: MetricsSource): Registry {
       help,
       labelNames: ["topic", "partition"],
       registers: [registry],
-      collect() {
+      async collect() {
+        await source.refresh?.();
         this.reset();
         const now = source.now();
-        for (const r of runners) {
+        for (const r of source.runners) {
           const value = of(r, now);
           if (value !== undefined)
             this.set({ topic: r.task.topic, partition: String(r.task.partition) }, value);
@@ -184,12 +249,29 @@ export function runtimeMetrics(source: MetricsSource): Registry {
     "Size of the task's last checkpoint",
     (r) => r.lastCheckpoint?.bytes,
   );
+  perTask(
+    "weir_checkpoint_chain_length",
+    "Deltas after the base in the chain of the task's last checkpoint",
+    (r) => r.lastCheckpoint?.chainLength,
+  );
+  perTask(
+    "weir_checkpoint_delta",
+    "1 when the task's last checkpoint was a delta, 0 when it was a full snapshot",
+    (r) => (r.lastCheckpoint === undefined ? undefined : r.lastCheckpoint.kind === "delta" ? 1 : 0),
+  );
   perTask("weir_state_size_bytes", "Estimated size of the task's keyed state", (r) =>
     r.stateBytes(),
   );
 
-  new Gauge({ name: "weir_tasks", help: "Tasks this pod runs", registers: [registry] }).set(
-    runners.length,
-  );
+  new Gauge({
+    name: "weir_tasks",
+    help: "Tasks this pod runs",
+    registers: [registry],
+    // At scrape time: tasks on worker threads are known once their worker has reported.
+    async collect() {
+      await source.refresh?.();
+      this.set(source.runners.length);
+    },
+  });
   return registry;
 }

@@ -3,6 +3,7 @@
 // secret, downwardAPI, projected service-account tokens). Resolved as the node's identity, so
 // the Node authorizer decides what this kubelet may read, as on a real node.
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import {
   ApiException,
@@ -12,6 +13,7 @@ import {
   type V1KeyToPath,
   type V1ObjectFieldSelector,
   type V1Pod,
+  type V1ResourceFieldSelector,
   type V1ServiceAccountTokenProjection,
   type V1Volume,
 } from "@kubernetes/client-node";
@@ -42,6 +44,11 @@ export function formatMap(map: Record<string, string> | undefined): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([key, value]) => `${key}=${JSON.stringify(value)}`)
     .join("\n");
+}
+
+/** What this node offers (main.ts reports the same capacity and allocatable on its Node). */
+function nodeAllocatable(): { cpu: number; memory: number } {
+  return { cpu: cpus().length, memory: totalmem() };
 }
 
 /** The value of a downward-API field of `pod`. */
@@ -77,6 +84,58 @@ export function fieldValue(pod: V1Pod, ref: V1ObjectFieldSelector, hostIP: strin
     default:
       throw new MissingInput("CreateContainerConfigError", `unsupported fieldPath ${path}`);
   }
+}
+
+/** A resource quantity ("250m", "1.5", "512Mi", "1e3") in its base unit (cores, bytes). */
+export function quantityValue(text: string): number {
+  const match = /^([+-]?[0-9.]+)(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$/.exec(
+    text.trim(),
+  );
+  if (!match) throw new MissingInput("CreateContainerConfigError", `bad quantity "${text}"`);
+  const [, number = "0", exponent, suffix = ""] = match;
+  if (exponent) return Number(number + exponent);
+  const binary = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"].indexOf(suffix);
+  const decimal: Record<string, number> = {
+    n: -9,
+    u: -6,
+    m: -3,
+    k: 3,
+    M: 6,
+    G: 9,
+    T: 12,
+    P: 15,
+    E: 18,
+  };
+  return binary >= 0
+    ? Number(number) * 1024 ** (binary + 1)
+    : Number(number) * 10 ** (decimal[suffix] ?? 0);
+}
+
+/**
+ * A downward-API resourceFieldRef, as a kubelet resolves it: the container's limit (without
+ * one, the node's allocatable) or request, divided by the divisor (default 1) and rounded up:
+ * `limits.cpu` 250m with divisor 1 is "1", with divisor 1m "250".
+ */
+export function resourceValue(
+  container: V1Container,
+  ref: V1ResourceFieldSelector,
+  allocatable: { cpu: number; memory: number },
+): string {
+  const match = /^(limits|requests)\.(cpu|memory)$/.exec(ref.resource);
+  if (!match)
+    throw new MissingInput("CreateContainerConfigError", `unsupported resource ${ref.resource}`);
+  const [, kind = "limits", name = "cpu"] = match;
+  const set = container.resources?.[kind as "limits" | "requests"]?.[name];
+  const fallback = name === "cpu" ? allocatable.cpu : allocatable.memory;
+  // A request not set defaults to the limit; a limit not set is the node's allocatable.
+  const given = set ?? (kind === "requests" ? container.resources?.limits?.[name] : undefined);
+  const value =
+    given === undefined ? (kind === "limits" ? fallback : 0) : quantityValue(String(given));
+  const divisor = quantityValue(String(ref.divisor ?? "1"));
+  // In milli-units for CPU, as Kubernetes divides MilliValue()s, so 0.1 / 1m is exactly 100.
+  return name === "cpu"
+    ? String(Math.ceil(Math.round(value * 1000) / Math.round(divisor * 1000)))
+    : String(Math.ceil(value / divisor));
 }
 
 type DataKind = "configmap" | "secret";
@@ -148,6 +207,8 @@ export async function containerEnv(
       vars.set(entry.name, expandVars(entry.value ?? "", vars));
     } else if (from.fieldRef) {
       vars.set(entry.name, fieldValue(pod, from.fieldRef, inputs.hostIP));
+    } else if (from.resourceFieldRef) {
+      vars.set(entry.name, resourceValue(container, from.resourceFieldRef, nodeAllocatable()));
     } else if (from.configMapKeyRef || from.secretKeyRef) {
       const ref = (from.configMapKeyRef ?? from.secretKeyRef) as {
         name: string;

@@ -5,9 +5,15 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import type { V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
+import type { V1Container, V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
 import { launchScript, shellQuote } from "./container.ts";
-import { fieldValue, formatMap, tokenRefreshMs } from "./pod-inputs.ts";
+import {
+  fieldValue,
+  formatMap,
+  quantityValue,
+  resourceValue,
+  tokenRefreshMs,
+} from "./pod-inputs.ts";
 import {
   containerArgv,
   effectiveRestartPolicy,
@@ -200,4 +206,35 @@ test("service-account tokens are renewed at 80% of the shortest lifetime", () =>
     tokenRefreshMs({ spec: { containers: [], volumes: [{ name: "e", emptyDir: {} }] } }),
     undefined,
   );
+});
+
+test("resourceFieldRef: the limit (else the node's allocatable) over the divisor, rounded up", () => {
+  const node = { cpu: 8, memory: 16 * 1024 ** 3 };
+  const container = (resources: V1Container["resources"]): V1Container => ({
+    name: "c",
+    resources,
+  });
+  const limited = container({
+    limits: { cpu: "1500m", memory: "512Mi" },
+    requests: { cpu: "250m" },
+  });
+  assert.equal(resourceValue(limited, { resource: "limits.cpu", divisor: "1" }, node), "2");
+  assert.equal(resourceValue(limited, { resource: "limits.cpu" }, node), "2");
+  assert.equal(resourceValue(limited, { resource: "limits.cpu", divisor: "1m" }, node), "1500");
+  assert.equal(resourceValue(limited, { resource: "requests.cpu", divisor: "1" }, node), "1");
+  assert.equal(resourceValue(limited, { resource: "requests.cpu", divisor: "1m" }, node), "250");
+  assert.equal(resourceValue(limited, { resource: "limits.memory", divisor: "1Mi" }, node), "512");
+  assert.equal(resourceValue(container({}), { resource: "limits.cpu", divisor: "1" }, node), "8");
+  assert.equal(
+    resourceValue(
+      container({ limits: { cpu: "0.1" } }),
+      { resource: "limits.cpu", divisor: "1m" },
+      node,
+    ),
+    "100",
+  );
+  assert.equal(quantityValue("2"), 2);
+  assert.equal(quantityValue("1e3"), 1000);
+  assert.equal(quantityValue("1Gi"), 1024 ** 3);
+  assert.throws(() => resourceValue(limited, { resource: "limits.gpu" }, node), /unsupported/);
 });

@@ -36,6 +36,8 @@ export interface RuntimeOptions {
   config?: Record<string, unknown> & { storage?: Record<string, unknown> };
   /** "pipe" to read what the process writes to stderr (see exitOf). */
   stderr?: "inherit" | "pipe";
+  /** "pipe" to read its log lines (`running`, `savepoint part taken`); default: ignored. */
+  stdout?: "ignore" | "pipe";
 }
 
 /** Starts `node runtime/src/main.ts <module>` as subtask `subtask` of `parallelism`. */
@@ -47,9 +49,13 @@ export function startRuntime(options: RuntimeOptions): RuntimePod {
     process.execPath,
     [...(options.nodeArgs ?? []), join(repo, "runtime", "src", "main.ts"), options.module],
     {
-      stdio: ["ignore", "ignore", options.stderr ?? "inherit"],
+      stdio: ["ignore", options.stdout ?? "ignore", options.stderr ?? "inherit"],
       env: {
         ...process.env,
+        // A pod of one CPU, as the operator would say (WEIR_CPU_LIMIT_MILLICORES): its tasks
+        // on the main thread, unless a test gives it more (runtime-worker-threads). Tests run
+        // several pods at once on a small machine: a worker each would only slow them down.
+        WEIR_CPU_LIMIT_MILLICORES: "1000",
         ...options.env,
         WEIR_JOB: `tests/${options.job}`,
         WEIR_SUBTASK: String(options.subtask),

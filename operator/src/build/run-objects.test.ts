@@ -99,6 +99,34 @@ test("a run's pod: name, labels, owner, contract environment and configuration",
   assert.equal(pod.spec?.automountServiceAccountToken, false);
 });
 
+test("a container's CPU limit reaches the runtime in millicores (its worker threads); none, none", () => {
+  const limited = {
+    ...run,
+    spec: { ...run.spec, resources: { limits: { cpu: "1500m", memory: "1Gi" } } },
+  } as RunRef;
+  const env = buildPod(limited, 0).spec?.containers[0]?.env ?? [];
+  const cpu = env.filter((e) => e.name === "WEIR_CPU_LIMIT_MILLICORES");
+  // Divisor 1m: with divisor 1 the API server rounds a 1500m limit up to "2".
+  assert.deepEqual(cpu, [
+    {
+      name: "WEIR_CPU_LIMIT_MILLICORES",
+      valueFrom: { resourceFieldRef: { resource: "limits.cpu", divisor: "1m" } },
+    },
+  ]);
+  const index = env.findIndex((e) => e.name === "WEIR_CPU_LIMIT_MILLICORES");
+  assert.equal(
+    jobFieldOf(limited, "Pod", `spec.containers[0].env[${index}].name`),
+    undefined,
+    "set by the operator, not the StreamJob",
+  );
+  const unlimited = buildPod(run, 0).spec?.containers[0]?.env ?? [];
+  assert.equal(
+    unlimited.find((e) => e.name === "WEIR_CPU_LIMIT_MILLICORES"),
+    undefined,
+    "no CPU limit: the node's CPU is not the pod's to take",
+  );
+});
+
 test("secure by default, with the podTemplate's security settings merged over the defaults", () => {
   const pod = buildPod(run, 0);
   assert.deepEqual(pod.spec?.securityContext, {

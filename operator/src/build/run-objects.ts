@@ -54,6 +54,7 @@ export const RESERVED_ENV = [
   "WEIR_RESTORE_FROM",
   "WEIR_CONFIG",
   "POD_IP",
+  "WEIR_CPU_LIMIT_MILLICORES",
   "S3_ACCESS_KEY",
   "S3_SECRET_KEY",
 ];
@@ -281,6 +282,18 @@ function operatorEnv(run: RunRef, subtask: number): V1EnvVar[] {
     { name: "WEIR_RESTORE_FROM", value: run.restoreFrom ?? "" },
     { name: "WEIR_CONFIG", value: CONFIG_FILE },
     { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    // How many worker threads run the tasks (runtime/src/engine/task-threads.ts), only for a
+    // container with a CPU limit: without one the API server would give the node's allocatable
+    // CPU, which is not the pod's to take (the runtime then keeps its tasks on one thread). In
+    // millicores: the API server rounds up, so divisor 1 would make a 1500m limit "2" CPUs.
+    ...(run.spec.resources?.limits?.cpu === undefined
+      ? []
+      : [
+          {
+            name: "WEIR_CPU_LIMIT_MILLICORES",
+            valueFrom: { resourceFieldRef: { resource: "limits.cpu", divisor: "1m" } },
+          },
+        ]),
     ...(storageSecret
       ? [
           secretEnv("S3_ACCESS_KEY", storageSecret, "accessKey"),

@@ -11,7 +11,8 @@ import {
   TaskReader,
   TaskWriter,
 } from "../connectors/kafka/task-io.ts";
-import { TaskState } from "../state/keyed-state.ts";
+import type { ChainBounds } from "../state/chain.ts";
+import { StateNotSerializable, TaskState } from "../state/keyed-state.ts";
 import type { JobRef, SnapshotMetadata, TaskEntryInput, TaskRef } from "../state/metadata.ts";
 import type { SnapshotStore } from "../state/snapshot-store.ts";
 import { deadLetter, type FailurePolicy, failureKind, RecordFailed } from "./failures.ts";
@@ -23,6 +24,7 @@ import {
   planRestore,
   type RestorePlan,
 } from "./restore.ts";
+import { type StoredCheckpoint, TaskCheckpoints } from "./task-checkpoints.ts";
 
 type MessageToProduce = KafkaMessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
@@ -48,6 +50,10 @@ export interface CheckpointStats {
   at: number;
   bytes: number;
   durationMs: number;
+  /** A delta on the task's chain, or a full snapshot (see TaskCheckpoints). */
+  kind: "full" | "delta";
+  /** Deltas after the base of its chain. */
+  chainLength: number;
 }
 
 /** Where a task's start went (ms): its restore, and the whole of `start()`. */
@@ -101,8 +107,12 @@ export interface TaskRunnerOptions {
   failures?: FailurePolicy;
   checkpointIntervalMs?: number;
   maxBatch?: number;
-  /** How many checkpoints of this task to keep. */
+  /** How many checkpoints of this task to keep (and every object their chains need). */
   retainCheckpoints?: number;
+  /** When a chain of deltas is compacted (default: 20 deltas, or deltas past half the base). */
+  chainBounds?: ChainBounds;
+  /** How old an unreferenced checkpoint object must be before retention removes it. */
+  orphanGraceMs?: number;
   /** Where the task goes when its position is gone from the partition (default: it fails). */
   outOfRange?: OutOfRangePolicy;
   /**
@@ -144,6 +154,7 @@ export class TaskRunner {
   readonly #writer: TaskWriter;
   readonly #now: () => number;
   #state = new TaskState();
+  readonly #checkpoints: TaskCheckpoints;
   #processor: TaskProcessor | undefined;
   #queue: SourceRecord[] = [];
   #arrived: (() => void) | undefined;
@@ -206,6 +217,22 @@ export class TaskRunner {
       ...(options.outOfRange ? { outOfRange: options.outOfRange } : {}),
     });
     this.#writer = new TaskWriter({ ...io, transactionTimeoutMs: transactionTimeoutFor(interval) });
+    this.#checkpoints = new TaskCheckpoints({
+      store: options.store,
+      task: options.task,
+      jobOperators: options.jobOperators,
+      ...(options.chainBounds ? { bounds: options.chainBounds } : {}),
+      ...(options.orphanGraceMs === undefined ? {} : { orphanGraceMs: options.orphanGraceMs }),
+      log: (msg, fields) =>
+        process.stderr.write(
+          `${JSON.stringify({ msg, task: `${options.task.topic}-${options.task.partition}`, ...fields })}\n`,
+        ),
+    });
+  }
+
+  /** The task's checkpoint chain (compactions, for tests and status). */
+  get checkpoints(): TaskCheckpoints {
+    return this.#checkpoints;
   }
 
   get task(): TaskRef {
@@ -261,10 +288,18 @@ export class TaskRunner {
     this.plan = plan;
     if (plan.kind === "snapshot" && plan.entry) {
       const restoring = performance.now();
-      const bytes = await store.readTaskState(plan.entry);
-      this.#state = TaskState.restore(bytes);
+      // From a savepoint, the task's own chain starts on a copy of its object, named as a
+      // checkpoint of this run at this offset would be (no metadata: only chains refer to it).
+      const copyTo = store.objectKey(
+        "checkpoint",
+        checkpointId(task, plan.offset, run),
+        task,
+        "restored",
+      );
+      const restored = await this.#checkpoints.restore(plan.entry, plan.snapshot.kind, copyTo);
+      this.#state = restored.state;
       restoreMs = performance.now() - restoring;
-      restoredBytes = bytes.length;
+      restoredBytes = restored.bytes;
       // State of steps the job no longer has (allowed by allowNonRestoredState) is dropped.
       for (const name of this.#options.dropOperators ?? []) this.#state.dropOperator(name);
     }
@@ -359,42 +394,40 @@ export class TaskRunner {
   }
 
   async #takeSavepoint(id: string, requestedAt: number): Promise<TaskEntryInput> {
-    const { task, store, jobOperators } = this.#options;
+    const { task } = this.#options;
     const lap = stopwatch();
     const waitMs = performance.now() - requestedAt;
-    const snapshot = {
-      task,
-      offsets: { [`${task.topic}-${task.partition}`]: this.#position },
-      state: await this.#state.snapshotInSlices(this.#now()),
-      operators: this.#state.operatorNames(),
-    };
-    const snapshotMs = lap();
-    // The same state as a checkpoint at that offset, uploaded side by side with the savepoint's
-    // object (the job stands still meanwhile): should the savepoint as a whole fail (another
-    // pod's part missing), this task restarts from its committed offset like after any crash,
-    // which needs a checkpoint taken at exactly that offset.
+    const offsets = { [`${task.topic}-${task.partition}`]: this.#position };
+    const now = this.#now();
+    // The savepoint is a full snapshot of its own (the operator deletes savepoints; nothing may
+    // depend on another object). Side by side, a checkpoint at the same offset, a delta on the
+    // task's chain (the job stands still meanwhile): should the savepoint as a whole fail
+    // (another pod's part missing), this task restarts from its committed offset like after
+    // any crash, which needs a checkpoint taken at exactly that offset.
     const checkpointCopy = this.#pending > 0;
     const number = this.#checkpointNumber + 1n;
-    const [entry] = await Promise.all([
-      store.writeTask("savepoint", id, snapshot),
+    const [{ serializeMs, ...entry }, copy] = await Promise.all([
+      this.#checkpoints.writeSavepoint(this.#state, id, offsets, now),
       checkpointCopy
-        ? store.write(
-            "checkpoint",
+        ? this.#checkpoints.write(
+            this.#state,
             checkpointId(task, this.#position, this.#options.run, number),
-            jobOperators,
-            [snapshot],
+            offsets,
+            now,
           )
         : undefined,
     ]);
     const uploadMs = lap();
     await this.#commit(number);
+    if (copy) this.#checkpointStored(copy, uploadMs);
     this.lastSavepoint = {
       waitMs,
-      snapshotMs,
+      // Serialization streams into the upload: its share of uploadMs.
+      snapshotMs: serializeMs,
       uploadMs,
       checkpointCopy,
       commitMs: lap(),
-      bytes: snapshot.state.length,
+      bytes: entry.bytes,
     };
     return entry;
   }
@@ -542,20 +575,21 @@ export class TaskRunner {
       this.checkpointedAt = this.#now();
       return;
     }
-    const { task, store, jobOperators } = this.#options;
+    const { task } = this.#options;
     const next = this.#position;
     const number = this.#checkpointNumber + 1n;
     const offsets = { [`${task.topic}-${task.partition}`]: next };
     const started = performance.now();
-    const state = await this.#state.snapshotInSlices(this.#now());
+    let stored: StoredCheckpoint;
     try {
-      await store.write(
-        "checkpoint",
+      stored = await this.#checkpoints.write(
+        this.#state,
         checkpointId(task, next, this.#options.run, number),
-        jobOperators,
-        [{ task, offsets, state, operators: this.#state.operatorNames() }],
+        offsets,
+        this.#now(),
       );
     } catch (error) {
+      if (error instanceof StateNotSerializable) throw error;
       const why = error instanceof Error ? error.message : String(error);
       throw new CheckpointNotStored(
         `checkpoint of ${task.topic}-${task.partition} at ${next} not stored: ${why}`,
@@ -563,31 +597,32 @@ export class TaskRunner {
       );
     }
     await this.#commit(number);
-    this.checkpointedAt = this.#now();
-    this.lastCheckpoint = {
-      offset: next,
-      at: this.checkpointedAt,
-      bytes: state.length,
-      durationMs: performance.now() - started,
-    };
+    this.#checkpointStored(stored, performance.now() - started);
     if (this.#options.retainCheckpoints !== undefined) {
       // Old checkpoints left behind by a storage failure here are removed next time.
-      await store
-        .retain(
-          "checkpoint",
-          this.#options.retainCheckpoints,
-          (checkpoint) =>
-            checkpoint.tasks.some(
-              (t) => t.task.topic === task.topic && t.task.partition === task.partition,
-            ),
-          checkpointIdPrefix(task),
-        )
-        .catch((error: unknown) => {
-          process.stderr.write(
-            `${JSON.stringify({ msg: "checkpoint retention failed", task: `${task.topic}-${task.partition}`, error: String(error) })}\n`,
-          );
-        });
+      await this.#checkpoints.retain(this.#options.retainCheckpoints).catch((error: unknown) => {
+        process.stderr.write(
+          `${JSON.stringify({ msg: "checkpoint retention failed", task: `${task.topic}-${task.partition}`, error: String(error) })}\n`,
+        );
+      });
     }
+  }
+
+  /** A checkpoint stored and committed: its changes are clean, its chain the state's. */
+  #checkpointStored(stored: StoredCheckpoint, durationMs: number): void {
+    this.#checkpoints.committed(this.#state, stored);
+    this.checkpointedAt = this.#now();
+    this.lastCheckpoint = {
+      offset: BigInt(
+        stored.entry.offsets[`${this.#options.task.topic}-${this.#options.task.partition}`] ??
+          this.#position,
+      ),
+      at: this.checkpointedAt,
+      bytes: stored.bytes,
+      durationMs,
+      kind: stored.kind,
+      chainLength: stored.chainLength,
+    };
   }
 
   /** Finishes the records in hand, checkpoints, and closes the task's clients. */
@@ -619,6 +654,7 @@ export class TaskRunner {
       }
     } finally {
       // Closing the writer with its transaction open leaves the broker to abort it.
+      await this.#checkpoints.close();
       await this.#writer.close().catch(() => {});
       await this.#reader.close().catch(() => {});
       await this.#pumping;

@@ -11,8 +11,13 @@
 // holds references, not copies: a value mutated in place instead of replaced is not restored.
 import { deserialize, serialize } from "node:v8";
 
-/** 2: framed slices of entries (snapshotInSlices); format 1 snapshots are still read. */
+/** 2: framed slices of entries (TaskState.chunks); format 1 snapshots are still read. */
 export const TASK_STATE_FORMAT_VERSION = 2;
+/** A delta's header format: what changed since the state it follows (TaskState.delta). */
+export const DELTA_FORMAT_VERSION = 3;
+
+/** A value in state that v8 cannot serialize (a function, say): the job's fault, not storage's. */
+export class StateNotSerializable extends Error {}
 
 /** The record key that state is partitioned by (callers encode Kafka keys as strings). */
 export type StateKey = string;
@@ -48,6 +53,8 @@ interface Store {
   purge(now: number): number;
   entryCount(): number;
   rawEntries(): Map<StateKey, unknown>;
+  /** Keys written, deleted or expired since the last committed checkpoint (see markClean). */
+  readonly dirty: Set<StateKey>;
 }
 
 function requireNow(now: number): void {
@@ -75,6 +82,7 @@ function expired(entry: Entry<unknown>, ttlMs: number | undefined, now: number):
 export class ValueState<T> implements Store {
   readonly kind = "value";
   readonly name: string;
+  readonly dirty = new Set<StateKey>();
   #ttlMs: number | undefined;
   readonly #entries: Map<StateKey, Entry<T>>;
   readonly #journal: Journal;
@@ -107,6 +115,7 @@ export class ValueState<T> implements Store {
     if (entry === undefined) return undefined;
     if (expired(entry, this.#ttlMs, now)) {
       this.#entries.delete(key);
+      this.dirty.add(key);
       return undefined;
     }
     return entry.v;
@@ -130,8 +139,10 @@ export class ValueState<T> implements Store {
     return this.#entries.delete(key);
   }
 
-  /** Journals `key`'s current entry (or its absence) before a write. */
+  /** Journals `key`'s current entry (or its absence) before a write, and marks it dirty. */
   #remember(key: StateKey): void {
+    // A write undone by rollback stays dirty: the next delta then holds its current value.
+    this.dirty.add(key);
     const undo = this.#journal.undo;
     if (undo === undefined) return;
     const previous = this.#entries.get(key);
@@ -159,9 +170,11 @@ export class ValueState<T> implements Store {
   purge(now: number): number {
     requireNow(now);
     let removed = 0;
+    if (this.#ttlMs === undefined) return 0;
     for (const [key, entry] of this.#entries) {
       if (expired(entry, this.#ttlMs, now)) {
         this.#entries.delete(key);
+        this.dirty.add(key);
         removed++;
       }
     }
@@ -183,6 +196,8 @@ export class ValueState<T> implements Store {
 export class MapState<K extends MapKey, V> implements Store {
   readonly kind = "map";
   readonly name: string;
+  /** Record keys whose map changed (a delta holds the whole map of each). */
+  readonly dirty = new Set<StateKey>();
   #ttlMs: number | undefined;
   readonly #maps: Map<StateKey, Map<K, Entry<V>>>;
   readonly #journal: Journal;
@@ -217,6 +232,7 @@ export class MapState<K extends MapKey, V> implements Store {
     if (expired(entry, this.#ttlMs, now)) {
       map.delete(mapKey);
       if (map.size === 0) this.#maps.delete(key);
+      this.dirty.add(key);
       return undefined;
     }
     return entry.v;
@@ -252,6 +268,7 @@ export class MapState<K extends MapKey, V> implements Store {
   clear(key: StateKey): boolean {
     const map = this.#maps.get(key);
     if (map === undefined) return false;
+    this.dirty.add(key);
     if (this.#journal.undo !== undefined) {
       // The map object itself is dropped, untouched: putting it back restores every entry.
       this.#journal.undo.push(() => this.#maps.set(key, map));
@@ -261,6 +278,7 @@ export class MapState<K extends MapKey, V> implements Store {
 
   /** Journals one entry of `key`'s map (or its absence) before a write. */
   #remember(key: StateKey, mapKey: K): void {
+    this.dirty.add(key);
     const undo = this.#journal.undo;
     if (undo === undefined) return;
     const previous = this.#maps.get(key)?.get(mapKey);
@@ -297,10 +315,12 @@ export class MapState<K extends MapKey, V> implements Store {
   purge(now: number): number {
     requireNow(now);
     let removed = 0;
+    if (this.#ttlMs === undefined) return 0;
     for (const [key, map] of this.#maps) {
       for (const [mapKey, entry] of map) {
         if (expired(entry, this.#ttlMs, now)) {
           map.delete(mapKey);
+          this.dirty.add(key);
           removed++;
         }
       }
@@ -384,6 +404,11 @@ export class OperatorState {
     return this.#stores.values();
   }
 
+  /** @internal the store named `name`, if any (restoring a delta) */
+  storeNamed(name: string): AnyStore | undefined {
+    return this.#stores.get(name);
+  }
+
   /** @internal used by TaskState.restore */
   adopt(kind: StateKind, name: string, ttlMs: number | undefined, entries: unknown): void {
     this.#stores.set(
@@ -421,6 +446,8 @@ interface Snapshot {
 export class TaskState {
   readonly #operators = new Map<string, OperatorState>();
   readonly #journal: Journal = { undo: undefined };
+  /** Operators dropped since the last committed checkpoint (a delta names them). */
+  readonly #dropped = new Set<string>();
 
   /** The state of operator `name` (created empty on first use). */
   operator(name: string): OperatorState {
@@ -460,7 +487,37 @@ export class TaskState {
 
   /** Forgets an operator's state (one the job no longer has, restored with allowNonRestoredState). */
   dropOperator(name: string): boolean {
-    return this.#operators.delete(name);
+    const had = this.#operators.delete(name);
+    if (had) this.#dropped.add(name);
+    return had;
+  }
+
+  /** Removes the expired entries of every store with a TTL (they count as changed). */
+  purge(now: number): void {
+    requireNow(now);
+    for (const operator of this.#operators.values()) {
+      for (const store of operator.stores()) store.purge(now);
+    }
+  }
+
+  /** How many keys changed since the last committed checkpoint (operators dropped count 1). */
+  changedKeys(): number {
+    let count = this.#dropped.size;
+    for (const operator of this.#operators.values()) {
+      for (const store of operator.stores()) count += store.dirty.size;
+    }
+    return count;
+  }
+
+  /**
+   * Forgets what changed: called once a checkpoint holding it is stored and committed. A
+   * checkpoint that failed leaves the changes in place, so the next delta holds them.
+   */
+  markClean(): void {
+    this.#dropped.clear();
+    for (const operator of this.#operators.values()) {
+      for (const store of operator.stores()) store.dirty.clear();
+    }
   }
 
   /**
@@ -485,21 +542,84 @@ export class TaskState {
   }
 
   /**
-   * The same bytes as `snapshot`, serialized a slice of entries at a time with the event loop
-   * let go every `budgetMs`: a large state's snapshot must not hold up the Kafka clients'
-   * heartbeats (a consumer silent for its session timeout is dropped from its group).
+   * What changed since the last committed checkpoint (see markClean), after purging expired
+   * entries: per store the current value of every changed key and the keys deleted, and the
+   * operators dropped. Applied in order onto the state it followed, it gives this state.
    */
-  async snapshotInSlices(now: number, budgetMs = 20): Promise<Buffer> {
-    const frames: Buffer[] = [];
+  delta(now: number): Buffer {
+    return Buffer.concat([...this.#deltaFrames(now)]);
+  }
+
+  /**
+   * The bytes of `snapshot` (full) or `delta`, a frame at a time, with the event loop let go
+   * every `budgetMs`: a large state must not hold up the task's clients, probes or control
+   * API. The state must not change until the last chunk is taken (the task stands still).
+   */
+  async *chunks(kind: "full" | "delta", now: number, budgetMs = 10): AsyncGenerator<Buffer> {
     let since = performance.now();
-    for (const frame of this.#frames(now)) {
-      frames.push(frame);
+    for (const frame of kind === "full" ? this.#frames(now) : this.#deltaFrames(now)) {
+      yield frame;
       if (performance.now() - since > budgetMs) {
         await new Promise((resolve) => setImmediate(resolve));
         since = performance.now();
       }
     }
-    return Buffer.concat(frames);
+  }
+
+  /**
+   * A delta as frames: the magic, a header (format DELTA_FORMAT_VERSION) naming the dropped
+   * operators and every store with changes and its slices of upserts (`[key, entry][]`) and of
+   * deleted keys (`key[]`), then those slices.
+   */
+  *#deltaFrames(now: number): Generator<Buffer> {
+    this.purge(now);
+    const operators: DeltaOperator[] = [];
+    const work: { operator: string; store: AnyStore; upserts: StateKey[]; deletes: StateKey[] }[] =
+      [];
+    for (const operator of this.#operators.values()) {
+      const states: DeltaStore[] = [];
+      for (const store of operator.stores()) {
+        if (store.dirty.size === 0) continue;
+        const entries = store.rawEntries();
+        const upserts: StateKey[] = [];
+        const deletes: StateKey[] = [];
+        for (const key of store.dirty) (entries.has(key) ? upserts : deletes).push(key);
+        states.push({
+          name: store.name,
+          kind: store.kind,
+          ttlMs: store.ttlMs ?? null,
+          upserts: Math.ceil(upserts.length / SLICE_ENTRIES),
+          deletes: Math.ceil(deletes.length / SLICE_ENTRIES),
+        });
+        work.push({ operator: operator.name, store, upserts, deletes });
+      }
+      if (states.length > 0) operators.push({ name: operator.name, states });
+    }
+    yield SNAPSHOT_MAGIC;
+    yield frame(
+      serialize({
+        formatVersion: DELTA_FORMAT_VERSION,
+        kind: "delta",
+        dropped: [...this.#dropped].sort(),
+        operators,
+      }),
+    );
+    for (const { operator, store, upserts, deletes } of work) {
+      const entries = store.rawEntries();
+      for (let i = 0; i < upserts.length; i += SLICE_ENTRIES) {
+        const slice = upserts.slice(i, i + SLICE_ENTRIES).map((key) => [key, entries.get(key)]);
+        try {
+          yield frame(serialize(slice));
+        } catch (error) {
+          throw new StateNotSerializable(
+            `state "${store.name}" of operator "${operator}" cannot be snapshotted: ${(error as Error).message}`,
+          );
+        }
+      }
+      for (let i = 0; i < deletes.length; i += SLICE_ENTRIES) {
+        yield frame(serialize(deletes.slice(i, i + SLICE_ENTRIES)));
+      }
+    }
   }
 
   /**
@@ -508,16 +628,15 @@ export class TaskState {
    * SLICE_ENTRIES entries, length-prefixed.
    */
   *#frames(now: number): Generator<Buffer> {
-    requireNow(now);
+    this.purge(now);
     const operators: SlicedOperator[] = [];
     const slices: { operator: string; store: AnyStore; count: number }[] = [];
     for (const operator of this.#operators.values()) {
       const states: SlicedStore[] = [];
       for (const store of operator.stores()) {
-        store.purge(now);
-        const entries = store.entryCount();
-        if (entries === 0) continue;
-        const count = Math.ceil(entries / SLICE_ENTRIES);
+        if (store.entryCount() === 0) continue;
+        // Slices hold record keys (a map state's key with its whole map), not map entries.
+        const count = Math.ceil(store.rawEntries().size / SLICE_ENTRIES);
         states.push({
           name: store.name,
           kind: store.kind,
@@ -536,7 +655,7 @@ export class TaskState {
         try {
           return frame(serialize(slice));
         } catch (error) {
-          throw new Error(
+          throw new StateNotSerializable(
             `state "${store.name}" of operator "${operator}" cannot be snapshotted: ${(error as Error).message}`,
           );
         } finally {
@@ -600,6 +719,20 @@ interface SlicedStore {
 interface SlicedOperator {
   name: string;
   states: SlicedStore[];
+}
+
+interface DeltaStore {
+  name: string;
+  kind: StateKind;
+  ttlMs: number | null;
+  /** Slices of `[key, entry][]`, then slices of deleted keys. */
+  upserts: number;
+  deletes: number;
+}
+
+interface DeltaOperator {
+  name: string;
+  states: DeltaStore[];
 }
 
 function frame(bytes: Buffer): Buffer {
@@ -725,5 +858,269 @@ function estimateBytes(value: unknown, seen: Set<object>): number {
     }
     default:
       return 0;
+  }
+}
+
+/** Bytes taken from a stream of chunks, exactly as many as asked for. */
+class ByteQueue {
+  #chunks: Buffer[] = [];
+  length = 0;
+
+  push(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    this.#chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    this.length += chunk.byteLength;
+  }
+
+  /** Puts bytes back in front. */
+  unshift(chunk: Buffer): void {
+    this.#chunks.unshift(chunk);
+    this.length += chunk.length;
+  }
+
+  /** The next `n` bytes, or undefined while fewer have arrived. */
+  take(n: number): Buffer | undefined {
+    if (n > this.length) return undefined;
+    const first = this.#chunks[0];
+    let out: Buffer;
+    if (first !== undefined && first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let at = 0;
+      while (at < n) {
+        const chunk = this.#chunks[0] as Buffer;
+        const part = Math.min(chunk.length, n - at);
+        chunk.copy(out, at, 0, part);
+        at += part;
+        if (part === chunk.length) this.#chunks.shift();
+        else this.#chunks[0] = chunk.subarray(part);
+      }
+    }
+    this.length -= n;
+    return out;
+  }
+
+  /** The payload of the next complete length-prefixed frame, if it has all arrived. */
+  frame(): Buffer | undefined {
+    if (this.length < 4) return undefined;
+    const head = this.take(4) as Buffer;
+    const size = head.readUInt32BE(0);
+    if (this.length < size) {
+      this.unshift(Buffer.from(head));
+      return undefined;
+    }
+    return this.take(size);
+  }
+}
+
+type Piece = { legacy: true; bytes: Buffer } | { legacy: false; bytes: Buffer };
+
+/** The frames of one stored object as they arrive (or, for format 1, the whole object). */
+async function* framesOf(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Piece> {
+  const queue = new ByteQueue();
+  let framed: boolean | undefined;
+  for await (const chunk of chunks) {
+    queue.push(chunk);
+    if (framed === undefined) {
+      if (queue.length < SNAPSHOT_MAGIC.length) continue;
+      const magic = queue.take(SNAPSHOT_MAGIC.length) as Buffer;
+      framed = magic.equals(SNAPSHOT_MAGIC);
+      if (!framed) queue.unshift(magic);
+    }
+    if (!framed) continue;
+    for (let f = queue.frame(); f !== undefined; f = queue.frame())
+      yield { legacy: false, bytes: f };
+  }
+  if (framed === true) {
+    if (queue.length > 0) throw new Error("snapshot ends inside a frame");
+    return;
+  }
+  // Format 1 (one v8 value) or too short to be anything.
+  yield { legacy: true, bytes: queue.take(queue.length) ?? Buffer.alloc(0) };
+}
+
+function checkEntry(kind: StateKind, key: unknown, value: unknown, where: string): void {
+  const ok =
+    typeof key === "string" &&
+    (kind === "value"
+      ? isEntry(value)
+      : value instanceof Map && [...value.values()].every(isEntry));
+  if (!ok) throw new Error(`task state snapshot is malformed: ${where} has a malformed entry`);
+}
+
+interface HeaderStore {
+  name: string;
+  kind: StateKind;
+  ttlMs: number | null;
+}
+
+function checkHeaderStores(
+  operators: unknown,
+  extra: (store: Record<string, unknown>, where: string) => void,
+): { name: string; states: HeaderStore[] }[] {
+  const bad = (why: string) => new Error(`task state snapshot is malformed: ${why}`);
+  if (!Array.isArray(operators)) throw bad("operators is not a list");
+  const names = new Set<string>();
+  return operators.map((op, i) => {
+    if (!isRecord(op) || typeof op.name !== "string" || op.name === "")
+      throw bad(`operators[${i}] has no name`);
+    if (names.has(op.name)) throw bad(`operator "${op.name}" appears twice`);
+    names.add(op.name);
+    if (!Array.isArray(op.states)) throw bad(`operator "${op.name}" has no list of states`);
+    const stateNames = new Set<string>();
+    for (const s of op.states) {
+      const where = `operator "${op.name}"`;
+      if (!isRecord(s) || typeof s.name !== "string" || s.name === "")
+        throw bad(`a state of ${where} has no name`);
+      if (stateNames.has(s.name)) throw bad(`state "${s.name}" of ${where} appears twice`);
+      stateNames.add(s.name);
+      if (s.kind !== "value" && s.kind !== "map")
+        throw bad(`state "${s.name}" of ${where} has unknown kind`);
+      if (s.ttlMs !== null && (typeof s.ttlMs !== "number" || !(s.ttlMs > 0)))
+        throw bad(`state "${s.name}" of ${where} has an invalid ttlMs`);
+      extra(s, `state "${s.name}" of ${where}`);
+    }
+    return { name: op.name, states: op.states as HeaderStore[] };
+  });
+}
+
+function sliceCount(value: unknown, what: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0)
+    throw new Error(`task state snapshot is malformed: ${what} has no slice count`);
+  return value as number;
+}
+
+/**
+ * Builds a task's state from stored objects read as streams, in order: a full snapshot
+ * (format 1 or 2), then any number of deltas (format 3) applied onto it. Each slice is
+ * deserialized on its own and the event loop is let go every `budgetMs`, so restoring a large
+ * state never blocks it for long. A failed `apply` leaves the builder unusable.
+ */
+export class StateBuilder {
+  #state: TaskState | undefined;
+  readonly #budgetMs: number;
+  #since = performance.now();
+
+  constructor(budgetMs = 10) {
+    this.#budgetMs = budgetMs;
+  }
+
+  /** The state built so far (empty before the first object). */
+  get state(): TaskState {
+    return this.#state ?? new TaskState();
+  }
+
+  async #breathe(): Promise<void> {
+    if (performance.now() - this.#since > this.#budgetMs) {
+      await new Promise((resolve) => setImmediate(resolve));
+      this.#since = performance.now();
+    }
+  }
+
+  /** Applies one object: a full snapshot must come first, deltas after it. */
+  async apply(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    try {
+      await this.#apply(chunks);
+    } catch (error) {
+      throw new Error(
+        `task state snapshot cannot be read (corrupt or not a task state): ${(error as Error).message}`,
+      );
+    }
+  }
+
+  async #apply(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const pieces = framesOf(chunks)[Symbol.asyncIterator]();
+    const next = async (): Promise<unknown> => {
+      const piece = await pieces.next();
+      if (piece.done) throw new Error("snapshot ends before its last frame");
+      return deserialize(piece.value.bytes);
+    };
+    const first = await pieces.next();
+    if (first.done) throw new Error("the object is empty");
+    if (first.value.legacy) {
+      if (this.#state !== undefined) throw new Error("a full snapshot cannot follow another");
+      this.#state = TaskState.restore(first.value.bytes);
+      return;
+    }
+    const header = deserialize(first.value.bytes) as Record<string, unknown>;
+    if (!isRecord(header) || !("formatVersion" in header))
+      throw new Error("task state snapshot is malformed: no formatVersion");
+    if (header.formatVersion === TASK_STATE_FORMAT_VERSION) {
+      if (this.#state !== undefined) throw new Error("a full snapshot cannot follow another");
+      const state = new TaskState();
+      const operators = checkHeaderStores(header.operators, (s, where) =>
+        sliceCount(s.slices, where),
+      );
+      for (const op of operators) {
+        const operator = state.operator(op.name);
+        for (const s of op.states as (HeaderStore & { slices: number })[]) {
+          const entries = new Map<StateKey, unknown>();
+          const where = `state "${s.name}" of operator "${op.name}"`;
+          for (let i = 0; i < s.slices; i++) {
+            const slice = await next();
+            if (!Array.isArray(slice)) throw new Error(`${where}: a slice is not a list`);
+            for (const pair of slice as [unknown, unknown][]) {
+              const [key, value] = Array.isArray(pair) ? pair : [];
+              checkEntry(s.kind, key, value, where);
+              entries.set(key as StateKey, value);
+            }
+            await this.#breathe();
+          }
+          operator.adopt(s.kind, s.name, s.ttlMs ?? undefined, entries);
+        }
+      }
+      this.#state = state;
+    } else if (header.formatVersion === DELTA_FORMAT_VERSION) {
+      const state = this.#state;
+      if (state === undefined) throw new Error("a delta needs the snapshot it follows");
+      const dropped = header.dropped;
+      if (!Array.isArray(dropped) || dropped.some((d) => typeof d !== "string"))
+        throw new Error("task state snapshot is malformed: a delta without its dropped operators");
+      for (const name of dropped as string[]) state.dropOperator(name);
+      const operators = checkHeaderStores(header.operators, (s, where) => {
+        sliceCount(s.upserts, where);
+        sliceCount(s.deletes, where);
+      });
+      for (const op of operators) {
+        const operator = state.operator(op.name);
+        for (const s of op.states as (HeaderStore & { upserts: number; deletes: number })[]) {
+          const where = `state "${s.name}" of operator "${op.name}"`;
+          let store = operator.storeNamed(s.name);
+          if (store !== undefined && store.kind !== s.kind)
+            throw new Error(`${where} is a ${store.kind} state, the delta says ${s.kind}`);
+          if (store === undefined) {
+            operator.adopt(s.kind, s.name, s.ttlMs ?? undefined, new Map());
+            store = operator.storeNamed(s.name) as AnyStore;
+          }
+          store.setTtl(s.ttlMs ?? undefined);
+          const entries = store.rawEntries();
+          for (let i = 0; i < s.upserts; i++) {
+            const slice = await next();
+            if (!Array.isArray(slice)) throw new Error(`${where}: a slice is not a list`);
+            for (const pair of slice as [unknown, unknown][]) {
+              const [key, value] = Array.isArray(pair) ? pair : [];
+              checkEntry(s.kind, key, value, where);
+              entries.set(key as StateKey, value);
+            }
+            await this.#breathe();
+          }
+          for (let i = 0; i < s.deletes; i++) {
+            const slice = await next();
+            if (!Array.isArray(slice) || slice.some((k) => typeof k !== "string"))
+              throw new Error(`${where}: a slice of deleted keys is not a list of keys`);
+            for (const key of slice as StateKey[]) entries.delete(key);
+            await this.#breathe();
+          }
+        }
+      }
+    } else {
+      throw new Error(
+        `unsupported task state format version ${String(header.formatVersion)} (this runtime reads 1, ${TASK_STATE_FORMAT_VERSION} and deltas ${DELTA_FORMAT_VERSION})`,
+      );
+    }
+    if (!(await pieces.next()).done) throw new Error("snapshot has bytes after its last frame");
   }
 }

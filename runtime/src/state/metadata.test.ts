@@ -289,6 +289,49 @@ describe("parseMetadata", () => {
   });
 });
 
+describe("chains of incremental checkpoints", () => {
+  const ref = (key: string) => ({ key, bytes: 3, sha256: "a".repeat(64) });
+  /** A checkpoint whose first task's object is the last delta of a chain. */
+  function checkpoint(
+    chain: unknown,
+  ): Record<string, unknown> & { tasks: Record<string, unknown>[] } {
+    const data = { ...json(), kind: "checkpoint", id: "orders-0-7-r1.3" };
+    data.tasks[0] = { ...data.tasks[0], ...ref("d2"), chain };
+    return data;
+  }
+
+  test("a checkpoint's chain reads back, its own object last", () => {
+    const chain = { base: ref("b"), deltas: [ref("d1"), ref("d2")] };
+    const m = parseMetadata(JSON.stringify(checkpoint(chain)));
+    assert.deepEqual(m.tasks.find((t) => t.key === "d2")?.chain, chain);
+    assert.equal(m.tasks.find((t) => t.key !== "d2")?.chain, undefined);
+  });
+
+  test("a chain that does not end with the entry's object, or is malformed, is refused", () => {
+    const cases: [unknown, RegExp][] = [
+      [{ base: ref("b"), deltas: [ref("d1")] }, /chain must end with the entry's own object/],
+      [{ base: ref("b"), deltas: [] }, /chain\.deltas must be a non-empty list/],
+      [{ base: ref("d2"), deltas: [ref("d2")] }, /chain names an object twice/],
+      [
+        { base: { key: "b", bytes: -1, sha256: "a".repeat(64) }, deltas: [ref("d2")] },
+        /chain\.base\.bytes/,
+      ],
+      ["b", /chain must be an object/],
+    ];
+    for (const [chain, message] of cases) {
+      assert.throws(() => parseMetadata(JSON.stringify(checkpoint(chain))), message);
+    }
+  });
+
+  test("a savepoint never has a chain: its objects stand alone", () => {
+    const data = checkpoint({ base: ref("b"), deltas: [ref("d2")] });
+    assert.throws(
+      () => parseMetadata(JSON.stringify({ ...data, kind: "savepoint" })),
+      /a savepoint's objects are full snapshots/,
+    );
+  });
+});
+
 describe("verifyChecksum", () => {
   const m = buildMetadata(input());
   const entry = m.tasks[0];

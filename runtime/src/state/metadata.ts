@@ -25,6 +25,23 @@ export interface TaskRef {
   partition: number;
 }
 
+/** One stored object, as a restore verifies it. */
+export interface ObjectRef {
+  key: string;
+  bytes: number;
+  /** Hex SHA-256 of the object. */
+  sha256: string;
+}
+
+/**
+ * The objects an incremental checkpoint's state is read from, in order: a full snapshot, then
+ * deltas, the last of which is the entry's own object.
+ */
+export interface Chain {
+  base: ObjectRef;
+  deltas: ObjectRef[];
+}
+
 export interface TaskEntry {
   task: TaskRef;
   /** Next offset to read per source topic-partition ("<topic>-<partition>"). */
@@ -36,6 +53,11 @@ export interface TaskEntry {
   sha256: string;
   /** Operators with state in the object, sorted. */
   operators: string[];
+  /**
+   * Only in incremental checkpoints: the object is a delta, read after `chain.base` and the
+   * deltas before it. Without it the object is a full snapshot (every savepoint is).
+   */
+  chain?: Chain;
 }
 
 export interface SnapshotMetadata {
@@ -170,6 +192,29 @@ function requireField(obj: Record<string, unknown>, field: string, where: string
   return obj[field];
 }
 
+function checkObjectRef(value: unknown, where: string): ObjectRef {
+  if (!isRecord(value)) throw new Error(`${where} must be an object {key, bytes, sha256}`);
+  const { key, bytes, sha256: sum } = value;
+  if (typeof key !== "string" || key === "" || key.endsWith("/"))
+    throw new Error(`${where}.key must be an object key, got ${show(key)}`);
+  if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes < 0)
+    throw new Error(`${where}.bytes must be an integer >= 0, got ${show(bytes)}`);
+  if (typeof sum !== "string" || !SHA256_HEX.test(sum))
+    throw new Error(`${where}.sha256 must be 64 lowercase hex characters, got ${show(sum)}`);
+  return { key, bytes, sha256: sum };
+}
+
+function checkChain(value: unknown, where: string): Chain {
+  if (!isRecord(value)) throw new Error(`${where} must be an object {base, deltas}`);
+  const base = checkObjectRef(value.base, `${where}.base`);
+  if (!Array.isArray(value.deltas) || value.deltas.length === 0)
+    throw new Error(`${where}.deltas must be a non-empty list`);
+  const deltas = value.deltas.map((d, i) => checkObjectRef(d, `${where}.deltas[${i}]`));
+  const keys = new Set([base.key, ...deltas.map((d) => d.key)]);
+  if (keys.size !== deltas.length + 1) throw new Error(`${where} names an object twice`);
+  return { base, deltas };
+}
+
 /** Validates `data` as metadata and returns it normalised (sorted, unknown fields dropped). */
 function validate(data: unknown): SnapshotMetadata {
   if (!isRecord(data)) throw new Error("it is not a JSON object");
@@ -260,6 +305,14 @@ function validate(data: unknown): SnapshotMetadata {
     if (new Set(operators).size !== operators.length)
       throw new Error(`${where}.operators lists an operator twice`);
 
+    const chain = "chain" in entry ? checkChain(entry.chain, `${where}.chain`) : undefined;
+    const last = chain?.deltas.at(-1);
+    if (chain && (last?.key !== key || last.bytes !== bytes || last.sha256 !== sum)) {
+      throw new Error(`${where}.chain must end with the entry's own object ${key}`);
+    }
+    if (chain && kind === "savepoint") {
+      throw new Error(`${where}.chain: a savepoint's objects are full snapshots`);
+    }
     return {
       task: { topic: task.topic, partition: task.partition },
       offsets: sortedOffsets,
@@ -267,6 +320,7 @@ function validate(data: unknown): SnapshotMetadata {
       bytes,
       sha256: sum,
       operators: [...(operators as string[])].sort(),
+      ...(chain ? { chain } : {}),
     };
   });
   entries.sort((a, b) =>

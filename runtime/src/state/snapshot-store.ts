@@ -1,13 +1,16 @@
 // Snapshots (checkpoints and savepoints) in S3-compatible storage through the `minio`
 // package, in the layout of metadata.ts: one immutable object per task, then `_metadata.json`
 // last. A snapshot without its metadata does not exist: it is never listed or restored.
+import { createHash } from "node:crypto";
 import { buffer } from "node:stream/consumers";
-import type { Client } from "minio";
+import { type Client, CopyDestinationOptions, CopySourceOptions } from "minio";
+import { type RetentionPlan, retentionPlan, type StoredObject } from "./chain.ts";
 import {
   buildMetadata,
   type JobRef,
   METADATA_FILE,
   metadataKey,
+  type ObjectRef,
   objectKey,
   parseMetadata,
   type SnapshotKind,
@@ -20,8 +23,19 @@ import {
   type TaskEntry,
   type TaskEntryInput,
   type TaskRef,
+  topicPartition,
   verifyChecksum,
 } from "./metadata.ts";
+
+/**
+ * Parts of a streamed upload: S3's smallest. minio hashes every part it sends (SHA-256 over
+ * plain HTTP) synchronously, and given a whole object would buffer and hash up to 64 MB at
+ * once; 5 MiB parts keep that to ~10-25 ms. S3 allows 10,000 parts: objects up to ~50 GB.
+ */
+export const PART_BYTES = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+/** Parts of one upload in flight at once. */
+const PARTS_IN_FLIGHT = 2;
 
 export interface TaskSnapshot {
   task: TaskRef;
@@ -70,6 +84,166 @@ export class SnapshotStore {
   /** Where a snapshot lives, as the operator records it: `s3://<bucket>/<dir>`. */
   path(kind: SnapshotKind, id: string): string {
     return `s3://${this.#bucket}/${snapshotDir(this.#location(kind, id))}`;
+  }
+
+  /** A task's object in a snapshot's directory; `suffix` names one besides its main object. */
+  objectKey(kind: SnapshotKind, id: string, task: TaskRef, suffix = ""): string {
+    const key = objectKey(this.#location(kind, id), task);
+    return suffix ? `${key.slice(0, -".state".length)}.${suffix}.state` : key;
+  }
+
+  /**
+   * Uploads an object from chunks as they come, hashing as it goes: one PUT when it fits in a
+   * part, else a multipart upload of PART_BYTES parts (a failed one is aborted). The whole
+   * object is never in one buffer, and no single step hashes more than a part.
+   */
+  async upload(key: string, chunks: AsyncIterable<Uint8Array>): Promise<ObjectRef> {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    let uploadId: string | undefined;
+    const parts: Promise<{ part: number; etag: string }>[] = [];
+    const inFlight = new Set<Promise<unknown>>();
+    const sendPart = async (body: Buffer) => {
+      uploadId ??= await this.#client.initiateNewMultipartUpload(this.#bucket, key, {});
+      const part = parts.length + 1;
+      if (part > MAX_PARTS) throw new Error(`object ${key} is too large for ${MAX_PARTS} parts`);
+      const sent = this.#client
+        .uploadPart(
+          {
+            bucketName: this.#bucket,
+            objectName: key,
+            uploadID: uploadId,
+            partNumber: part,
+            headers: { "Content-Length": body.length },
+          },
+          body,
+        )
+        .then((r) => ({ part, etag: r.etag }));
+      parts.push(sent);
+      const tracked = sent.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      // Back-pressure: the producer waits while the parts ahead are on the wire.
+      while (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
+    };
+    try {
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        bytes += chunk.byteLength;
+        held.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        heldBytes += chunk.byteLength;
+        if (heldBytes >= PART_BYTES) {
+          // A chunk may hold several parts (a slice of large values): send them all now.
+          const all = Buffer.concat(held, heldBytes);
+          let at = 0;
+          for (; all.length - at >= PART_BYTES; at += PART_BYTES) {
+            await sendPart(all.subarray(at, at + PART_BYTES));
+          }
+          held = at < all.length ? [all.subarray(at)] : [];
+          heldBytes = all.length - at;
+        }
+      }
+      const rest = Buffer.concat(held, heldBytes);
+      if (uploadId === undefined) {
+        await this.#client.putObject(this.#bucket, key, rest, rest.length);
+      } else {
+        if (rest.length > 0) await sendPart(rest);
+        const etags = await Promise.all(parts);
+        await this.#client.completeMultipartUpload(this.#bucket, key, uploadId, etags);
+      }
+    } catch (error) {
+      await Promise.allSettled(parts);
+      if (uploadId !== undefined)
+        await this.#client.abortMultipartUpload(this.#bucket, key, uploadId).catch(() => {});
+      throw error;
+    }
+    return { key, bytes, sha256: hash.digest("hex") };
+  }
+
+  /**
+   * An object's bytes as they arrive; the stream fails at its end when size or SHA-256 differ
+   * from `ref` (whatever was built from it must then be thrown away).
+   */
+  async *download(ref: ObjectRef, task?: TaskRef): AsyncGenerator<Buffer> {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    for await (const chunk of await this.#client.getObject(this.#bucket, ref.key)) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+      yield chunk as Buffer;
+    }
+    const where = `${task ? `task ${topicPartition(task.topic, task.partition)} ` : ""}(object ${ref.key})`;
+    if (bytes !== ref.bytes)
+      throw new Error(`${where} is corrupt: expected ${ref.bytes} bytes, got ${bytes}`);
+    const actual = hash.digest("hex");
+    if (actual !== ref.sha256)
+      throw new Error(
+        `${where} is corrupt: checksum mismatch, expected sha256 ${ref.sha256}, got ${actual}`,
+      );
+  }
+
+  /** A server-side copy of an object (nothing moves through this process); up to 5 GB. */
+  async copy(from: ObjectRef, to: string): Promise<ObjectRef> {
+    await this.#client.copyObject(
+      new CopySourceOptions({ Bucket: this.#bucket, Object: from.key }),
+      new CopyDestinationOptions({ Bucket: this.#bucket, Object: to }),
+    );
+    return { key: to, bytes: from.bytes, sha256: from.sha256 };
+  }
+
+  /** Writes the metadata of a snapshot whose objects are all stored: it exists from then on. */
+  writeMetadata(
+    kind: SnapshotKind,
+    id: string,
+    jobOperators: readonly string[],
+    entries: readonly TaskEntryInput[],
+  ): Promise<SnapshotMetadata> {
+    return this.#writeMetadata(kind, id, jobOperators, entries);
+  }
+
+  /**
+   * One task's checkpoint retention with incremental checkpoints: keeps the newest `keep`
+   * checkpoints of the task and every object their chains need (see chain.ts's retentionPlan).
+   */
+  async retainChains(
+    task: TaskRef,
+    idPrefix: string,
+    keep: number,
+    options: { inFlight?: ReadonlySet<string>; orphanGraceMs: number; now?: number },
+  ): Promise<RetentionPlan> {
+    const checkpoints = (await this.list("checkpoint", idPrefix)).flatMap((c) => {
+      const entry = c.tasks.find(
+        (t) => t.task.topic === task.topic && t.task.partition === task.partition,
+      );
+      if (!entry) return [];
+      const objects = entry.chain
+        ? [entry.chain.base.key, ...entry.chain.deltas.map((d) => d.key)]
+        : [entry.key];
+      return [{ id: c.id, objects }];
+    });
+    const root = `${snapshotPrefix(this.#prefix, this.#job.namespace, this.#job.name)}checkpoints/`;
+    const file = `${topicPartition(task.topic, task.partition)}.`;
+    const objects: StoredObject[] = [];
+    for await (const item of this.#client.listObjectsV2(this.#bucket, root + idPrefix, true)) {
+      const name = item.name ?? "";
+      const [id, base] = name.slice(root.length).split("/");
+      if (id === undefined || base === undefined || !base.startsWith(file)) continue;
+      objects.push({ key: name, id, lastModified: item.lastModified?.getTime() ?? 0 });
+    }
+    const plan = retentionPlan({
+      checkpoints,
+      keep,
+      objects,
+      inFlight: options.inFlight ?? new Set(),
+      now: options.now ?? Date.now(),
+      orphanGraceMs: options.orphanGraceMs,
+    });
+    for (const id of plan.checkpoints) {
+      await this.#client.removeObject(this.#bucket, metadataKey(this.#location("checkpoint", id)));
+    }
+    if (plan.objects.length > 0) await this.#client.removeObjects(this.#bucket, plan.objects);
+    return plan;
   }
 
   /** Uploads one task's state object of a snapshot; returns its entry for the metadata. */
@@ -234,8 +408,9 @@ export class SnapshotStore {
   }
 
   /**
-   * Keeps the newest `keep` complete snapshots of a kind (among those `which` selects, e.g.
-   * one task's checkpoints); returns the ids it removed.
+   * Keeps the newest `keep` complete snapshots of a kind (among those `which` selects); returns
+   * the ids it removed. Each snapshot goes whole, objects and all: for self-contained snapshots
+   * only, never for incremental checkpoints, whose objects later chains share (retainChains).
    */
   async retain(
     kind: SnapshotKind,
