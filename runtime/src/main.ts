@@ -22,7 +22,11 @@
 // "fail" policy (the JSON error on stderr names task, offset and operator), 1 otherwise.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { Admin } from "@platformatic/kafka";
+import {
+  Admin,
+  ConfigResourceTypes,
+  IncrementalAlterConfigOperationTypes,
+} from "@platformatic/kafka";
 import { type KafkaConnection, kafkaConnection } from "./connectors/kafka/connection.ts";
 import { CONTROL_PORT, type ControlOptions, ControlServer } from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
@@ -85,20 +89,61 @@ async function prepareTopics(
     ...job.describe().internalTopics,
     ...(failures.action === "dead-letter" ? [failures.topic] : []),
   ];
+  // A repartition topic's records carry event time, which the broker's time-based retention
+  // goes by: replaying last month's input, the upstream task's records would be deleted before
+  // the downstream task read them. Its one reader deletes what it committed instead (as Kafka
+  // Streams keeps its repartition topics), so time never deletes anything from it.
+  const repartition = new Set(
+    job.stages.filter((s) => s.source.internal).map((s) => s.sourceTopic),
+  );
   const existing = new Set(await admin.listTopics());
   const missing = internal.filter((topic) => !existing.has(topic));
-  if (missing.length > 0) {
+  const create = async (topics: string[], configs: { name: string; value: string }[]) => {
+    if (topics.length === 0) return;
     await admin
       .createTopics({
-        topics: missing,
+        topics,
         partitions: partitionCount,
         // -1: the broker's default.replication.factor, as a production cluster sets it.
         replicas: config.kafka.internalTopicReplicationFactor ?? -1,
+        configs,
       })
       .catch((error: unknown) => {
         // Another subtask may have created them first.
         if (!/already exists/i.test(String(error))) throw error;
       });
+  };
+  await create(
+    missing.filter((topic) => repartition.has(topic)),
+    [{ name: "retention.ms", value: "-1" }],
+  );
+  await create(
+    missing.filter((topic) => !repartition.has(topic)),
+    [],
+  );
+  // Repartition topics created by a runtime from before, with the broker's retention. Best
+  // effort: a principal allowed to create topics but not to alter their configuration still
+  // runs, told so.
+  const older = [...repartition].filter((topic) => existing.has(topic));
+  if (older.length > 0) {
+    const altered = admin.incrementalAlterConfigs({
+      resources: older.map((topic) => ({
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName: topic,
+        configs: [
+          {
+            name: "retention.ms",
+            configOperation: IncrementalAlterConfigOperationTypes.SET,
+            value: "-1",
+          },
+        ],
+      })),
+    });
+    await altered.catch((error: unknown) => {
+      process.stderr.write(
+        `${JSON.stringify({ msg: "could not turn off time-based retention of repartition topics", topics: older, error: String(error) })}\n`,
+      );
+    });
   }
   await admin.close();
   return partitionCount;

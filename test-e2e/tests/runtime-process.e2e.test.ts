@@ -5,7 +5,11 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { ListOffsetTimestamps } from "@platformatic/kafka";
+import {
+  ConfigResourceTypes,
+  IncrementalAlterConfigOperationTypes,
+  ListOffsetTimestamps,
+} from "@platformatic/kafka";
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { httpGet } from "../cluster/probe.ts";
 import { clusterEnv, s3Client } from "../support/cluster.ts";
@@ -104,7 +108,42 @@ test("two subtasks of a re-keyed word count emit every running count exactly onc
     "the tombstone is counted once",
   );
   await stopAll(running);
+
+  // Time never deletes repartition records (they carry event time): created so, and a topic
+  // from before with the broker's retention is set so when the job starts again.
+  assert.equal(await retentionOf(repartition.topic), "-1", "created without time retention");
+  await bed.admin.incrementalAlterConfigs({
+    resources: [
+      {
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName: repartition.topic,
+        configs: [
+          {
+            name: "retention.ms",
+            configOperation: IncrementalAlterConfigOperationTypes.SET,
+            value: "604800000",
+          },
+        ],
+      },
+    ],
+  });
+  assert.equal(await retentionOf(repartition.topic), "604800000");
+  await stopAll(await job.start(2, 4));
+  assert.equal(await retentionOf(repartition.topic), "-1", "set again on start");
 });
+
+async function retentionOf(topic: string): Promise<string | null | undefined> {
+  const [described] = await bed.admin.describeConfigs({
+    resources: [
+      {
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName: topic,
+        configurationKeys: ["retention.ms"],
+      },
+    ],
+  });
+  return described?.configs.find((c) => c.name === "retention.ms")?.value;
+}
 
 /** Stop-with-savepoint at `from` pods, more input while stopped, restore at `to` pods. */
 async function rescaleThroughSavepoint(from: number, to: number): Promise<void> {
