@@ -202,3 +202,29 @@ export async function produceWords(topic: string, words: readonly string[]): Pro
   });
   await producer.close();
 }
+
+/**
+ * fixtures/run-task.ts (one task runner as a process of its own) with `args`, kept in
+ * `children` for the test's clean-up; `started` resolves with its "started: …" line.
+ */
+export function startTaskProcess(
+  args: readonly string[],
+  children: ChildProcess[],
+): { child: ChildProcess; started: Promise<string> } {
+  const child = spawn(
+    process.execPath,
+    [join(import.meta.dirname, "..", "fixtures", "run-task.ts"), ...args],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  children.push(child);
+  const started = new Promise<string>((resolve, reject) => {
+    let text = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      const line = /started: .*/.exec(text)?.[0];
+      if (line) resolve(line);
+    });
+    child.once("exit", (code) => reject(new Error(`task exited (${code}) before starting`)));
+  });
+  return { child, started };
+}

@@ -4,9 +4,8 @@
 // removes; a savepoint from a delta chain is self-contained; a keyed job SIGKILLed at random
 // points with incremental checkpoints emits every count exactly once.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Admin } from "@platformatic/kafka";
 import { TaskCheckpoints } from "../../runtime/src/engine/task-checkpoints.ts";
@@ -16,6 +15,7 @@ import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { contents, mutate, rng } from "../../runtime/src/state/state-fixtures.ts";
 import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopicSettled } from "../support/kafka.ts";
+import { startTaskProcess } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
 const env = clusterEnv();
@@ -250,30 +250,8 @@ describe("a keyed job with incremental checkpoints", () => {
     await admin.close();
   });
 
-  function startTask(): { child: ChildProcess; started: Promise<string> } {
-    const child = spawn(
-      process.execPath,
-      [
-        join(import.meta.dirname, "..", "fixtures", "run-incremental-task.ts"),
-        jobName,
-        input,
-        output,
-        prefix,
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    children.push(child);
-    const started = new Promise<string>((resolve, reject) => {
-      let text = "";
-      child.stdout?.on("data", (chunk: Buffer) => {
-        text += chunk.toString();
-        const line = /started: .*/.exec(text)?.[0];
-        if (line) resolve(line);
-      });
-      child.once("exit", (code) => reject(new Error(`task exited (${code}) before starting`)));
-    });
-    return { child, started };
-  }
+  const startTask = () =>
+    startTaskProcess([jobName, input, output, prefix, "short-chain"], children);
 
   test("SIGKILLed at random points, every count comes out exactly once", async () => {
     await admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });

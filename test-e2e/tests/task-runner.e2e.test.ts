@@ -3,9 +3,8 @@
 // output must see, for every word, the counts 1..n each exactly once: no record lost, none
 // processed twice, and the state restored to match the committed output.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { join } from "node:path";
 import { after, test } from "node:test";
 import { Admin, type Producer } from "@platformatic/kafka";
 import { TaskReader } from "../../runtime/src/connectors/kafka/task-io.ts";
@@ -17,6 +16,7 @@ import {
 import { SnapshotStore } from "../../runtime/src/state/snapshot-store.ts";
 import { clusterEnv, s3Client, uniqueName } from "../support/cluster.ts";
 import { inputProducer, readTopic, readTopicSettled, readTopicToEnd } from "../support/kafka.ts";
+import { startTaskProcess } from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
 const bootstrapBrokers = [clusterEnv().kafkaBootstrap];
@@ -34,24 +34,7 @@ after(async () => {
   await admin.close();
 });
 
-function startTask(): { child: ChildProcess; started: Promise<string> } {
-  const child = spawn(
-    process.execPath,
-    [join(import.meta.dirname, "..", "fixtures", "run-task.ts"), jobName, input, output],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  children.push(child);
-  const started = new Promise<string>((resolve, reject) => {
-    let text = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      text += chunk.toString();
-      const line = /started: .*/.exec(text)?.[0];
-      if (line) resolve(line);
-    });
-    child.once("exit", (code) => reject(new Error(`task exited (${code}) before starting`)));
-  });
-  return { child, started };
-}
+const startTask = () => startTaskProcess([jobName, input, output], children);
 
 /** Produces `count` words, `chunk` at a time, returning how many of each were sent. */
 async function produce(

@@ -790,38 +790,17 @@ function validateSnapshot(data: unknown): Snapshot {
       `unsupported task state format version ${String(data.formatVersion)} (this runtime reads 1 and ${TASK_STATE_FORMAT_VERSION})`,
     );
   }
-  if (!Array.isArray(data.operators)) throw bad("operators is not a list");
-  const names = new Set<string>();
-  for (const [i, op] of data.operators.entries()) {
-    if (!isRecord(op) || typeof op.name !== "string" || op.name === "")
-      throw bad(`operators[${i}] has no name`);
-    if (names.has(op.name)) throw bad(`operator "${op.name}" appears twice`);
-    names.add(op.name);
-    if (!Array.isArray(op.states)) throw bad(`operator "${op.name}" has no list of states`);
-    const stateNames = new Set<string>();
-    for (const s of op.states) {
-      const where = `operator "${op.name}"`;
-      if (!isRecord(s) || typeof s.name !== "string" || s.name === "")
-        throw bad(`a state of ${where} has no name`);
-      if (stateNames.has(s.name)) throw bad(`state "${s.name}" of ${where} appears twice`);
-      stateNames.add(s.name);
-      if (s.kind !== "value" && s.kind !== "map")
-        throw bad(`state "${s.name}" of ${where} has unknown kind`);
-      if (s.ttlMs !== null && (typeof s.ttlMs !== "number" || !(s.ttlMs > 0))) {
-        throw bad(`state "${s.name}" of ${where} has an invalid ttlMs`);
-      }
-      if (!(s.entries instanceof Map))
-        throw bad(`state "${s.name}" of ${where} has no entries map`);
-      for (const [key, value] of s.entries) {
-        const ok =
-          typeof key === "string" &&
-          (s.kind === "value"
-            ? isEntry(value)
-            : value instanceof Map && [...value.values()].every(isEntry));
-        if (!ok) throw bad(`state "${s.name}" of ${where} has a malformed entry`);
-      }
+  checkHeaderStores(data.operators, (s, where) => {
+    if (!(s.entries instanceof Map)) throw bad(`${where} has no entries map`);
+    for (const [key, value] of s.entries) {
+      const ok =
+        typeof key === "string" &&
+        (s.kind === "value"
+          ? isEntry(value)
+          : value instanceof Map && [...value.values()].every(isEntry));
+      if (!ok) throw bad(`${where} has a malformed entry`);
     }
-  }
+  });
   return data as unknown as Snapshot;
 }
 

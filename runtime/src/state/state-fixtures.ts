@@ -2,19 +2,11 @@
 // a seeded random source, random work on a task's state of every kind of store (value and map
 // states, TTLs, rollbacks, a dropped operator), and a state's live contents in a form two
 // equal states share whatever their insertion order.
+import { seededRandom } from "../../examples/golden.ts";
 import { type MapState, readFrames, type TaskState, type ValueState } from "./keyed-state.ts";
 
-/** mulberry32: the same numbers for the same seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same numbers for the same seed (the examples' seeded source). */
+export const rng = seededRandom;
 
 /** Live contents, order-free: what two equal states share whatever their insertion order. */
 export function contents(state: TaskState, now: number): unknown {
