@@ -7,6 +7,10 @@ import { down, status, up } from "../test-e2e/cluster/cluster.ts";
 const benchmarks: Record<string, { cluster: boolean; run: () => Promise<unknown> }> = {
   runtime: { cluster: true, run: async () => (await import("./runtime.ts")).runtimeBenchmark() },
   upgrade: { cluster: true, run: async () => (await import("./upgrade.ts")).upgradeBenchmark() },
+  operator: {
+    cluster: true,
+    run: async () => (await import("./operator.ts")).operatorBenchmark(),
+  },
   checkpoints: {
     cluster: true,
     run: async () => (await import("./checkpoints.ts")).checkpointsBenchmark(),
