@@ -173,7 +173,12 @@ export class RuntimeTestbed {
     const name = this.jobName(prefix);
     const input = `${name}-in`;
     const output = `${name}-out`;
-    await this.admin.createTopics({ topics: [input, output], partitions: 1, replicas: 1 });
+    await this.admin.createTopics({
+      topics: [input, output],
+      partitions: 1,
+      replicas: 1,
+      configs: [NO_TIME_RETENTION],
+    });
     return { name, input, output };
   }
 
@@ -202,6 +207,13 @@ export async function produceWords(topic: string, words: readonly string[]): Pro
   });
   await producer.close();
 }
+
+/**
+ * Topic configuration for tests whose records carry event times of long ago (the goldens' 5 ms
+ * after 1970, say): the broker's 7-day retention, checked every 5 minutes, would otherwise
+ * delete them between their write and the test's read.
+ */
+export const NO_TIME_RETENTION = { name: "retention.ms", value: "-1" };
 
 /**
  * fixtures/run-task.ts (one task runner as a process of its own) with `args`, kept in

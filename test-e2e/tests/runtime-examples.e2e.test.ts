@@ -13,7 +13,13 @@ import {
   wordCountGolden,
 } from "../../runtime/examples/golden.ts";
 import { inputProducer, readTopicSettled } from "../support/kafka.ts";
-import { RuntimeTestbed, runtimeReady, runtimeStatus, scrape } from "../support/runtime.ts";
+import {
+  NO_TIME_RETENTION,
+  RuntimeTestbed,
+  runtimeReady,
+  runtimeStatus,
+  scrape,
+} from "../support/runtime.ts";
 import { eventually } from "../support/wait.ts";
 
 const bed = new RuntimeTestbed();
@@ -42,6 +48,18 @@ async function runExample(run: ExampleRun): Promise<void> {
   // internal topics (repartition, late side output) are the runtime's to create.
   const { name, input, output } = await bed.job(run.example);
   const renamed = (topic: string) => `${name}${run.outputs[topic]}`;
+  // The runtime's own output topics (a late side output) made first, kept from time retention.
+  const others = Object.keys(run.outputs)
+    .map(renamed)
+    .filter((topic) => topic !== output);
+  if (others.length > 0) {
+    await bed.admin.createTopics({
+      topics: others,
+      partitions: 1,
+      replicas: 1,
+      configs: [NO_TIME_RETENTION],
+    });
+  }
 
   const pod = bed.start({
     module: fixture,
