@@ -999,6 +999,26 @@ export class StateBuilder {
     }
   }
 
+  /** `slices` slices of `[key, entry]` pairs from `next`, checked and set into `entries`. */
+  async #readEntries(
+    next: () => Promise<unknown>,
+    slices: number,
+    kind: StateKind,
+    where: string,
+    entries: Map<StateKey, unknown>,
+  ): Promise<void> {
+    for (let i = 0; i < slices; i++) {
+      const slice = await next();
+      if (!Array.isArray(slice)) throw new Error(`${where}: a slice is not a list`);
+      for (const pair of slice as [unknown, unknown][]) {
+        const [key, value] = Array.isArray(pair) ? pair : [];
+        checkEntry(kind, key, value, where);
+        entries.set(key as StateKey, value);
+      }
+      await this.#breathe();
+    }
+  }
+
   /** Applies one object: a full snapshot must come first, deltas after it. */
   async apply(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     try {
@@ -1038,16 +1058,7 @@ export class StateBuilder {
         for (const s of op.states as (HeaderStore & { slices: number })[]) {
           const entries = new Map<StateKey, unknown>();
           const where = `state "${s.name}" of operator "${op.name}"`;
-          for (let i = 0; i < s.slices; i++) {
-            const slice = await next();
-            if (!Array.isArray(slice)) throw new Error(`${where}: a slice is not a list`);
-            for (const pair of slice as [unknown, unknown][]) {
-              const [key, value] = Array.isArray(pair) ? pair : [];
-              checkEntry(s.kind, key, value, where);
-              entries.set(key as StateKey, value);
-            }
-            await this.#breathe();
-          }
+          await this.#readEntries(next, s.slices, s.kind, where, entries);
           operator.adopt(s.kind, s.name, s.ttlMs ?? undefined, entries);
         }
       }
@@ -1076,16 +1087,7 @@ export class StateBuilder {
           }
           store.setTtl(s.ttlMs ?? undefined);
           const entries = store.rawEntries();
-          for (let i = 0; i < s.upserts; i++) {
-            const slice = await next();
-            if (!Array.isArray(slice)) throw new Error(`${where}: a slice is not a list`);
-            for (const pair of slice as [unknown, unknown][]) {
-              const [key, value] = Array.isArray(pair) ? pair : [];
-              checkEntry(s.kind, key, value, where);
-              entries.set(key as StateKey, value);
-            }
-            await this.#breathe();
-          }
+          await this.#readEntries(next, s.upserts, s.kind, where, entries);
           for (let i = 0; i < s.deletes; i++) {
             const slice = await next();
             if (!Array.isArray(slice) || slice.some((k) => typeof k !== "string"))
