@@ -222,13 +222,19 @@ export const NO_TIME_RETENTION = { name: "retention.ms", value: "-1" };
 export function startTaskProcess(
   args: readonly string[],
   children: ChildProcess[],
-): { child: ChildProcess; started: Promise<string> } {
+): { child: ChildProcess; started: Promise<string>; logged: () => string } {
   const child = spawn(
     process.execPath,
     [join(import.meta.dirname, "..", "fixtures", "run-task.ts"), ...args],
-    { stdio: ["ignore", "pipe", "inherit"] },
+    { stdio: ["ignore", "pipe", "pipe"] },
   );
   children.push(child);
+  // Its log lines still reach the test's output, and the test can read what it logged.
+  let log = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    log += chunk.toString();
+    process.stderr.write(chunk);
+  });
   const started = new Promise<string>((resolve, reject) => {
     let text = "";
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -238,5 +244,5 @@ export function startTaskProcess(
     });
     child.once("exit", (code) => reject(new Error(`task exited (${code}) before starting`)));
   });
-  return { child, started };
+  return { child, started, logged: () => log };
 }
