@@ -59,3 +59,22 @@ test("phases are the spans between consecutive marks; a missing mark leaves its 
   );
   assert.equal(p.at(-1)?.seconds, undefined);
 });
+
+test("with a warm standby the steps follow the standby: it starts before the savepoint", () => {
+  const p = phases({
+    changed: 0,
+    newPodsCreated: 200,
+    processesStarted: 500,
+    standbyWaiting: 2_000,
+    operationStarted: 2_100,
+    partsTaken: 2_300,
+    savepointCompleted: 2_500,
+    processesRunning: 2_700,
+    outputResumed: 3_000,
+    oldPodsGone: 3_200,
+  });
+  assert.deepEqual(
+    p.map((x) => x.seconds),
+    [0.2, 0.3, 1.5, 0.1, 0.2, 0.2, 0.2, 0.3, undefined, undefined, 0.7],
+  );
+});

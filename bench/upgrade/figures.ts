@@ -64,7 +64,7 @@ export function countProblems(outputs: readonly StateOutput[]): string[] {
 export interface Marks {
   /** The spec change was applied (kubectl patch returned). */
   changed: number;
-  /** The operator started the operation (`status.upgrade.startTime`, the savepoint's start). */
+  /** The operator asked for the savepoint (the StreamSavepoint's startTime). */
   operationStarted?: number;
   /** The last pod of the old run had taken its part of the savepoint (its log). */
   partsTaken?: number;
@@ -74,6 +74,8 @@ export interface Marks {
   oldPodsGone?: number;
   /** The first pod of the new run was created. */
   newPodsCreated?: number;
+  /** With a warm standby: the last pod of the new run waited warm (its log). */
+  standbyWaiting?: number;
   /** The last process of the new run started (its log: time − startupSeconds). */
   processesStarted?: number;
   /** The last process of the new run was running (restored and reading). */
@@ -86,10 +88,61 @@ export interface Marks {
   outputResumed?: number;
 }
 
-/** Consecutive steps of the upgrade, in seconds (undefined where a mark is missing). */
+/**
+ * Consecutive steps of the upgrade, in seconds (undefined where a mark is missing). With a warm
+ * standby the new pods start before the savepoint, and the old pods stop while the new ones
+ * restore: the steps in the order they happened.
+ */
 export function phases(m: Marks): { what: string; seconds: number | undefined }[] {
   const span = (from: number | undefined, to: number | undefined) =>
     from === undefined || to === undefined ? undefined : (to - from) / 1000;
+  if (m.standbyWaiting !== undefined)
+    return [
+      {
+        what: "operator reacts (change applied → first standby pod)",
+        seconds: span(m.changed, m.newPodsCreated),
+      },
+      {
+        what: "kubelet starts them (new pod → last process started)",
+        seconds: span(m.newPodsCreated, m.processesStarted),
+      },
+      {
+        what: "standby comes up (started → last one waiting warm)",
+        seconds: span(m.processesStarted, m.standbyWaiting),
+      },
+      {
+        what: "operator sees it (last one waiting → savepoint asked)",
+        seconds: span(m.standbyWaiting, m.operationStarted),
+      },
+      {
+        what: "pods take the savepoint (asked → last part taken)  [downtime from here]",
+        seconds: span(m.operationStarted, m.partsTaken),
+      },
+      {
+        what: "operator completes it (last part → savepoint completed)",
+        seconds: span(m.partsTaken, m.savepointCompleted),
+      },
+      {
+        what: "standby told, restores (savepoint completed → last process running)",
+        seconds: span(m.savepointCompleted, m.processesRunning),
+      },
+      {
+        what: "first commit (running → every task's first new output seen)",
+        seconds: span(m.processesRunning, m.outputResumed),
+      },
+      {
+        what: "readiness (running → last pod Ready)",
+        seconds: span(m.processesRunning, m.podsReady),
+      },
+      {
+        what: "operator sees it (last pod Ready → StreamJob Ready)",
+        seconds: span(m.podsReady, m.jobReady),
+      },
+      {
+        what: "meanwhile: old pods stop (savepoint completed → last old pod gone)",
+        seconds: span(m.savepointCompleted, m.oldPodsGone),
+      },
+    ];
   return [
     {
       what: "operator reacts (change applied → operation started)",

@@ -8,6 +8,9 @@
 //   WEIR_SUBTASK        index of this pod, 0-based        WEIR_PARALLELISM  number of pods
 //   WEIR_RUN            the run this pod belongs to (names its checkpoints)
 //   WEIR_RESTORE_FROM   a savepoint path to start from, `none` for empty state, or empty
+//   WEIR_STANDBY        `true`: a warm standby of the next run — everything up to the restore
+//                       done (job loaded, topics, storage, workers), then it waits for
+//                       POST /v1/start with its restore source (WEIR_RESTORE_FROM unused)
 //   WEIR_CONFIG         path of the job configuration (JSON): kafka.* (bootstrap, tls, sasl:
 //                       file paths of mounted Secrets, never a secret itself), storage.*,
 //                       checkpointIntervalMs, allowNonRestoredState, failures, job.config
@@ -28,7 +31,12 @@ import {
   IncrementalAlterConfigOperationTypes,
 } from "@platformatic/kafka";
 import { type KafkaConnection, kafkaConnection } from "./connectors/kafka/connection.ts";
-import { CONTROL_PORT, type ControlOptions, ControlServer } from "./control/server.ts";
+import {
+  CONTROL_PORT,
+  type ControlOptions,
+  ControlServer,
+  type StartPhase,
+} from "./control/server.ts";
 import { partitionsOf } from "./engine/assignment.ts";
 import { type FailurePolicy, resolveFailurePolicy } from "./engine/failures.ts";
 import type { CompiledJob } from "./engine/pipeline.ts";
@@ -36,6 +44,7 @@ import { EMPTY_STATE } from "./engine/restore.ts";
 import {
   describeError,
   loadJob,
+  type RestoreDecision,
   snapshotStoreOf,
   type TaskFailure,
   type TaskGroupBase,
@@ -51,7 +60,7 @@ import {
 } from "./engine/task-threads.ts";
 import { runtimeMetrics, taskStatus } from "./metrics.ts";
 import { placement, type RuntimeConfig, required } from "./placement.ts";
-import { checkCompatibility, type SnapshotMetadata } from "./state/metadata.ts";
+import { checkCompatibility } from "./state/metadata.ts";
 
 /** The job's Kafka settings, once read: they explain a failure to connect (see describe). */
 let kafkaConfig: RuntimeConfig["kafka"] | undefined;
@@ -195,36 +204,60 @@ async function main(): Promise<void> {
       ? new TaskThreads(spec, tasks, threads, failed)
       : new InThreadTasks({ ...spec, tasks }, { job, failures, kafka, store }, failed);
 
-  // WEIR_RESTORE_FROM: a completed savepoint (any earlier parallelism), or `none` for empty
-  // state from the committed offsets on (a stateless upgrade). State of stateful steps the job
-  // no longer has is refused unless allowNonRestoredState says to drop it.
-  let restoreFrom: SnapshotMetadata | typeof EMPTY_STATE | undefined;
-  let dropOperators: string[] = [];
-  if (process.env.WEIR_RESTORE_FROM === "none") {
-    restoreFrom = EMPTY_STATE;
-  } else if (process.env.WEIR_RESTORE_FROM) {
-    restoreFrom = await store.readAt(process.env.WEIR_RESTORE_FROM);
-    if (!restoreFrom) throw new Error(`no completed savepoint at ${process.env.WEIR_RESTORE_FROM}`);
-    dropOperators = checkCompatibility(
+  // A restore source: a completed savepoint (any earlier parallelism), `none` for empty state
+  // from the committed offsets on (a stateless upgrade), or "" for each task's checkpoint at
+  // its committed offset. State of stateful steps the job no longer has is refused unless
+  // allowNonRestoredState says to drop it.
+  const restoreDecision = async (source: string): Promise<RestoreDecision> => {
+    if (source === "none") return { restoreFrom: EMPTY_STATE, dropOperators: [] };
+    if (!source) return { restoreFrom: undefined, dropOperators: [] };
+    const restoreFrom = await store.readAt(source);
+    if (!restoreFrom) throw new Error(`no completed savepoint at ${source}`);
+    const dropOperators = checkCompatibility(
       restoreFrom,
       job.operatorNames,
       config.allowNonRestoredState ?? false,
     );
-  }
+    return { restoreFrom, dropOperators };
+  };
 
   const metrics = runtimeMetrics(host.source);
 
-  let started = false;
+  // A standby waits warm for its restore source; any other pod has it in its environment.
+  const standby = process.env.WEIR_STANDBY === "true";
+  let phase: StartPhase = standby ? "standby" : "starting";
+  let startWith: (source: string) => void = () => {};
+  const restoreSource = standby
+    ? new Promise<string>((resolve) => {
+        startWith = resolve;
+      })
+    : Promise.resolve(process.env.WEIR_RESTORE_FROM ?? "");
+  // Ready means processing: every task restored and committed once (or caught up with nothing
+  // to commit), so a Service and the operator see a pod as Ready only when its output flows.
+  const processing = () =>
+    phase === "running" && host.source.runners.every((r) => r.processingSince !== undefined);
   const control = new ControlServer(
     {
       healthy: () => host.healthy(),
-      ready: () => started,
+      ready: processing,
+      phase: () => phase,
+      start: ({ restoreFrom }) => {
+        phase = "starting";
+        startWith(restoreFrom);
+      },
       status: () => ({
         job: jobRef,
         subtask: place.subtask,
         parallelism: place.parallelism,
         workers: host.workers,
         failures,
+        phase,
+        processing: processing(),
+        // When the last of its tasks began processing (epoch ms): the end of an upgrade's
+        // downtime, as this pod saw it.
+        processingSince: processing()
+          ? Math.max(...host.source.runners.map((r) => r.processingSince ?? 0))
+          : undefined,
         tasks: taskStatus(host.source),
       }),
       metrics,
@@ -259,10 +292,19 @@ async function main(): Promise<void> {
     },
     controlAuth,
   );
+  if (standby) {
+    // Storage reachable with these credentials, before the standby says it is ready.
+    await store.assertUsable();
+  }
   await control.listen(process.env.POD_IP || "127.0.0.1", CONTROL_PORT);
+  if (standby) {
+    process.stdout.write(
+      `${JSON.stringify({ msg: "standby: waiting for the restore source", time: Date.now(), job: jobRef, standbySeconds: process.uptime() })}\n`,
+    );
+  }
 
-  const starts = await host.start({ restoreFrom, dropOperators });
-  started = true;
+  const starts = await host.start(await restoreDecision(await restoreSource));
+  phase = "running";
   process.stdout.write(
     `${JSON.stringify({
       msg: "running",

@@ -23,6 +23,7 @@ function figures(partition: number, overrides: Partial<TaskFigures> = {}): TaskF
     busyMs: 1500,
     lastCheckpoint: undefined,
     checkpointedAt: NOW - 3_000,
+    processingSince: NOW - 5_000,
     ...overrides,
   };
 }

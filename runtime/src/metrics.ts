@@ -24,6 +24,7 @@ export type TaskFigures = Pick<
   | "busyMs"
   | "lastCheckpoint"
   | "checkpointedAt"
+  | "processingSince"
 > & {
   /** How the task started (only its kind is read: a worker thread sends no more). */
   readonly plan: Pick<RestorePlan, "kind"> | undefined;
@@ -49,6 +50,7 @@ export const TASK_FIGURES = [
   "busyMs",
   "lastCheckpoint",
   "checkpointedAt",
+  "processingSince",
 ] as const satisfies readonly (keyof TaskFigures)[];
 type Unlisted = Exclude<keyof TaskFigures, (typeof TASK_FIGURES)[number] | "stateBytes">;
 const everyFieldListed: [Unlisted] extends [never] ? true : Unlisted = true;

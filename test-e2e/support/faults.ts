@@ -135,7 +135,10 @@ const restarts = (pod: V1Pod) => pod.status?.containerStatuses?.[0]?.restartCoun
  * Picks among the pods restarted least (the kubelet's back-off grows with every restart: 0 s,
  * 10 s, 20 s …), and waits until the kubelet has seen the process die.
  */
-export async function killPodProcess(target: FaultTarget, podIndex?: number): Promise<string> {
+export async function killPodProcess(
+  target: FaultTarget,
+  podIndex?: number | ((pod: V1Pod) => boolean),
+): Promise<string> {
   const candidates = (await livePods(target)).filter((p) => runtimePid(p) !== undefined);
   const fewest = Math.min(...candidates.map(restarts));
   const victim =
@@ -144,12 +147,16 @@ export async function killPodProcess(target: FaultTarget, podIndex?: number): Pr
           candidates.filter((p) => restarts(p) === fewest),
           target.random,
         )
-      : candidates.find((p) => p.metadata?.labels?.["weir.dev/subtask"] === String(podIndex));
+      : candidates.find((p) =>
+          typeof podIndex === "number"
+            ? p.metadata?.labels?.["weir.dev/subtask"] === String(podIndex)
+            : podIndex(p),
+        );
   const pid = victim && runtimePid(victim);
   const job = `${target.bed.namespace}/${target.job}`;
   if (!victim || pid === undefined || !isRuntimeOf(pid, job)) {
     // A pod asked for by index must be hit (a test); a random pick may find none (a soak).
-    if (podIndex !== undefined) throw new Error(`pod ${podIndex} of ${job} has no runtime process`);
+    if (podIndex !== undefined) throw new Error(`no pod of ${job} asked for has a runtime process`);
     return "kill -9: no pod with a running runtime process right now";
   }
   process.kill(pid, "SIGKILL");

@@ -21,7 +21,7 @@ import { enforcePodSecurity, type PodSecurityLevel } from "../build/pod-security
 import type { Action, Decision, EventSpec, ObservedRefusal } from "../decide/reconcile.ts";
 import { apiStatusOf, statusCodeOf } from "../machinery/api.ts";
 import type { JobStorage } from "../observe/observe-job.ts";
-import { triggerSavepoint } from "../observe/runtime-control.ts";
+import { startPod, triggerSavepoint } from "../observe/runtime-control.ts";
 import type { ControlTokens } from "./control-tokens.ts";
 
 export interface ActClients {
@@ -85,7 +85,7 @@ export class NotLeading extends Error {
 }
 
 function describeAction(
-  action: Exclude<Action, { kind: "triggerSavepoint" | "removeFinalizer" }>,
+  action: Exclude<Action, { kind: "triggerSavepoint" | "startPod" | "removeFinalizer" }>,
 ): string {
   switch (action.kind) {
     case "create":
@@ -245,9 +245,15 @@ export async function applyDecision(
   // Pods are asked for their savepoint parts at once: a pod that does not answer costs its
   // timeout once, not once per pod.
   const asking: Extract<Action, { kind: "triggerSavepoint" }>[] = [];
+  // Standby pods are told their restore source together too: the downtime runs meanwhile.
+  const starting: Extract<Action, { kind: "startPod" }>[] = [];
   for (const action of decision.actions) {
     if (action.kind === "triggerSavepoint") {
       asking.push(action);
+      continue;
+    }
+    if (action.kind === "startPod") {
+      starting.push(action);
       continue;
     }
     if (action.kind === "removeFinalizer") {
@@ -326,6 +332,13 @@ export async function applyDecision(
     });
     // The rest would be refused alike (one template, one quota): decided on first.
     if (refused) break;
+  }
+  if (starting.length > 0) {
+    const token = await clients.tokens.read(job).catch(() => undefined);
+    await write(`start ${starting.map((a) => a.pod).join(", ")} from their standby`, () =>
+      // A pod that cannot be told now is told again at the next look (it still waits).
+      Promise.all(starting.map((a) => startPod(a.ip, a.restoreFrom, token).catch(() => {}))),
+    );
   }
   if (asking.length > 0) {
     // Without it (unreadable now) the pods say 401, and are asked again at the next poll.

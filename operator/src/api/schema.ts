@@ -617,6 +617,10 @@ const jobSpec = object(
       ["savepoint", "last-state", "stateless"],
       "savepoint",
     ),
+    warmStandby: boolean(
+      "Upgrades, rescales, restarts and drains in savepoint or last-state mode first start the next run's pods warm (process up, job loaded, clients connected) and stop the old run only once they wait ready to restore, so the downtime is the savepoint, the restore and the first commit. Where both runs do not fit (a quota, no node with room) the operation stops, then starts, and says so in an Event; a standby that does not become ready is discarded and the old run goes on. false: always stop, then start.",
+      { default: true },
+    ),
     restartNonce: integer("Changing this value restarts the job (through its upgrade mode)."),
     checkpoints: object(
       "CheckpointsSpec",
@@ -800,6 +804,14 @@ const jobStatus = object(
         retryTime: time("When the failed step is tried again."),
         stopTime: time(
           "When the old run stopped processing (its savepoint completed, or its pods were told to stop): the start of the downtime.",
+        ),
+        standbyRun: string(
+          "Id of the next run while its pods wait warm (spec.warmStandby), before the old run stops.",
+        ),
+        standbyTime: time("When the standby pods were created."),
+        standbyReadyTime: time("When every standby pod was waiting ready to restore."),
+        standbySkipped: string(
+          "Why the operation stops, then starts, without a standby (no room for both runs).",
         ),
       },
     ),

@@ -17,6 +17,8 @@ export interface StreamJobSpec {
   state: "running" | "suspended";
   /** How a change is applied: savepoint (stop with a savepoint, restore from it), last-state (restore from the latest checkpoint), stateless (start empty). Default: "savepoint". */
   upgradeMode: "savepoint" | "last-state" | "stateless";
+  /** Upgrades, rescales, restarts and drains in savepoint or last-state mode first start the next run's pods warm (process up, job loaded, clients connected) and stop the old run only once they wait ready to restore, so the downtime is the savepoint, the restore and the first commit. Where both runs do not fit (a quota, no node with room) the operation stops, then starts, and says so in an Event; a standby that does not become ready is discarded and the old run goes on. false: always stop, then start. Default: true. */
+  warmStandby: boolean;
   /** Changing this value restarts the job (through its upgrade mode). */
   restartNonce?: number;
   /** Periodic checkpoints of every task. Default: {}. */
@@ -291,6 +293,14 @@ export interface UpgradeStatus {
   retryTime?: string;
   /** When the old run stopped processing (its savepoint completed, or its pods were told to stop): the start of the downtime. */
   stopTime?: string;
+  /** Id of the next run while its pods wait warm (spec.warmStandby), before the old run stops. */
+  standbyRun?: string;
+  /** When the standby pods were created. */
+  standbyTime?: string;
+  /** When every standby pod was waiting ready to restore. */
+  standbyReadyTime?: string;
+  /** Why the operation stops, then starts, without a standby (no room for both runs). */
+  standbySkipped?: string;
 }
 
 /** The last rollback: a run that was not Ready within spec.readinessTimeout was replaced by a run of the last stable spec. The same spec is not tried again, at any parallelism (a rescale runs the stable spec at the new parallelism); a change of anything else is. */

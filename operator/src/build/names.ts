@@ -8,6 +8,8 @@ export const LABEL_SUBTASK = "weir.dev/subtask";
 /** The uid of the StreamJob a run's object belongs to (with or without an owner reference). */
 export const LABEL_JOB_UID = "weir.dev/job-uid";
 export const ANNOTATION_SPEC_HASH = "weir.dev/spec-hash";
+/** On a pod built as a warm standby: it waits for its restore source (POST /v1/start). */
+export const ANNOTATION_STANDBY = "weir.dev/standby";
 /** Held on every StreamJob until the operator has removed what the job owns. */
 export const FINALIZER = "weir.dev/cleanup";
 /** The field manager the operator writes with (server-side apply and updates). */

@@ -18,6 +18,7 @@ import { parseDuration } from "../api/validate.ts";
 import type { RunSpec } from "../decide/run-spec.ts";
 import {
   ANNOTATION_SPEC_HASH,
+  ANNOTATION_STANDBY,
   CONTROL_TOKEN_DIR,
   CONTROL_TOKEN_FILE,
   configMapName,
@@ -43,6 +44,11 @@ export interface RunRef {
   specHash: string;
   /** A savepoint or checkpoint path the run starts from (`WEIR_RESTORE_FROM`). */
   restoreFrom?: string;
+  /**
+   * Pods that start as warm standbys (`WEIR_STANDBY`): the old run still runs, and the
+   * operator tells them their restore source once it has stopped (POST /v1/start).
+   */
+  standby?: boolean;
 }
 
 /** Environment names the operator sets; a podTemplate may not override them. */
@@ -52,6 +58,7 @@ export const RESERVED_ENV = [
   "WEIR_SUBTASK",
   "WEIR_PARALLELISM",
   "WEIR_RESTORE_FROM",
+  "WEIR_STANDBY",
   "WEIR_CONFIG",
   "POD_IP",
   "WEIR_CPU_LIMIT_MILLICORES",
@@ -180,7 +187,11 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
       name: podName(name, run.id, subtask),
       namespace,
       labels: { ...template.metadata?.labels, ...runLabels(run), [LABEL_SUBTASK]: String(subtask) },
-      annotations: { ...template.metadata?.annotations, [ANNOTATION_SPEC_HASH]: run.specHash },
+      annotations: {
+        ...template.metadata?.annotations,
+        [ANNOTATION_SPEC_HASH]: run.specHash,
+        ...(run.standby ? { [ANNOTATION_STANDBY]: "true" } : {}),
+      },
       ...runOwnerReferences(job),
     },
     spec: {
@@ -232,9 +243,10 @@ export function buildPod(run: RunRef, subtask: number): V1Pod {
           },
           // A pod deep in a batch answers late, not never: generous timeouts keep a busy pod
           // Ready (and a savepoint possible) rather than flapping.
+          // Every second: Ready ends an upgrade's downtime, as Services and the operator see it.
           readinessProbe: {
             httpGet: { path: "/readyz", port: "control" },
-            periodSeconds: 2,
+            periodSeconds: 1,
             timeoutSeconds: 5,
             failureThreshold: 3,
           },
@@ -280,6 +292,7 @@ function operatorEnv(run: RunRef, subtask: number): V1EnvVar[] {
     { name: "WEIR_SUBTASK", value: String(subtask) },
     { name: "WEIR_PARALLELISM", value: String(spec.parallelism) },
     { name: "WEIR_RESTORE_FROM", value: run.restoreFrom ?? "" },
+    ...(run.standby ? [{ name: "WEIR_STANDBY", value: "true" }] : []),
     { name: "WEIR_CONFIG", value: CONFIG_FILE },
     { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
     // How many worker threads run the tasks (runtime/src/engine/task-threads.ts), only for a

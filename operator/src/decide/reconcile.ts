@@ -33,6 +33,7 @@ import { finish } from "./status.ts";
 import type { Decision, Observed, Run, Target } from "./types.ts";
 
 export { SAVEPOINT_POLL_MS, savepointIdOf } from "./operations/savepoint.ts";
+export { STANDBY_POLL_MS } from "./operations/standby.ts";
 export type {
   Action,
   Decision,

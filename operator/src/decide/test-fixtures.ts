@@ -39,6 +39,8 @@ export function sampleJob(
       job: { entry: "/app/job.ts" },
       kafka: { bootstrapServers: ["127.0.0.1:9092"] },
       parallelism: 2,
+      // The operations' tests stop, then start; standby.test.ts has the warm standby's.
+      warmStandby: false,
       savepoints: {
         storage: { endpoint: "http://127.0.0.1:9000", bucket: "bkt", credentialsSecret: "s3" },
       },

@@ -2,6 +2,7 @@
 // storage) and what it hands back (Decision: the status to write, then the actions to take).
 // observe/ builds the first, act/ carries out the second, through reconcile.ts's re-exports.
 import type { V1ConfigMap, V1Pod } from "@kubernetes/client-node";
+import type { StartPhase } from "../../../runtime/src/control/server.ts";
 import type {
   StreamJob,
   StreamJobStatus,
@@ -34,6 +35,17 @@ export interface ObservedPod {
   crash?: { uid: string; container: string; restarts: number; exitCode: number };
   /** The node it runs on, when that node is cordoned (being drained): the run must move. */
   drainingNode?: string;
+  /** Built as a warm standby (it waits for POST /v1/start, see build/run-objects.ts). */
+  standby?: boolean;
+  /** What a standby-built pod that is not Ready says of its start (polled in the background). */
+  start?: PodStart;
+}
+
+/** A standby-built pod's start, from its `/v1/status`. */
+export interface PodStart {
+  phase: StartPhase | "unreachable";
+  /** When its last task began processing (epoch ms, the pod's clock). */
+  processingSince?: number;
 }
 
 /** A running job's load from the latest whole scrape of its run. */
@@ -118,6 +130,8 @@ export type Action =
   /** Removes the job's run ConfigMaps, except the one of `keepRun`. */
   | { kind: "deleteConfigMaps"; keepRun?: string }
   | { kind: "triggerSavepoint"; pod: string; ip: string; id: string; stop: boolean }
+  /** Tells a standby pod its restore source: it restores and starts (idempotent). */
+  | { kind: "startPod"; pod: string; ip: string; restoreFrom: string }
   /** Writes the savepoint's `_metadata.json` from the parts of its `parallelism` pods. */
   | { kind: "completeSavepoint"; id: string; operators: string[]; parallelism: number }
   | { kind: "savepointStatus"; name: string; status: StreamSavepointStatus }

@@ -11,6 +11,7 @@ import {
   type ObservedSavepoint,
   type ObservedSavepointRecord,
   SAVEPOINT_POLL_MS,
+  STANDBY_POLL_MS,
   savepointIdOf,
 } from "../decide/reconcile.ts";
 import { objectKey } from "../machinery/api.ts";
@@ -21,6 +22,7 @@ import {
   oldestCheckpointAgeSeconds,
   type PodSavepointState,
   podSavepointState,
+  podStart,
 } from "./runtime-control.ts";
 import { describeStorageError, openStore } from "./storage.ts";
 
@@ -136,6 +138,7 @@ export async function observeJob(
   }
 
   const op = job.status?.upgrade;
+  await observeStarts(pods, owner, job, context);
   if (op?.step !== "savepoint" || !op.startTime) return observed;
   const id = savepointIdOf(op);
   const from = pods.filter((p) => p.run === op.fromRun && !p.terminating && p.ip);
@@ -164,6 +167,30 @@ export async function observeJob(
   }
   observed.savepoint = seen;
   return observed;
+}
+
+/**
+ * Where each standby-built pod is in its start — waiting warm, restoring, processing — from the
+ * latest poll, fresh every STANDBY_POLL_MS: those not Ready (one that restarted waits to be
+ * told again), and all of them while their run starts (when they began processing ends the
+ * downtime).
+ */
+async function observeStarts(
+  pods: ObservedPod[],
+  owner: string,
+  job: StreamJob,
+  context: ObserveContext,
+): Promise<void> {
+  const starting = job.status?.upgrade?.step === "starting";
+  const polled = pods.filter((p) => p.standby && (starting || !p.ready) && !p.terminating && p.ip);
+  if (polled.length === 0) return;
+  const token = await context.tokens.read(job).catch(() => undefined);
+  for (const pod of polled) {
+    const start = context.observations.latest(owner, `start:${pod.uid}`, STANDBY_POLL_MS, () =>
+      podStart(pod.ip ?? "", token),
+    );
+    if (start) pod.start = start.value;
+  }
 }
 
 /** Asks every pod of the run how savepoint `id` is going (and how old its checkpoints are). */

@@ -2,7 +2,7 @@
 // and a crashing runtime's last words, read from its previous container's log.
 import { Writable } from "node:stream";
 import { type KubeConfig, Log, type V1Pod } from "@kubernetes/client-node";
-import { LABEL_JOB_UID, LABEL_RUN, LABEL_SUBTASK } from "../build/names.ts";
+import { ANNOTATION_STANDBY, LABEL_JOB_UID, LABEL_RUN, LABEL_SUBTASK } from "../build/names.ts";
 import type { ObservedPod } from "../decide/reconcile.ts";
 
 /** Waiting reasons that will not clear by themselves: a person has to act. */
@@ -42,6 +42,7 @@ export function observePod(pod: V1Pod, jobUid: string | undefined): ObservedPod 
     ready: (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True"),
     terminating: pod.metadata?.deletionTimestamp !== undefined,
     ...(pod.status?.podIP ? { ip: pod.status.podIP } : {}),
+    ...(pod.metadata?.annotations?.[ANNOTATION_STANDBY] === "true" ? { standby: true } : {}),
     ...(pod.metadata?.creationTimestamp
       ? { createdAt: new Date(pod.metadata.creationTimestamp).getTime() }
       : {}),

@@ -2,8 +2,9 @@
 // and its contract with the operator"): start a savepoint on a pod and ask how it is going.
 // Every call has a short timeout: a pod that does not answer is "unreachable", never a hang.
 // Each carries the job's control token (build/control-token.ts) when it has one.
-import type { SavepointState } from "../../../runtime/src/control/server.ts";
+import type { SavepointState, StartPhase } from "../../../runtime/src/control/server.ts";
 import { CONTROL_PORT } from "../build/run-objects.ts";
+import type { PodStart } from "../decide/types.ts";
 import { boundedFetch } from "../machinery/http.ts";
 
 /** What a pod says about one savepoint id, including that it never heard of it. */
@@ -79,5 +80,37 @@ export async function oldestCheckpointAgeSeconds(
     return Math.max(0, ...(ages as number[]));
   } catch {
     return undefined;
+  }
+}
+
+/** Tells a standby pod its restore source (the runtime starts it once; a repeat is a no-op). */
+export async function startPod(
+  podIP: string,
+  restoreFrom: string,
+  token: string | undefined,
+): Promise<void> {
+  const response = await boundedFetch(url(podIP, "/v1/start"), {
+    ...limits(token),
+    method: "POST",
+    json: { restoreFrom },
+  });
+  if (response.status !== 202 && response.status !== 200)
+    throw new Error(`${podIP} refused to start: ${response.status} ${response.text}`);
+}
+
+/** Where a standby-built pod's start is (its `/v1/status`); unreachable while it boots. */
+export async function podStart(podIP: string, token: string | undefined): Promise<PodStart> {
+  try {
+    const response = await boundedFetch(url(podIP, "/v1/status"), limits(token));
+    if (response.status !== 200) return { phase: "unreachable" };
+    const status = JSON.parse(response.text) as { phase?: StartPhase; processingSince?: number };
+    return {
+      phase: status.phase ?? "running",
+      ...(typeof status.processingSince === "number"
+        ? { processingSince: status.processingSince }
+        : {}),
+    };
+  } catch {
+    return { phase: "unreachable" };
   }
 }

@@ -28,6 +28,7 @@ function task(topic: string, partition: number, figures: Partial<TaskFigures> = 
     busyMs: 2500,
     lastCheckpoint: undefined,
     checkpointedAt: 0,
+    processingSince: undefined,
     ...figures,
   };
 }

@@ -6,7 +6,10 @@ import {
   BadRequest,
   ControlServer,
   parseSavepointRequest,
+  parseStartRequest,
   type SavepointRequest,
+  type StartPhase,
+  type StartRequest,
 } from "./server.ts";
 
 const metrics = new Registry();
@@ -18,12 +21,19 @@ const recordsIn = new Counter({
 let ready = false;
 const requests: SavepointRequest[] = [];
 let finishSavepoint: (() => void) | undefined;
+let phase: StartPhase = "standby";
+const starts: StartRequest[] = [];
 
 const server = new ControlServer({
   healthy: () => true,
   ready: () => ready,
   status: () => ({ tasks: [{ topic: "in", partition: 0, offset: "42" }] }),
   metrics,
+  phase: () => phase,
+  start: (request) => {
+    starts.push(request);
+    phase = "starting";
+  },
   savepoint: async (request) => {
     requests.push(request);
     if (request.id === "doomed") throw new Error("storage unreachable");
@@ -185,4 +195,21 @@ test("with a token, only the probes and /metrics are open; the rest needs the be
   } finally {
     await guarded.close();
   }
+});
+
+test("a standby starts once with its restore source; asking again changes nothing", async () => {
+  const path = "s3://bucket/jobs/ns/wc/savepoints/sp-1/";
+  const first = await post("/v1/start", JSON.stringify({ restoreFrom: path }));
+  assert.deepEqual([first.status, first.json], [202, { phase: "starting" }]);
+  const again = await post("/v1/start", JSON.stringify({ restoreFrom: "none" }));
+  assert.deepEqual([again.status, again.json], [200, { phase: "starting" }]);
+  assert.deepEqual(starts, [{ restoreFrom: path }]);
+  assert.equal(
+    (await post("/v1/start", JSON.stringify({ restoreFrom: "/etc/passwd" }))).status,
+    400,
+  );
+  assert.equal((await post("/v1/start", "{}")).status, 400);
+  for (const restoreFrom of ["", "none", path])
+    assert.deepEqual(parseStartRequest(JSON.stringify({ restoreFrom })), { restoreFrom });
+  assert.throws(() => parseStartRequest(JSON.stringify({ restoreFrom: 7 })), BadRequest);
 });

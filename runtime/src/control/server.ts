@@ -4,6 +4,9 @@
 //   GET  /v1/status                 tasks owned, offsets, lag, last checkpoint
 //   POST /v1/savepoints {id, stop}  → 202; the savepoint runs in the background
 //   GET  /v1/savepoints/{id}        → in_progress | completed (with files) | failed (with why)
+//   POST /v1/start {restoreFrom}    a pod in standby (WEIR_STANDBY) restores and starts: a
+//                                   savepoint path, `none` (empty state), or "" (its checkpoints);
+//                                   → 202; asked again (or not in standby) → 200, nothing done
 // With a token (the job's control token, which only the operator also reads), everything but
 // the probes and /metrics needs `Authorization: Bearer <token>`; anything else is a 401.
 import { createHash, timingSafeEqual } from "node:crypto";
@@ -30,6 +33,13 @@ export interface SavepointRequest {
   stop: boolean;
 }
 
+export interface StartRequest {
+  restoreFrom: string;
+}
+
+/** Where a pod is in its start: waiting warm for its restore source, restoring, or processing. */
+export type StartPhase = "standby" | "starting" | "running";
+
 /** What the server asks of the running job. */
 export interface ControlHandlers {
   healthy(): boolean;
@@ -38,6 +48,10 @@ export interface ControlHandlers {
   metrics: Registry;
   /** Starts a savepoint; resolves with its outcome (the server keeps it for GET). */
   savepoint(request: SavepointRequest): Promise<Extract<SavepointState, { state: "completed" }>>;
+  /** Where the pod's start is (none: it started with the process, it is running). */
+  phase?(): StartPhase;
+  /** Starts a pod in standby with its restore source (called only in phase `standby`). */
+  start?(request: StartRequest): void;
 }
 
 const SAVEPOINT_ID = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -59,6 +73,27 @@ export function parseSavepointRequest(body: string): SavepointRequest {
   if (stop !== undefined && typeof stop !== "boolean")
     throw new BadRequest("stop must be a boolean");
   return { id, stop: stop ?? false };
+}
+
+/** Validates a POST /v1/start body. */
+export function parseStartRequest(body: string): StartRequest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new BadRequest("body is not JSON");
+  }
+  const { restoreFrom } = (parsed ?? {}) as { restoreFrom?: unknown };
+  if (
+    typeof restoreFrom !== "string" ||
+    restoreFrom.length > 1024 ||
+    !(restoreFrom === "" || restoreFrom === "none" || restoreFrom.startsWith("s3://"))
+  ) {
+    throw new BadRequest(
+      'restoreFrom must be a savepoint path (s3://…), "none" (empty state) or "" (the checkpoints)',
+    );
+  }
+  return { restoreFrom };
 }
 
 function send(
@@ -184,6 +219,14 @@ export class ControlServer {
           }),
       );
       return send(res, 202, { id: request.id, state: "in_progress" });
+    }
+    if (method === "POST" && path === "/v1/start") {
+      const request = parseStartRequest(await readBody(req));
+      // Idempotent: the operator asks every pod of the run until each is running.
+      const phase = () => this.#handlers.phase?.() ?? "running";
+      if (phase() !== "standby" || !this.#handlers.start) return send(res, 200, { phase: phase() });
+      this.#handlers.start(request);
+      return send(res, 202, { phase: phase() });
     }
     const savepoint = /^\/v1\/savepoints\/([^/]+)$/.exec(path);
     if (method === "GET" && savepoint?.[1]) {

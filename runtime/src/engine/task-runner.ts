@@ -195,6 +195,11 @@ export class TaskRunner {
   lastCheckpoint: CheckpointStats | undefined;
   /** Since when the stored state covers everything processed (restore, or a checkpoint). */
   checkpointedAt = 0;
+  /**
+   * When the task was first seen processing after its start (runner clock): its first commit,
+   * or caught up with nothing to commit. What the pod's readiness waits for.
+   */
+  processingSince: number | undefined;
   started: StartTimings | undefined;
   lastSavepoint: SavepointTimings | undefined;
 
@@ -340,19 +345,26 @@ export class TaskRunner {
       const due = this.#processor?.advanceTime?.(this.#now());
       if (due) await this.#emit(due, this.#handleFailures(due.failures ?? []));
       this.busyMs += performance.now() - busySince;
+      if (this.processingSince === undefined && this.#pending === 0 && caughtUp())
+        this.processingSince = this.#now();
       if (this.#now() >= nextCheckpoint || (!committedOnce && this.#pending > 0 && caughtUp())) {
         committedOnce = true;
         // A checkpoint that cannot be stored (storage down) is retried at the next interval
         // with the state of then: the transaction stays open meanwhile, so nothing is lost or
         // emitted twice; if it stays open too long the broker aborts it, the next commit fails,
         // and the task restarts from its last checkpoint.
-        await this.checkpoint().catch((error: unknown) => {
-          if (!(error instanceof CheckpointNotStored)) throw error;
-          this.checkpointFailures++;
-          process.stderr.write(
-            `${JSON.stringify({ msg: "checkpoint failed; retrying at the next interval", task: `${this.#options.task.topic}-${this.#options.task.partition}`, error: String(error) })}\n`,
-          );
-        });
+        await this.checkpoint().then(
+          () => {
+            this.processingSince ??= this.#now();
+          },
+          (error: unknown) => {
+            if (!(error instanceof CheckpointNotStored)) throw error;
+            this.checkpointFailures++;
+            process.stderr.write(
+              `${JSON.stringify({ msg: "checkpoint failed; retrying at the next interval", task: `${this.#options.task.topic}-${this.#options.task.partition}`, error: String(error) })}\n`,
+            );
+          },
+        );
         nextCheckpoint = this.#now() + interval;
       }
       const request = this.#savepointRequest;

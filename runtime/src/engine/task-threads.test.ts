@@ -191,6 +191,7 @@ test("a task's figures through a worker's message read as the live task's, state
     busyMs: 250,
     lastCheckpoint: undefined,
     checkpointedAt: 9_000,
+    processingSince: 9_500,
   };
   const source = (runners: TaskFigures[]): MetricsSource => ({
     runners,

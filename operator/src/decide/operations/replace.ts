@@ -1,20 +1,21 @@
 // The run in place makes way — for a run of another spec (upgrade, rescale, restart,
 // rollback), a suspension or the deletion — one step per decision:
 //
+//   standby     (spec.warmStandby, savepoint and last-state modes) the next run's pods start
+//               warm and wait for their restore source (standby.ts)
 //   savepoint   (mode savepoint) a stop-with-savepoint of every pod (savepoint.ts); a failure
 //               keeps the old run and retries after a back-off (`retry-wait`)
 //   stopping    every pod of the old run is deleted (modes last-state and stateless start here)
 //   then        the next run starts (start.ts), the job rests (suspend.ts) or is gone (deletion.ts)
 //
-// The next run starts only once every pod of the old one is gone: two runs never process at
-// the same time.
+// The next run processes only once every pod of the old one is gone: two runs never process
+// at the same time (a standby waits without reading or writing anything).
 import {
   autoscalerOwnsParallelism,
   type Draft,
   degraded,
   deletePods,
   emit,
-  livePods,
   livePodsOf,
   runSpecFrom,
   runTargetOf,
@@ -24,6 +25,14 @@ import { classifyChange, type RunSpec, upgradeHash } from "../run-spec.ts";
 import type { Mode, Operation, OperationKind, Run, Target } from "../types.ts";
 import { finishDeletion } from "./deletion.ts";
 import { backingOff, callOffSavepoint, takeSavepoint } from "./savepoint.ts";
+import {
+  handsOverAtOnce,
+  prepareStandby,
+  standbyPods,
+  stopStep,
+  wantsStandby,
+  withoutStandby,
+} from "./standby.ts";
 import { keepRunWhole, startRun } from "./start.ts";
 import { rest } from "./suspend.ts";
 
@@ -42,7 +51,10 @@ export function replacing(draft: Draft, active: Run): boolean {
     op !== undefined &&
     op.kind !== "savepoint" &&
     op.fromRun === active.id &&
-    (op.step === "savepoint" || op.step === "stopping" || op.step === "retry-wait")
+    (op.step === "standby" ||
+      op.step === "savepoint" ||
+      op.step === "stopping" ||
+      op.step === "retry-wait")
   );
 }
 
@@ -63,9 +75,21 @@ export function replace(draft: Draft, active: Run, target: Target, drain = false
   const kind = drain ? "drain" : rollingBack ? "rollback" : operationKind(active, target);
   let op = draft.operation;
   if (!op || op.fromRun !== active.id || op.step === "starting" || op.step === "suspended") {
-    op = beginOperation(draft, kind, active);
+    op = beginOperation(draft, kind, active, target);
   } else if (op.kind !== kind || op.toSpecHash !== hashOf(target)) {
-    // The target moved while the operation was under way: its progress still counts.
+    // The target moved while the operation was under way: its progress still counts, but not
+    // a standby of the spec it had (its pods go).
+    if (op.standbyRun) {
+      deletePods(
+        draft,
+        standbyPods(draft, op.standbyRun).filter((p) => !p.terminating),
+        "the operation's target changed",
+      );
+      op =
+        op.step === "standby"
+          ? stopStep(withoutStandby(op), draft.now.toISOString())
+          : withoutStandby(op);
+    }
     op = { ...op, kind, ...(hashOf(target) ? { toSpecHash: hashOf(target) } : {}) };
   }
   draft.operation = op;
@@ -82,15 +106,32 @@ export function replace(draft: Draft, active: Run, target: Target, drain = false
       `${op.lastError ?? "savepoint failed"}; run ${active.id} goes on, retrying at ${op.retryTime}`,
     );
     if (backingOff(draft, op)) return;
-    draft.operation = op = beginOperation(draft, kind, active, (op.attempt ?? 1) + 1);
+    draft.operation = op = beginOperation(draft, kind, active, target, (op.attempt ?? 1) + 1);
+  }
+  if (op.step === "standby" && typeof target === "object") {
+    if (!prepareStandby(draft, active, target, op)) {
+      if (!draft.operation) {
+        // Discarded: the old run goes on as it was (it is Running, the standby's pods going).
+        keepRunWhole(draft, active, runTargetOf(active));
+        if (draft.readyPods === active.parallelism) draft.state = "Running";
+      }
+      return;
+    }
+    op = draft.operation ?? op;
   }
   if (op.step === "savepoint") {
     if (!takeSavepoint(draft, active, op, true)) return;
     op = draft.operation ?? op;
   }
   if (op.step === "stopping") {
-    deletePods(draft, livePods(draft), `run ${active.id} is replaced (${op.kind})`);
-    if (draft.observed.pods.length > 0) return;
+    // Every pod but the standby's (it waits to be told its restore source).
+    const old = draft.observed.pods.filter((p) => p.run !== op?.standbyRun || !p.ownedByJob);
+    deletePods(
+      draft,
+      old.filter((p) => !p.terminating),
+      `run ${active.id} is replaced (${op.kind})`,
+    );
+    if (old.length > 0 && !handsOverAtOnce(op, target)) return;
     if (target === "deleted") finishDeletion(draft);
     else if (target === "suspended") rest(draft);
     else startRun(draft, target);
@@ -108,7 +149,9 @@ function calledOff(draft: Draft, active: Run): boolean {
   const op = draft.operation;
   if (!op) return false;
   const why = `the spec went back to run ${active.id}'s`;
-  if (op.step === "savepoint") {
+  if (op.step === "standby") {
+    // Nothing stopped: the standby's pods go (keepRunWhole deletes every other run's).
+  } else if (op.step === "savepoint") {
     const off = callOffSavepoint(draft, op, why);
     // Not looked at yet: the run goes on as it is meanwhile.
     if (off === undefined) draft.state = stateDuring(op);
@@ -147,36 +190,50 @@ export function refuseRescaleAbovePartitions(
   return runTargetOf(active);
 }
 
-function beginOperation(draft: Draft, kind: OperationKind, active: Run, attempt = 1): Operation {
-  const mode = modeFor(draft, kind, active);
+function beginOperation(
+  draft: Draft,
+  kind: OperationKind,
+  active: Run,
+  target: Target,
+  attempt = 1,
+): Operation {
+  const well = runningWell(draft, active);
+  const mode = modeFor(draft, kind, well);
   const now = draft.now.toISOString();
+  const standby = wantsStandby(draft, kind, mode, target, well);
   const retrying = attempt > 1 ? `, attempt ${attempt}` : "";
+  const warm = standby ? ": the next run starts warm first" : "";
   emit(
     draft,
     "Normal",
     "OperationStarted",
-    `${kind} of run ${active.id} (mode ${mode}${retrying})`,
+    `${kind} of run ${active.id} (mode ${mode}${retrying})${warm}`,
   );
-  return {
+  const op: Operation = {
     kind,
     mode,
-    step: mode === "savepoint" ? "savepoint" : "stopping",
+    step: "standby",
     fromRun: active.id,
+    ...(hashOf(target) ? { toSpecHash: hashOf(target) } : {}),
     startTime: now,
-    ...(mode === "savepoint" ? {} : { stopTime: now }),
     attempt,
   };
+  return standby ? op : stopStep(op, now);
+}
+
+/** Ran well once (its spec became stable) and all its pods are ready now. */
+function runningWell(draft: Draft, active: Run): boolean {
+  return (
+    draft.previous.lastStableSpecHash === active.specHash &&
+    livePodsOf(draft, active).filter((p) => p.ready).length === active.parallelism
+  );
 }
 
 /**
  * How state crosses to the next run. A savepoint needs a run that is running: a run that
  * never became ready (or has pods down) hands over its checkpoints instead (last-state).
  */
-function modeFor(draft: Draft, kind: OperationKind, active: Run): Mode {
-  // Ran well once (its spec became stable) and all its pods are ready now.
-  const runningWell =
-    draft.previous.lastStableSpecHash === active.specHash &&
-    livePodsOf(draft, active).filter((p) => p.ready).length === active.parallelism;
+function modeFor(draft: Draft, kind: OperationKind, runningWell: boolean): Mode {
   // A deletion takes its savepoint when asked to (savepoints.onDelete), whatever the upgrade
   // mode; otherwise the run simply stops (its checkpoints stay).
   if (kind === "delete")

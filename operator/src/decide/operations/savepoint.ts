@@ -33,6 +33,11 @@ const HISTORY_LENGTH = 20;
  * One id per attempt of an operation, stable across decisions (it comes from status) and
  * across a change of the operation's kind (the pods know it by the first).
  */
+/** When the operation's savepoint started: after its warm standby, if it had one. */
+export function savepointStart(op: Operation): string | undefined {
+  return op.standbyReadyTime ?? op.startTime;
+}
+
 export function savepointIdOf(op: Operation): string {
   return op.savepointId ?? `${op.kind}-${Date.parse(op.startTime ?? "").toString(36)}`;
 }
@@ -148,7 +153,7 @@ export function takeSavepoint(draft: Draft, from: Run, op: Operation, stop: bool
     draft.actions.push({
       kind: "savepointStatus",
       name: recordName,
-      status: { state: "InProgress", startTime: op.startTime, run: from.id },
+      status: { state: "InProgress", startTime: savepointStart(op), run: from.id },
     });
   lookAgainIn(draft, SAVEPOINT_POLL_MS);
   if (observed.storageError) {
@@ -167,7 +172,7 @@ export function takeSavepoint(draft: Draft, from: Run, op: Operation, stop: bool
     return false;
   }
   const timeout = draft.job.spec.savepoints?.timeout ?? "5m";
-  if (draft.now.getTime() - Date.parse(op.startTime ?? "") > parseDuration(timeout)) {
+  if (draft.now.getTime() - Date.parse(savepointStart(op) ?? "") > parseDuration(timeout)) {
     const waiting = states.filter((p) => p.state.state !== "completed").map((p) => p.name);
     const pods = waiting.join(", ") || "the pods";
     failSavepoint(draft, from, op, `timed out after ${timeout} waiting for ${pods}`, stop);
@@ -266,7 +271,7 @@ function recordFailure(draft: Draft, op: Operation, why: string, from?: Run): vo
     status: {
       state: "Failed",
       message: why,
-      startTime: op.startTime,
+      startTime: savepointStart(op),
       completionTime: draft.now.toISOString(),
       ...(from?.id ? { run: from.id } : {}),
     },
@@ -304,12 +309,12 @@ function completed(
       state: "Completed",
       path,
       sizeBytes: record.sizeBytes,
-      startTime: op.startTime,
+      startTime: savepointStart(op),
       completionTime: record.time,
       run: from.id,
     },
   });
-  const seconds = secondsSince(draft, op.startTime);
+  const seconds = secondsSince(draft, savepointStart(op));
   emit(
     draft,
     "Normal",
@@ -327,7 +332,7 @@ function completed(
   draft.operation =
     op.kind === "savepoint"
       ? undefined
-      : { ...op, step: "stopping", savepointPath: path, stopTime: op.startTime };
+      : { ...op, step: "stopping", savepointPath: path, stopTime: savepointStart(op) };
 }
 
 /**
@@ -343,7 +348,7 @@ function failSavepoint(draft: Draft, from: Run, op: Operation, why: string, stop
   retain(draft, undefined);
   draft.measurements.savepoints.push({
     result: "failed",
-    seconds: secondsSince(draft, op.startTime),
+    seconds: secondsSince(draft, savepointStart(op)),
   });
   draft.problem = degraded("SavepointFailed", why);
   if (op.kind === "savepoint") {

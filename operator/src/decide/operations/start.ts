@@ -9,6 +9,7 @@ import {
   deletePods,
   emit,
   livePods,
+  livePodsOf,
   runRef,
   secondsSince,
   stateDuring,
@@ -18,6 +19,7 @@ import type { ObservedPod, Run, RunTarget } from "../types.ts";
 import { recordRescale } from "./autoscale.ts";
 import { waitingOnRefusal, withoutRefusal } from "./refusal.ts";
 import { rollBackIfFailed } from "./rollback.ts";
+import { handsOverAtOnce, standbyPods } from "./standby.ts";
 
 /**
  * A run's pods are created like a ReplicaSet's slow start, but on readiness: this many at
@@ -29,13 +31,22 @@ const SLOW_START_PODS = 8;
 /** No pod of the job is left and it should run: start the next run. */
 export function startRun(draft: Draft, target: RunTarget): void {
   const { job, previous } = draft;
-  if (draft.observed.pods.length > 0) {
+  const op = draft.operation;
+  // A warm standby of this very spec waits to be told its restore source.
+  const standby = op?.standbyRun && op.toSpecHash === target.hash ? op.standbyRun : undefined;
+  const others = draft.observed.pods.filter((p) => p.run !== standby || !p.ownedByJob);
+  // The old run's pods, stopped by their savepoint, may still be going (handsOverAtOnce).
+  const going = (p: ObservedPod) => handsOverAtOnce(op, target) && p.run === op?.fromRun;
+  if (others.some((p) => !going(p))) {
     // Pods of an earlier run are still going (e.g. after a resume during a stop).
-    deletePods(draft, livePods(draft), "a new run is due");
+    deletePods(
+      draft,
+      others.filter((p) => !p.terminating),
+      "a new run is due",
+    );
     draft.state = "Deploying";
     return;
   }
-  const op = draft.operation;
   // Where the run's state comes from: the operation's savepoint; none at all for a stateless
   // operation (`none`: empty state from the committed offsets on); for a brand-new job its
   // initial savepoint; otherwise each task restores its checkpoint at its committed offset.
@@ -48,7 +59,7 @@ export function startRun(draft: Draft, target: RunTarget): void {
           ? job.spec.initialSavepoint
           : undefined;
   const next: Run = {
-    id: nextRunId(previous.run?.id),
+    id: standby ?? nextRunId(previous.run?.id),
     spec: target.spec as unknown as Record<string, unknown>,
     specHash: target.hash,
     parallelism: target.spec.parallelism,
@@ -66,19 +77,41 @@ export function startRun(draft: Draft, target: RunTarget): void {
     { kind: "deleteConfigMaps", keepRun: next.id },
     { kind: "create", object: buildConfigMap(ref) },
   );
+  const waiting = standby ? standbyPods(draft, standby) : [];
+  const taken = new Set(waiting.map((p) => p.subtask));
+  startStandbys(draft, waiting, next);
   for (const i of range(Math.min(target.spec.parallelism, SLOW_START_PODS)))
-    draft.actions.push({ kind: "create", object: buildPod(ref, i) });
+    if (!taken.has(i)) draft.actions.push({ kind: "create", object: buildPod(ref, i) });
   const resuming = op?.step === "suspended";
   if (op) draft.operation = { ...op, kind: resuming ? "resume" : op.kind, step: "starting" };
   const why = resuming ? "resume" : (op?.kind ?? "start");
   const restoring = restoreFrom ? `, restoring ${restoreFrom}` : "";
+  const warm = waiting.length > 0 ? ` (${waiting.length} of them from their warm standby)` : "";
   emit(
     draft,
     "Normal",
     "RunStarted",
-    `${why}: started run ${next.id} with ${next.parallelism} pods of ${next.image} (spec ${next.specHash})${restoring}`,
+    `${why}: started run ${next.id} with ${next.parallelism} pods${warm} of ${next.image} (spec ${next.specHash})${restoring}`,
   );
   draft.state = draft.operation ? stateDuring(draft.operation) : "Deploying";
+}
+
+/**
+ * Tells the run's standby-built pods that wait their restore source: the run's (a pod that
+ * restarted within the run continues from its own checkpoints, as the runtime decides).
+ */
+function startStandbys(draft: Draft, pods: ObservedPod[], run: Run): void {
+  for (const pod of pods) {
+    if (pod.terminating || !pod.ip || pod.ready) continue;
+    // Before its first poll, or waiting: asking a pod that already starts changes nothing.
+    if (pod.start && pod.start.phase !== "standby") continue;
+    draft.actions.push({
+      kind: "startPod",
+      pod: pod.name,
+      ip: pod.ip,
+      restoreFrom: run.restoredFrom ?? "",
+    });
+  }
 }
 
 /** The run in place is the right one: keep exactly its pods, one per subtask. */
@@ -105,6 +138,11 @@ export function keepRunWhole(draft: Draft, active: Run, target: RunTarget): void
       going.add(i);
     } else keep.set(i, pod);
   }
+  startStandbys(
+    draft,
+    [...keep.values()].filter((pod) => pod.standby && pod.start?.phase === "standby"),
+    active,
+  );
   draft.readyPods = [...keep.values()].filter((pod) => pod.ready).length;
   // A missing pod is recreated, but never next to a pod of another run, and only as many
   // at a time as the slow start allows.
@@ -142,7 +180,7 @@ function runReady(draft: Draft, active: Run, parallelism: number): void {
     let what = "";
     if (op?.kind && op.step === "starting") {
       const seconds = secondsSince(draft, op.startTime);
-      const downtimeSeconds = secondsSince(draft, op.stopTime ?? op.startTime);
+      const downtimeSeconds = downtimeOf(draft, active, op.stopTime ?? op.startTime);
       draft.measurements.operations.push({ kind: op.kind, seconds, downtimeSeconds });
       if (op.kind === "rescale" && autoscalerOwnsParallelism(draft.job))
         recordRescale(draft, op, parallelism, downtimeSeconds);
@@ -152,6 +190,19 @@ function runReady(draft: Draft, active: Run, parallelism: number): void {
   }
   draft.state = "Running";
   if (op?.step === "starting") draft.operation = undefined;
+}
+
+/**
+ * Seconds from the old run's stop to the new run processing: when its pods say their tasks
+ * began (a standby's start is polled), else now, when their readiness was seen.
+ */
+function downtimeOf(draft: Draft, run: Run, stopTime: string | undefined): number {
+  const said = livePodsOf(draft, run).map((p) => p.start?.processingSince);
+  const stop = Date.parse(stopTime ?? "");
+  if (said.length === 0 || said.some((t) => t === undefined)) return secondsSince(draft, stopTime);
+  const end = Math.max(...(said as number[]));
+  if (!(end >= stop) || end > draft.now.getTime()) return secondsSince(draft, stopTime);
+  return Math.round((end - stop) / 100) / 10;
 }
 
 /** Nothing valid to run and no run in place. */
