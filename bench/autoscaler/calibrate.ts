@@ -35,7 +35,7 @@ export function measuredRescales(lines: readonly string[]): MeasuredRescale[] {
       }
     })
     .sort((a, b) => a.time.localeCompare(b.time));
-  const jobs = new Map<string, { pods?: number; mode?: string }>();
+  const jobs = new Map<string, { pods?: number; mode?: string; standby?: boolean }>();
   const found: MeasuredRescale[] = [];
   for (const e of events) {
     const key = `${e.namespace}/${e.job}`;
@@ -43,7 +43,10 @@ export function measuredRescales(lines: readonly string[]): MeasuredRescale[] {
     jobs.set(key, job);
     const started =
       e.reason === "OperationStarted" && /^rescale of run \S+ \(mode (\S+)\)/.exec(e.msg ?? "");
-    if (started) job.mode = started[1];
+    if (started) {
+      job.mode = started[1];
+      job.standby = /the next run starts warm first/.test(e.msg ?? "");
+    }
     if (e.reason !== "RunReady") continue;
     const ready =
       /(?:rescale completed in ([\d.]+) s \(downtime ([\d.]+) s\): )?run \S+ has all (\d+) pods ready/.exec(
@@ -59,6 +62,7 @@ export function measuredRescales(lines: readonly string[]): MeasuredRescale[] {
         to: pods,
         seconds: Number(ready[1]),
         downtimeSeconds: Number(ready[2]),
+        ...(job.standby ? { standby: true } : {}),
       });
     }
     job.pods = pods;

@@ -16,8 +16,10 @@ export interface MeasuredRescale {
   to: number;
   /** Decision → the new run Ready. */
   seconds: number;
-  /** The old run's stop → the new run Ready (nothing processed). */
+  /** The old run's stop → the new run processing (nothing processed meanwhile). */
   downtimeSeconds: number;
+  /** Through a warm standby (issue 17): the next run's pods waited before the old run stopped. */
+  standby?: boolean;
 }
 
 export interface Calibration {
@@ -42,8 +44,14 @@ export function readCalibration(file = CALIBRATION_FILE): Calibration {
   return JSON.parse(readFileSync(file, "utf8")) as Calibration;
 }
 
+/**
+ * The model's figures from a calibration: from the rescales made through a warm standby where
+ * there are any (how the operator rescales now; the older stop-then-start ones cost more).
+ */
 export function calibrated(calibration: Calibration): Calibrated {
-  const all = calibration.rescales.measured;
+  const measured = calibration.rescales.measured;
+  const warm = measured.filter((r) => r.standby);
+  const all = warm.length > 0 ? warm : measured;
   const up = all.filter((r) => r.to > r.from);
   const down = all.filter((r) => r.to < r.from);
   if (up.length === 0 || down.length === 0)

@@ -442,7 +442,19 @@ function operationMetrics(registry: Registry): (measurements: Measurements) => v
     name: "weir_operator_upgrade_downtime_seconds",
     help: "Operations: from the old run stopping to the next run Ready (nothing processed meanwhile)",
     labelNames: ["operation"],
-    buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+    buckets: [0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const standbys = new Counter({
+    name: "weir_operator_standbys_total",
+    help: "Warm standbys of the next run, by how they ended (ready, skipped: no room for both runs, discarded: it could not run)",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  const standbySeconds = new Histogram({
+    name: "weir_operator_standby_ready_seconds",
+    help: "From creating a standby's pods to every one waiting warm, ready to restore",
+    buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120],
     registers: [registry],
   });
   const decisions = new Counter({
@@ -459,6 +471,10 @@ function operationMetrics(registry: Registry): (measurements: Measurements) => v
         savepointSeconds.observe(s.seconds);
         savepointBytes.observe(s.bytes ?? 0);
       }
+    }
+    for (const s of measurements.standbys) {
+      standbys.inc({ result: s.result });
+      if (s.result === "ready") standbySeconds.observe(s.seconds);
     }
     for (const o of measurements.operations) {
       operationSeconds.observe({ operation: o.kind }, o.seconds);

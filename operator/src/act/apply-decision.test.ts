@@ -36,7 +36,7 @@ const run: RunRef = { job, id: "r1", spec, specHash: specHash(spec) };
 function decision(actions: Decision["actions"]): Decision {
   return {
     status: {},
-    measurements: { savepoints: [], operations: [], autoscalerDecisions: [] },
+    measurements: { savepoints: [], operations: [], autoscalerDecisions: [], standbys: [] },
     actions,
     events: [],
     requeueAfterMs: 0,

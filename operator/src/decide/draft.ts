@@ -57,7 +57,7 @@ export function draftOf(observed: Observed): Draft {
     now: observed.now,
     actions: [],
     events: [],
-    measurements: { savepoints: [], operations: [], autoscalerDecisions: [] },
+    measurements: { savepoints: [], operations: [], autoscalerDecisions: [], standbys: [] },
     state: previous.state ?? "Deploying",
     run: previous.run,
     operation: previous.upgrade,

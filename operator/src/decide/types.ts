@@ -151,6 +151,8 @@ export interface Measurements {
   operations: { kind: string; seconds: number; downtimeSeconds: number }[];
   /** The autoscaler's decisions, by reason. */
   autoscalerDecisions: AutoscalerReason[];
+  /** Warm standbys that ended their wait: ready (how long they took to), skipped or discarded. */
+  standbys: { result: "ready" | "skipped" | "discarded"; seconds: number }[];
 }
 
 export interface Decision {

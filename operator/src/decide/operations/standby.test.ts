@@ -59,6 +59,11 @@ describe("standby: the next run waits warm before the old one stops", () => {
     assert.equal(first.status.upgrade?.step, "standby");
     assert.equal(first.status.upgrade?.standbyRun, "r2");
     assert.deepEqual(created(first), ["ConfigMap/wc-r2-config", "Pod/wc-r2-0", "Pod/wc-r2-1"]);
+    assert.deepEqual(
+      actionsOf(first, "deleteConfigMaps"),
+      [{ kind: "deleteConfigMaps", keepRun: "r1" }],
+      "what an earlier standby under this id left goes first",
+    );
     assert.deepEqual(deleted(first), []);
     assert.deepEqual(actionsOf(first, "triggerSavepoint"), [], "the old run is not asked yet");
     const pods = actionsOf(first, "create")
@@ -91,6 +96,7 @@ describe("standby: the next run waits warm before the old one stops", () => {
     const op = ready.status.upgrade;
     assert.equal(op?.step, "savepoint");
     assert.ok(events(ready).includes("StandbyReady"));
+    assert.deepEqual(ready.measurements.standbys, [{ result: "ready", seconds: 0 }]);
     assert.equal(op?.standbyReadyTime, now.toISOString());
     assert.deepEqual(
       actionsOf(ready, "triggerSavepoint").map((t) => [t.pod, t.stop]),
@@ -183,6 +189,10 @@ describe("standby: the next run waits warm before the old one stops", () => {
     assert.equal(op?.standbyRun, undefined);
     assert.match(op?.standbySkipped ?? "", /exceeded quota/);
     assert.ok(events(refused).includes("StandbySkipped"));
+    assert.deepEqual(
+      refused.measurements.standbys.map((m) => m.result),
+      ["skipped"],
+    );
     assert.equal(actionsOf(refused, "triggerSavepoint").length, 2);
   });
 
@@ -204,6 +214,10 @@ describe("standby: the next run waits warm before the old one stops", () => {
     assert.deepEqual(actionsOf(failing, "triggerSavepoint"), [], "the old run never stopped");
     assert.match(failing.status.rollback?.reason ?? "", /ErrImagePull/);
     assert.ok(events(failing).includes("StandbyFailed"));
+    assert.deepEqual(
+      failing.measurements.standbys.map((m) => m.result),
+      ["discarded"],
+    );
     assert.equal(condition(failing, "Degraded")?.reason, "RolledBack");
     // The same spec is not tried again.
     const next = decide(observe(after(changed, failing), reachablePods()));

@@ -125,6 +125,8 @@ export function prepareStandby(
   const taken = new Set(pods.map((pod) => pod.subtask));
   const missing = Array.from({ length: p }, (_, i) => i).filter((i) => !taken.has(i));
   if (missing.length > 0) {
+    // A standby dropped earlier may have left a ConfigMap under this run's id.
+    if (pods.length === 0) draft.actions.push({ kind: "deleteConfigMaps", keepRun: active.id });
     const ref: RunRef = {
       job: draft.job,
       id,
@@ -148,6 +150,10 @@ export function prepareStandby(
     lookAgainWithin(draft, 1_000);
     return false;
   }
+  draft.measurements.standbys.push({
+    result: "ready",
+    seconds: secondsSince(draft, op.standbyTime),
+  });
   emit(
     draft,
     "Normal",
@@ -189,6 +195,10 @@ export function withoutStandby(op: Operation): Operation {
 /** No room for both runs: stop, then start, as without a standby. */
 function skipStandby(draft: Draft, op: Operation, live: ObservedPod[], why: string): boolean {
   deletePods(draft, live, "no room for a standby");
+  draft.measurements.standbys.push({
+    result: "skipped",
+    seconds: secondsSince(draft, op.standbyTime),
+  });
   emit(
     draft,
     "Warning",
@@ -216,6 +226,10 @@ function discardStandby(
   why: string,
 ): void {
   const id = op.standbyRun ?? "";
+  draft.measurements.standbys.push({
+    result: "discarded",
+    seconds: secondsSince(draft, op.standbyTime),
+  });
   deletePods(
     draft,
     standbyPods(draft, id).filter((p) => !p.terminating),

@@ -73,8 +73,10 @@ export function startRun(draft: Draft, target: RunTarget): void {
     draft.partitions = undefined;
   draft.run = next;
   const ref = runRef(job, next, target);
+  // Only a standby's own ConfigMap stays: one left by a standby that was dropped may bear this
+  // run's id with another spec's configuration.
   draft.actions.push(
-    { kind: "deleteConfigMaps", keepRun: next.id },
+    { kind: "deleteConfigMaps", ...(standby ? { keepRun: next.id } : {}) },
     { kind: "create", object: buildConfigMap(ref) },
   );
   const waiting = standby ? standbyPods(draft, standby) : [];
