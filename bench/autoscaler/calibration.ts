@@ -44,14 +44,8 @@ export function readCalibration(file = CALIBRATION_FILE): Calibration {
   return JSON.parse(readFileSync(file, "utf8")) as Calibration;
 }
 
-/**
- * The model's figures from a calibration: from the rescales made through a warm standby where
- * there are any (how the operator rescales now; the older stop-then-start ones cost more).
- */
 export function calibrated(calibration: Calibration): Calibrated {
-  const measured = calibration.rescales.measured;
-  const warm = measured.filter((r) => r.standby);
-  const all = warm.length > 0 ? warm : measured;
+  const all = calibration.rescales.measured;
   const up = all.filter((r) => r.to > r.from);
   const down = all.filter((r) => r.to < r.from);
   if (up.length === 0 || down.length === 0)

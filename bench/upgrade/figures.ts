@@ -96,93 +96,78 @@ export interface Marks {
 export function phases(m: Marks): { what: string; seconds: number | undefined }[] {
   const span = (from: number | undefined, to: number | undefined) =>
     from === undefined || to === undefined ? undefined : (to - from) / 1000;
+  const step = (what: string, from: number | undefined, to: number | undefined) => ({
+    what,
+    seconds: span(from, to),
+  });
+  const savepoint = (mark: string) => [
+    step(
+      `pods take the savepoint (asked → last part taken)${mark}`,
+      m.operationStarted,
+      m.partsTaken,
+    ),
+    step(
+      "operator completes it (last part → savepoint completed)",
+      m.partsTaken,
+      m.savepointCompleted,
+    ),
+  ];
+  const running = [
+    step(
+      "first commit (running → every task's first new output seen)",
+      m.processesRunning,
+      m.outputResumed,
+    ),
+    step("readiness (running → last pod Ready)", m.processesRunning, m.podsReady),
+    step("operator sees it (last pod Ready → StreamJob Ready)", m.podsReady, m.jobReady),
+  ];
+  const started = step(
+    "kubelet starts them (new pod → last process started)",
+    m.newPodsCreated,
+    m.processesStarted,
+  );
   if (m.standbyWaiting !== undefined)
     return [
-      {
-        what: "operator reacts (change applied → first standby pod)",
-        seconds: span(m.changed, m.newPodsCreated),
-      },
-      {
-        what: "kubelet starts them (new pod → last process started)",
-        seconds: span(m.newPodsCreated, m.processesStarted),
-      },
-      {
-        what: "standby comes up (started → last one waiting warm)",
-        seconds: span(m.processesStarted, m.standbyWaiting),
-      },
-      {
-        what: "operator sees it (last one waiting → savepoint asked)",
-        seconds: span(m.standbyWaiting, m.operationStarted),
-      },
-      {
-        what: "pods take the savepoint (asked → last part taken)  [downtime from here]",
-        seconds: span(m.operationStarted, m.partsTaken),
-      },
-      {
-        what: "operator completes it (last part → savepoint completed)",
-        seconds: span(m.partsTaken, m.savepointCompleted),
-      },
-      {
-        what: "standby told, restores (savepoint completed → last process running)",
-        seconds: span(m.savepointCompleted, m.processesRunning),
-      },
-      {
-        what: "first commit (running → every task's first new output seen)",
-        seconds: span(m.processesRunning, m.outputResumed),
-      },
-      {
-        what: "readiness (running → last pod Ready)",
-        seconds: span(m.processesRunning, m.podsReady),
-      },
-      {
-        what: "operator sees it (last pod Ready → StreamJob Ready)",
-        seconds: span(m.podsReady, m.jobReady),
-      },
-      {
-        what: "meanwhile: old pods stop (savepoint completed → last old pod gone)",
-        seconds: span(m.savepointCompleted, m.oldPodsGone),
-      },
+      step("operator reacts (change applied → first standby pod)", m.changed, m.newPodsCreated),
+      started,
+      step(
+        "standby comes up (started → last one waiting warm)",
+        m.processesStarted,
+        m.standbyWaiting,
+      ),
+      step(
+        "operator sees it (last one waiting → savepoint asked)",
+        m.standbyWaiting,
+        m.operationStarted,
+      ),
+      ...savepoint("  [downtime from here]"),
+      step(
+        "standby told, restores (savepoint completed → last process running)",
+        m.savepointCompleted,
+        m.processesRunning,
+      ),
+      ...running,
+      step(
+        "meanwhile: old pods stop (savepoint completed → last old pod gone)",
+        m.savepointCompleted,
+        m.oldPodsGone,
+      ),
     ];
   return [
-    {
-      what: "operator reacts (change applied → operation started)",
-      seconds: span(m.changed, m.operationStarted),
-    },
-    {
-      what: "pods take the savepoint (asked → last part taken)",
-      seconds: span(m.operationStarted, m.partsTaken),
-    },
-    {
-      what: "operator completes it (last part → savepoint completed)",
-      seconds: span(m.partsTaken, m.savepointCompleted),
-    },
-    {
-      what: "old pods stop (savepoint completed → last old pod gone)",
-      seconds: span(m.savepointCompleted, m.oldPodsGone),
-    },
-    {
-      what: "new pods created (last old pod gone → first new pod)",
-      seconds: span(m.oldPodsGone, m.newPodsCreated),
-    },
-    {
-      what: "kubelet starts them (new pod → last process started)",
-      seconds: span(m.newPodsCreated, m.processesStarted),
-    },
-    {
-      what: "process start-up and restore (started → running)",
-      seconds: span(m.processesStarted, m.processesRunning),
-    },
-    {
-      what: "first commit (running → every task's first new output seen)",
-      seconds: span(m.processesRunning, m.outputResumed),
-    },
-    {
-      what: "readiness (running → last pod Ready)",
-      seconds: span(m.processesRunning, m.podsReady),
-    },
-    {
-      what: "operator sees it (last pod Ready → StreamJob Ready)",
-      seconds: span(m.podsReady, m.jobReady),
-    },
+    step("operator reacts (change applied → operation started)", m.changed, m.operationStarted),
+    ...savepoint(""),
+    step(
+      "old pods stop (savepoint completed → last old pod gone)",
+      m.savepointCompleted,
+      m.oldPodsGone,
+    ),
+    step("new pods created (last old pod gone → first new pod)", m.oldPodsGone, m.newPodsCreated),
+    started,
+    step(
+      "process start-up and restore (started → running)",
+      m.processesStarted,
+      m.processesRunning,
+    ),
+    ...running,
   ];
 }

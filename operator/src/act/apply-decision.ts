@@ -16,7 +16,7 @@ import {
 import { GROUP, type StreamJob, type StreamJobStatus, VERSION } from "../api/types.ts";
 import { buildDisruptionBudget } from "../build/disruption-budget.ts";
 import { type JobPodDefaults, withJobPodDefaults } from "../build/job-pod-defaults.ts";
-import { FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
+import { configMapName, FIELD_MANAGER, FINALIZER, LABEL_JOB, LABEL_RUN } from "../build/names.ts";
 import { enforcePodSecurity, type PodSecurityLevel } from "../build/pod-security.ts";
 import type { Action, Decision, EventSpec, ObservedRefusal } from "../decide/reconcile.ts";
 import { apiStatusOf, statusCodeOf } from "../machinery/api.ts";
@@ -289,12 +289,22 @@ export async function applyDecision(
               ...(action.uid ? { body: { preconditions: { uid: action.uid } } } : {}),
             }),
           );
-        case "deleteConfigMaps":
+        case "deleteConfigMaps": {
+          const { keepRun, run } = action;
+          // One run's: looked up first, as nothing to delete is no write (a standby's decision
+          // asks again until its pods exist).
+          if (run) {
+            const exists = await ignoring([404], () =>
+              clients.core.readNamespacedConfigMap({ namespace, name: configMapName(name, run) }),
+            );
+            if (exists === UNCHANGED) return UNCHANGED;
+          }
           await clients.core.deleteCollectionNamespacedConfigMap({
             namespace,
-            labelSelector: `${LABEL_JOB}=${name}${action.keepRun ? `,${LABEL_RUN}!=${action.keepRun}` : ""}`,
+            labelSelector: `${LABEL_JOB}=${name}${keepRun ? `,${LABEL_RUN}!=${keepRun}` : ""}${run ? `,${LABEL_RUN}=${run}` : ""}`,
           });
           break;
+        }
         case "completeSavepoint":
           await (await clients.storage.store()).completeSavepoint(
             action.id,

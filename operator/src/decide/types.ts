@@ -127,8 +127,8 @@ export type Action =
   | { kind: "create"; object: V1Pod | V1ConfigMap | StreamSavepoint }
   /** `uid`: only this pod, not a namesake created since (a precondition of the delete). */
   | { kind: "deletePod"; name: string; uid?: string }
-  /** Removes the job's run ConfigMaps, except the one of `keepRun`. */
-  | { kind: "deleteConfigMaps"; keepRun?: string }
+  /** Removes the job's run ConfigMaps, except the one of `keepRun`; or only the one of `run`. */
+  | { kind: "deleteConfigMaps"; keepRun?: string; run?: string }
   | { kind: "triggerSavepoint"; pod: string; ip: string; id: string; stop: boolean }
   /** Tells a standby pod its restore source: it restores and starts (idempotent). */
   | { kind: "startPod"; pod: string; ip: string; restoreFrom: string }

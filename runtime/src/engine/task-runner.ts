@@ -334,7 +334,12 @@ export class TaskRunner {
       return end !== undefined && this.#position + 1n >= end;
     };
     while (!this.#stopping) {
-      const batch = await this.#nextBatch(Math.max(10, nextCheckpoint - this.#now()));
+      // Until the task is processing, a quiet source is looked at often: it is processing once
+      // caught up, and its pod's readiness waits for that, not for a whole interval.
+      const wait = nextCheckpoint - this.#now();
+      const batch = await this.#nextBatch(
+        Math.max(10, this.processingSince === undefined ? Math.min(wait, 200) : wait),
+      );
       if (this.#sourceFailed !== undefined) throw this.#sourceFailed;
       // A partition without records for the idle timeout is idle, but one whose records are
       // late in coming (the task behind, its broker gone or restarting) is not: time counts

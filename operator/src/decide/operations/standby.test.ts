@@ -61,7 +61,7 @@ describe("standby: the next run waits warm before the old one stops", () => {
     assert.deepEqual(created(first), ["ConfigMap/wc-r2-config", "Pod/wc-r2-0", "Pod/wc-r2-1"]);
     assert.deepEqual(
       actionsOf(first, "deleteConfigMaps"),
-      [{ kind: "deleteConfigMaps", keepRun: "r1" }],
+      [{ kind: "deleteConfigMaps", run: "r2" }],
       "what an earlier standby under this id left goes first",
     );
     assert.deepEqual(deleted(first), []);
@@ -224,6 +224,30 @@ describe("standby: the next run waits warm before the old one stops", () => {
     assert.equal(next.status.upgrade, undefined);
     assert.deepEqual(created(next), []);
     assert.equal(condition(next, "Degraded")?.reason, "RolledBack");
+  });
+
+  test("a standby pod refused for what it is: discarded, in the StreamJob's words", () => {
+    const changed = changedJob({
+      podTemplate: { metadata: { labels: { team: "web analytics!" } } },
+    });
+    const first = decide(observe(changed, reachablePods()));
+    const refused = decide({
+      ...observe(after(changed, first), reachablePods()),
+      refusal: {
+        kind: "Pod",
+        name: "wc-r2-0",
+        run: "r2",
+        code: 422,
+        field: "metadata.labels",
+        message: 'Pod "wc-r2-0" is invalid: metadata.labels: Invalid value: "web analytics!"',
+      },
+    });
+    assert.equal(refused.status.upgrade, undefined);
+    assert.equal(refused.status.run?.id, "r1");
+    assert.match(
+      condition(refused, "Degraded")?.message ?? "",
+      /^standby spec\.podTemplate\.metadata\.labels: the API server refused Pod wc-r2-0 \(422\)/,
+    );
   });
 
   test("a standby not waiting within readinessTimeout is discarded", () => {

@@ -15,7 +15,7 @@
 // late old pod in any case).
 import { parseDuration } from "../../api/validate.ts";
 import { nextRunId } from "../../build/names.ts";
-import { buildConfigMap, buildPod, type RunRef } from "../../build/run-objects.ts";
+import { buildConfigMap, buildPod, jobFieldOf, type RunRef } from "../../build/run-objects.ts";
 import {
   type Draft,
   degraded,
@@ -35,6 +35,7 @@ import type {
   RunTarget,
   Target,
 } from "../types.ts";
+import { refusalText } from "./refusal.ts";
 
 /** How often standby pods are asked how their start goes (observe/observe-job.ts). */
 export const STANDBY_POLL_MS = 200;
@@ -92,14 +93,23 @@ export function prepareStandby(
   const unschedulable = live.find((p) => p.problem?.startsWith("Unschedulable"));
   if (unschedulable)
     return skipStandby(draft, op, live, `pod ${unschedulable.name}: ${unschedulable.problem}`);
+  const ref: RunRef = {
+    job: draft.job,
+    id,
+    spec: target.spec,
+    specHash: target.hash,
+    standby: true,
+  };
   if (refusal) {
-    discardStandby(
-      draft,
-      active,
-      target,
-      op,
-      `the API server refused ${refusal.kind} ${refusal.name} (${refusal.code}): ${refusal.message}`,
-    );
+    // In the StreamJob's words: the field it came from, as a refused run's says it.
+    const field = refusal.field ? jobFieldOf(ref, refusal.kind, refusal.field) : undefined;
+    const text = refusalText({
+      object: `${refusal.kind} ${refusal.name}`,
+      code: refusal.code,
+      ...(field ? { field } : {}),
+      message: refusal.message,
+    });
+    discardStandby(draft, active, target, op, `standby ${text}`);
     return false;
   }
   const failing = live.find((p) => p.problem || p.phase === "Failed" || p.phase === "Succeeded");
@@ -126,14 +136,7 @@ export function prepareStandby(
   const missing = Array.from({ length: p }, (_, i) => i).filter((i) => !taken.has(i));
   if (missing.length > 0) {
     // A standby dropped earlier may have left a ConfigMap under this run's id.
-    if (pods.length === 0) draft.actions.push({ kind: "deleteConfigMaps", keepRun: active.id });
-    const ref: RunRef = {
-      job: draft.job,
-      id,
-      spec: target.spec,
-      specHash: target.hash,
-      standby: true,
-    };
+    if (pods.length === 0) draft.actions.push({ kind: "deleteConfigMaps", run: id });
     draft.actions.push({ kind: "create", object: buildConfigMap(ref) });
     for (const i of missing) draft.actions.push({ kind: "create", object: buildPod(ref, i) });
     if (live.length === 0 && pods.length === 0)

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { measuredRescales } from "./calibrate.ts";
-import { type Calibration, calibrated, type MeasuredRescale } from "./calibration.ts";
 
 const line = (time: string, reason: string, msg: string) =>
   JSON.stringify({ time, namespace: "ns", job: "slow", reason, msg });
@@ -34,26 +33,4 @@ test("rescales are read from the operator's Events, marked when they went throug
       [3, 1, 0.8, true],
     ],
   );
-});
-
-test("the calibration takes the warm standby's rescales where there are any", () => {
-  const rescale = (from: number, to: number, downtime: number, standby?: boolean) =>
-    ({
-      time: "t",
-      job: "ns/slow",
-      from,
-      to,
-      seconds: downtime + 2,
-      downtimeSeconds: downtime,
-      ...(standby ? { standby } : {}),
-    }) satisfies MeasuredRescale;
-  const calibration = (measured: MeasuredRescale[]): Calibration => ({
-    podCapacity: { recordsPerSecond: 1_000, spread: 0, source: "" },
-    rescales: { source: "", measured },
-  });
-  const old = [rescale(1, 3, 6), rescale(3, 1, 3)];
-  assert.equal(calibrated(calibration(old)).meanDowntimeSeconds, 4.5);
-  const both = calibrated(calibration([...old, rescale(1, 3, 1, true), rescale(3, 1, 0.6, true)]));
-  assert.equal(both.meanDowntimeSeconds, 0.8);
-  assert.deepEqual(both.samples, { up: 1, down: 1 });
 });
