@@ -277,7 +277,7 @@ export class StreamJobController {
     };
     let observed = await observeJob(inputs, storage, this.#observe);
     let decision = decide(observed);
-    if (startsRun(decision)) {
+    if (startsRun(decision, defaulted)) {
       // Two runs never process at once, and the cache may not have seen pods created a moment
       // ago: a new run starts only when the API server itself (a quorum read) lists no pod.
       const live = await this.#core.listNamespacedPod({
@@ -339,8 +339,10 @@ export class StreamJobController {
 }
 
 /** Whether the decision starts a new run (it then removes every other run's ConfigMap). */
-function startsRun(decision: Decision): boolean {
-  return decision.actions.some((a) => a.kind === "deleteConfigMaps" && a.keepRun !== undefined);
+/** Whether the decision starts a run: the run it records is not the one the job had. */
+function startsRun(decision: Decision, job: StreamJob): boolean {
+  const next = decision.status.run?.id;
+  return next !== undefined && next !== job.status?.run?.id;
 }
 
 /**

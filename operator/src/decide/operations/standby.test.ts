@@ -193,6 +193,12 @@ describe("standby: the next run waits warm before the old one stops", () => {
       refused.measurements.standbys.map((m) => m.result),
       ["skipped"],
     );
+    assert.deepEqual(actionsOf(refused, "deleteConfigMaps"), [
+      { kind: "deleteConfigMaps", run: "r2" },
+    ]);
+    // Once the standby is on record, a look creates what is missing and deletes nothing.
+    const again = decide(observe(after(changed, first), reachablePods()));
+    assert.deepEqual(actionsOf(again, "deleteConfigMaps"), []);
     assert.equal(actionsOf(refused, "triggerSavepoint").length, 2);
   });
 

@@ -79,6 +79,9 @@ export function prepareStandby(
   if (!op.standbyRun) {
     op = { ...op, standbyRun: id, standbyTime: now };
     draft.operation = op;
+    // A standby dropped earlier may have left a ConfigMap under this run's id (once: a later
+    // look would delete what this standby created).
+    draft.actions.push({ kind: "deleteConfigMaps", run: id });
   }
   const pods = standbyPods(draft, id);
   const live = pods.filter((p) => !p.terminating);
@@ -135,8 +138,6 @@ export function prepareStandby(
   const taken = new Set(pods.map((pod) => pod.subtask));
   const missing = Array.from({ length: p }, (_, i) => i).filter((i) => !taken.has(i));
   if (missing.length > 0) {
-    // A standby dropped earlier may have left a ConfigMap under this run's id.
-    if (pods.length === 0) draft.actions.push({ kind: "deleteConfigMaps", run: id });
     draft.actions.push({ kind: "create", object: buildConfigMap(ref) });
     for (const i of missing) draft.actions.push({ kind: "create", object: buildPod(ref, i) });
     if (live.length === 0 && pods.length === 0)
@@ -198,6 +199,7 @@ export function withoutStandby(op: Operation): Operation {
 /** No room for both runs: stop, then start, as without a standby. */
 function skipStandby(draft: Draft, op: Operation, live: ObservedPod[], why: string): boolean {
   deletePods(draft, live, "no room for a standby");
+  if (op.standbyRun) draft.actions.push({ kind: "deleteConfigMaps", run: op.standbyRun });
   draft.measurements.standbys.push({
     result: "skipped",
     seconds: secondsSince(draft, op.standbyTime),
@@ -238,6 +240,7 @@ function discardStandby(
     standbyPods(draft, id).filter((p) => !p.terminating),
     "its standby failed",
   );
+  draft.actions.push({ kind: "deleteConfigMaps", run: id });
   draft.rollback = {
     specHash: target.hash,
     upgradeHash: upgradeHash(target.spec),
