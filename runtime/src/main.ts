@@ -9,7 +9,7 @@
 //   WEIR_RUN            the run this pod belongs to (names its checkpoints)
 //   WEIR_RESTORE_FROM   a savepoint path to start from, `none` for empty state, or empty
 //   WEIR_STANDBY        `true`: a warm standby of the next run — everything up to the restore
-//                       done (job loaded, topics, storage, workers), then it waits for
+//                       done (job loaded, topics, storage client, workers), then it waits for
 //                       POST /v1/start with its restore source (WEIR_RESTORE_FROM unused)
 //   WEIR_CONFIG         path of the job configuration (JSON): kafka.* (bootstrap, tls, sasl:
 //                       file paths of mounted Secrets, never a secret itself), storage.*,
@@ -292,10 +292,6 @@ async function main(): Promise<void> {
     },
     controlAuth,
   );
-  if (standby) {
-    // Storage reachable with these credentials, before the standby says it is ready.
-    await store.assertUsable();
-  }
   await control.listen(process.env.POD_IP || "127.0.0.1", CONTROL_PORT);
   if (standby) {
     process.stdout.write(

@@ -202,7 +202,8 @@ describe("a StreamJob applied with kubectl", { concurrency: false }, () => {
     const before = await readJob(namespace, name);
     const oldRun = before.status?.run?.id;
     const history = await podHistory();
-    await patchJobSpec(namespace, name, { image: "weir/runtime:v2" });
+    // Stop, then start (a warm standby's pods wait beside the old ones by design).
+    await patchJobSpec(namespace, name, { image: "weir/runtime:v2", warmStandby: false });
     const sj = await eventually(
       "the new run to be Ready",
       async () => {
